@@ -1,0 +1,5 @@
+"""sdk-surface §2 module name for `Client`."""
+
+from dream.client.sync_client import Client
+
+__all__ = ["Client"]

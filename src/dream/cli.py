@@ -1,0 +1,288 @@
+"""The `dream` command line: a thin layer over the public Python API.
+
+Every subcommand parses arguments and calls what a Python user would call; none adds
+logic of its own. Heavy modules are imported inside the handlers so `dream --help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  dream models                                   # what this engine serves
+  dream predict --frame start.png --actions acts.npy -o out.mp4
+  dream run ./episodes ./out --concurrency 2     # one rollout per row, resumable
+  dream estimate ./episodes                      # rows, frames, USD, engine time
+  dream eval --episodes 100                      # built-in model vs baselines
+  dream serve --port 8000                        # HTTP server (needs [server])
+
+Without --base-url (or DREAM_BASE_URL) commands run the embedded engine in this
+process; with one they talk to a `dream serve` server using --api-key / DREAM_API_KEY.
+"""
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import dream
+
+    return dream.Client(base_url=args.base_url, api_key=args.api_key)
+
+
+def _add_remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", default=None, help="server URL (default: DREAM_BASE_URL, else the embedded engine)")
+    p.add_argument("--api-key", default=None, help="API key for a server (default: DREAM_API_KEY)")
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0); same inputs + seed → same mp4 bytes")
+    p.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the spec's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the spec's)")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    client = _client(args)
+    handles = client.models.list()
+    if args.json:
+        print(json.dumps([h.spec.__dict__ | {"arch": h.spec.arch.__dict__} for h in handles], default=str, indent=2))
+        return 0
+    rows = [("SLUG", "ACTIVE", "ACTIONS", "CHUNK", "RESOLUTION", "FPS", "USD/FRAME", "NOTE")]
+    for h in handles:
+        s = h.spec
+        rows.append((
+            s.slug, "yes" if s.active else "no", str(s.action_dim), str(s.chunk_size),
+            f"{s.resolution[0]}x{s.resolution[1]}", str(s.fps or ""), f"{s.price_per_frame_usd:g}",
+            "" if s.active else s.status_message,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import dream
+
+    client = _client(args)
+    model = client.models.get(args.spec or dream.DEFAULT_SPEC)
+    rollout = model.predict(
+        start_frame=args.frame, actions=args.actions, seed=args.seed, num_steps=args.num_steps, guidance=args.guidance
+    )
+    out = rollout.save(args.output)
+    print(
+        f"{out}: {rollout.num_frames} frames, {model.slug}, engine {rollout.engine_wall_ms:.0f} ms, "
+        f"${rollout.cost_usd:.4f} (request {rollout.request_id})"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- bulk
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dream.io.uri import sink_from_uri, source_from_uri
+
+    client = _client(args)
+    src = source_from_uri(args.source)
+    sink = sink_from_uri(args.sink)
+    result = client.predict_many(
+        src, sink, spec=args.spec, concurrency=args.concurrency, on_error=args.on_error, retries=args.retries,
+        progress=not args.no_progress, num_steps=args.num_steps, guidance=args.guidance, seed=args.seed,
+        resume=not args.no_resume,
+    )
+    print(
+        f"{result.ok} ok, {result.failed} failed, {result.skipped} skipped (already done) in {result.wall_s:.1f}s, "
+        f"${result.cost_usd:.4f} → {result.output_uri}"
+    )
+    for failure in result.failures[:20]:
+        print(f"  failed {failure.row_id}: {failure.error}", file=sys.stderr)
+    if len(result.failures) > 20:
+        print(f"  … and {len(result.failures) - 20} more (see the metadata table)", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from dream.io.uri import source_from_uri
+
+    client = _client(args)
+    est = client.estimate_cost(source_from_uri(args.source), spec=args.spec, frames_per_row=args.frames_per_row)
+    rows = "unknown" if est.rows is None else str(est.rows)
+    usd = "unknown" if est.total_usd is None else f"${est.total_usd:.4f}"
+    print(f"spec {est.spec or '(default)'}: {rows} rows x {est.frames_per_row} frames at ${est.price_per_frame_usd:g}/frame = {usd}")
+    if est.est_engine_s is not None:
+        print(f"estimated engine time: {est.est_engine_s:.1f} s (from the measured per-rollout wall)")
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dream.eval.pusht_eval import run_pusht_eval
+
+    horizons = tuple(int(h) for h in args.horizons.split(","))
+    result = run_pusht_eval(num_episodes=args.episodes, horizons=horizons, progress=not args.no_progress)
+    table = result.to_markdown()
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from dream.engine.models.dreamdojo.hub import pull
+
+    path = pull(args.slug, dest=args.dest, token=args.token, revision=args.revision)
+    print(f"weights for {args.slug} are in {path}")
+    print(f"serve them with: DREAM_WEIGHTS_DIR={path} dream serve --spec {args.slug}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from dream.engine.models.dreamdojo.convert import convert
+
+    out = convert(args.source, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dream",
+        description="Action-conditioned video world models: run rollouts in-process or against a server.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from dream._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"dream-engine {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the models this engine or server serves")
+    _add_remote(p)
+    p.add_argument("--json", action="store_true", help="print the full catalog entries as JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "predict",
+        help="one rollout: start frame + actions (.npy) → mp4",
+        description="Run one rollout and write its mp4. Frames of another size are scaled to cover the "
+        "spec's resolution and centre-cropped.",
+    )
+    p.add_argument("--frame", required=True, help="start frame image (PNG/JPEG, any size)")
+    p.add_argument("--actions", required=True, help="(T, action_dim) float32 .npy; T a multiple of the spec's chunk size")
+    p.add_argument("-o", "--output", default="out.mp4", help="mp4 to write (default out.mp4)")
+    p.add_argument("--spec", default=None, help="model slug (default: the built-in pusht-96)")
+    _add_sampling(p)
+    _add_remote(p)
+    p.set_defaults(func=cmd_predict)
+
+    uri_help = (
+        "./dir (PNG + .npy pairs by stem), s3://bucket/prefix, hf://datasets/org/name, "
+        "lerobot://org/name or lerobot:///abs/path"
+    )
+    p = sub.add_parser(
+        "run",
+        help="bulk: one rollout per source row into a sink (resumable)",
+        description=f"Stream SOURCE through the engine into SINK. SOURCE: {uri_help}. SINK: ./dir, "
+        "s3://bucket/prefix or hf://datasets/org/name. Re-running into the same sink skips rows already done.",
+    )
+    p.add_argument("source", help="where the rows come from")
+    p.add_argument("sink", help="where rollouts and the metadata table go")
+    p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
+    p.add_argument("--concurrency", type=int, default=2, help="rows in flight at once (default 2)")
+    p.add_argument("--on-error", choices=["skip", "halt"], default="skip", help="skip (record and go on) or halt")
+    p.add_argument("--retries", type=int, default=2, help="retries per row for transient errors (default 2)")
+    p.add_argument("--no-resume", action="store_true", help="redo rows the sink already holds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_sampling(p)
+    _add_remote(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("estimate", help="rows, frames, USD and engine time of a bulk run")
+    p.add_argument("source", help=uri_help)
+    p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
+    p.add_argument("--frames-per-row", type=int, default=None, help="override the frames per row (T + 1)")
+    _add_remote(p)
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser(
+        "eval",
+        help="built-in model vs baselines on held-out simulator episodes",
+        description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
+        "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
+        "model that ignores actions. Needs the [sim] extra.",
+    )
+    p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
+    p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
+    p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")
+    p.add_argument("slug", help="e.g. dreamdojo-2b-gr1")
+    p.add_argument("--dest", default=None, help="folder (default: DREAM_WEIGHTS_DIR or the Hub cache)")
+    p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / login cache)")
+    p.add_argument("--revision", default=None, help="branch, tag or commit")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("convert", help="convert a DreamDojo checkpoint (.pt or DCP folder) to safetensors")
+    p.add_argument("source", help="model_ema_*.pt file or DCP checkpoint folder")
+    p.add_argument("output", help="safetensors file to write")
+    p.set_defaults(func=cmd_convert)
+
+    try:
+        from dream.server.commands import register
+    except ImportError:
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    from dream.errors import DreamError, ModelNotActiveError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (DreamError, ModelNotActiveError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (ImportError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

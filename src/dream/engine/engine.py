@@ -1,0 +1,395 @@
+"""The Engine: validate → seed → run the spec's runner → uint8 frames (→ mp4).
+
+Numpy in, numpy out (DESIGN decision 2). The engine owns its loaded runners, serialises
+calls per runner, picks device and dtype, and refuses bad inputs with
+`InputValidationError` before any model work. It knows nothing of HTTP, billing or
+datasets; the client's local transport and the server both sit on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dream.engine import specs as spec_registry
+from dream.engine.runner import Runner, WeightsStatus, runner_class
+from dream.engine.specs import DEFAULT_SPEC, EngineSpec
+from dream.errors import EngineError, InputValidationError, ModelNotFoundError, WeightsNotFoundError
+from dream.inputs import check_actions, fit_frame
+
+if TYPE_CHECKING:
+    import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MAX_NUM_STEPS = 1000
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**63 - 1
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What one engine call produced: frames plus the parameters actually used."""
+
+    spec: EngineSpec
+    frames: np.ndarray  # uint8 (K, T + 1, H, W, 3)
+    wall_ms: float  # runner wall time (the fused forward), encoding excluded
+    num_steps: int | None  # effective value; None when the spec has no sampler steps
+    guidance: float | None
+    seeds: tuple[int, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def k(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[1])
+
+    def cost_usd(self) -> float:
+        """Charge for every rollout in this result at the spec's price."""
+        return self.spec.cost_usd(self.num_frames - 1, k=self.k)
+
+
+def validate_num_steps(num_steps: object) -> int | None:
+    """None or an int in [1, MAX_NUM_STEPS]; IVE naming the value otherwise."""
+    if num_steps is None:
+        return None
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int):
+        try:
+            as_float = float(num_steps)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputValidationError(f"num_steps must be an integer; got {num_steps!r}") from None
+        if not as_float.is_integer():
+            raise InputValidationError(f"num_steps must be an integer; got {num_steps!r}")
+        num_steps = int(as_float)
+    if not 1 <= num_steps <= MAX_NUM_STEPS:
+        raise InputValidationError(f"num_steps must be between 1 and {MAX_NUM_STEPS}; got {num_steps}")
+    return num_steps
+
+
+def validate_guidance(guidance: object) -> float | None:
+    """None or a finite float in [0, MAX_GUIDANCE]; IVE naming the value otherwise."""
+    if guidance is None:
+        return None
+    try:
+        g = float(guidance)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputValidationError(f"guidance must be a number; got {guidance!r}") from None
+    if isinstance(guidance, bool) or not math.isfinite(g) or not 0.0 <= g <= MAX_GUIDANCE:
+        raise InputValidationError(f"guidance must be a finite number between 0 and {MAX_GUIDANCE}; got {guidance!r}")
+    return g
+
+
+def validate_seed(seed: object) -> int:
+    """An int in [0, 2**63 - 1]; IVE naming the value otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        try:
+            as_float = float(seed)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputValidationError(f"seed must be an integer; got {seed!r}") from None
+        if not as_float.is_integer():
+            raise InputValidationError(f"seed must be an integer; got {seed!r}")
+        seed = int(as_float)
+    if not 0 <= seed <= MAX_SEED:
+        raise InputValidationError(f"seed must be between 0 and 2**63-1; got {seed}")
+    return seed
+
+
+class Engine:
+    """Loads specs' runners on demand and runs validated rollouts.
+
+    Args:
+        specs: slugs this engine serves (default: every registered spec; the first is
+            the default model). Unknown slugs raise `ModelNotFoundError`.
+        device: "cpu", "cuda", "cuda:1"…; None picks CUDA when available.
+        dtype: runner dtype override ("float32", "bfloat16"); None: the family default.
+        threads: torch CPU threads; None leaves torch's default.
+        weights: per-slug weights file or folder overrides.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[str] | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        threads: int | None = None,
+        weights: Mapping[str, str] | None = None,
+    ) -> None:
+        slugs = list(specs) if specs is not None else [s.slug for s in spec_registry.all_specs()]
+        if not slugs:
+            raise ValueError("an Engine needs at least one spec")
+        self._specs: dict[str, EngineSpec] = {}
+        for slug in slugs:
+            self._specs[slug] = self._lookup(slug)
+        self.default_slug = DEFAULT_SPEC if DEFAULT_SPEC in self._specs else slugs[0]
+        self._device = device
+        self.dtype = dtype
+        self.threads = threads
+        self._weights = dict(weights or {})
+        self._runners: dict[str, Runner] = {}
+        self._load_lock = threading.Lock()
+        self._run_locks: dict[str, threading.Lock] = {s: threading.Lock() for s in self._specs}
+        self._ms_per_frame: dict[str, float] = {}  # single-rollout wall per output frame, smoothed
+
+    # ----------------------------------------------------------------- catalog
+
+    @staticmethod
+    def _lookup(slug: str) -> EngineSpec:
+        try:
+            return spec_registry.get(slug)
+        except KeyError as exc:
+            raise ModelNotFoundError(str(exc.args[0])) from None
+
+    @property
+    def slugs(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, slug: str | None = None) -> EngineSpec:
+        """The spec of `slug` (default model when None); ModelNotFoundError if not served."""
+        slug = slug or self.default_slug
+        if slug not in self._specs:
+            raise ModelNotFoundError(f"model {slug!r} is not served here; served: {', '.join(self._specs)}")
+        return self._specs[slug]
+
+    def weights_status(self, slug: str) -> WeightsStatus:
+        """Whether `slug` can run here (weights present), without loading it."""
+        spec = self.spec(slug)
+        if slug in self._runners:
+            return WeightsStatus(True, location=self._weights.get(slug, ""))
+        try:
+            return runner_class(spec.runner).weights_status(spec, self._weights.get(slug))
+        except ImportError as exc:
+            return WeightsStatus(False, f"{slug} needs a dependency that is not installed: {exc}")
+
+    def is_active(self, slug: str) -> bool:
+        return self.weights_status(slug).available
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            import torch
+
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    # ----------------------------------------------------------------- loading
+
+    def runner(self, slug: str | None = None) -> Runner:
+        """The loaded runner of `slug`, loading and warming it up on first use."""
+        spec = self.spec(slug)
+        runner = self._runners.get(spec.slug)
+        if runner is not None:
+            return runner
+        with self._load_lock:
+            runner = self._runners.get(spec.slug)
+            if runner is None:
+                runner = self._load(spec)
+                self._runners[spec.slug] = runner
+        return runner
+
+    def _load(self, spec: EngineSpec) -> Runner:
+        status = self.weights_status(spec.slug)
+        if not status.available:
+            raise WeightsNotFoundError(status.message or f"weights for {spec.slug} are not available")
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = self.device
+        if device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        cls = runner_class(spec.runner)
+        t0 = time.perf_counter()
+        runner = cls(spec, device=device, dtype=self.dtype, weights=self._weights.get(spec.slug))
+        try:
+            runner.load()
+            runner.warmup()
+        except (WeightsNotFoundError, EngineError):
+            raise
+        except Exception as exc:
+            raise EngineError(f"loading {spec.slug} on {device} failed: {exc}") from exc
+        logger.info("loaded %s on %s in %.2fs", spec.slug, device, time.perf_counter() - t0)
+        return runner
+
+    def load(self, slug: str | None = None) -> None:
+        """Load (and warm up) `slug` now instead of on the first request."""
+        self.runner(slug)
+
+    def is_loaded(self, slug: str) -> bool:
+        return slug in self._runners
+
+    # ----------------------------------------------------------------- inference
+
+    def check_params(
+        self, spec: EngineSpec, num_steps: object, guidance: object, seeds: Sequence[object]
+    ) -> tuple[int | None, float | None, tuple[int, ...], tuple[str, ...]]:
+        """Validate sampling knobs; warn about knobs this spec ignores."""
+        steps = validate_num_steps(num_steps)
+        g = validate_guidance(guidance)
+        seed_values = tuple(validate_seed(s) for s in seeds)
+        notes: list[str] = []
+        if steps is not None and not spec.uses_num_steps:
+            notes.append(f"{spec.slug} has no sampler steps; num_steps={steps} has no effect")
+        if g is not None and not spec.uses_guidance:
+            notes.append(f"{spec.slug} has no guidance; guidance={g} has no effect")
+        if any(seed_values) and not spec.uses_seed:
+            notes.append(f"{spec.slug} is deterministic; seed={seed_values[0]} has no effect")
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=4)
+        if spec.uses_num_steps and steps is None and spec.default_num_steps:
+            steps = spec.default_num_steps
+        if spec.uses_guidance and g is None:
+            g = spec.default_guidance
+        return (steps if spec.uses_num_steps else None), (g if spec.uses_guidance else None), seed_values, tuple(notes)
+
+    def prepare_frame(self, spec: EngineSpec, frame: np.ndarray) -> np.ndarray:
+        """Validate a uint8 (H, W, 3) frame and fit it to the spec's resolution."""
+        import numpy as np
+
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputValidationError(
+                "start_frame must be uint8 (H, W, 3) at the engine; got "
+                f"{getattr(frame, 'dtype', type(frame).__name__)} {tuple(getattr(frame, 'shape', ()))}"
+            )
+        return fit_frame(frame, spec.resolution)
+
+    def prepare_actions(self, spec: EngineSpec, actions: np.ndarray, what: str = "actions") -> np.ndarray:
+        """Validate float (T, A) actions against the spec; float32 out."""
+        return check_actions(actions, action_dim=spec.action_dim, chunk_size=spec.chunk_size, what=what)
+
+    def predict(
+        self,
+        frame: np.ndarray,
+        actions: np.ndarray,
+        *,
+        spec: str | None = None,
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+    ) -> EngineResult:
+        """One rollout: uint8 (H, W, 3) + float (T, A) → frames (1, T + 1, H', W', 3)."""
+        s = self.spec(spec)
+        frame = self.prepare_frame(s, frame)
+        acts = self.prepare_actions(s, actions)
+        return self._run(s, frame[None], acts[None], [seed], num_steps, guidance)
+
+    def predict_batch(
+        self,
+        frame: np.ndarray,
+        actions: np.ndarray,
+        *,
+        spec: str | None = None,
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+    ) -> EngineResult:
+        """K candidates from one start frame, fused: (H, W, 3) + (K, T, A) → (K, T + 1, H', W', 3).
+
+        Every candidate uses `seed`, so candidates differ only by their actions (common
+        random numbers: what visual MPC wants when ranking plans).
+        """
+        import numpy as np
+
+        s = self.spec(spec)
+        frame = self.prepare_frame(s, frame)
+        if not isinstance(actions, np.ndarray) or actions.ndim != 3:
+            raise InputValidationError(
+                f"actions for predict_batch must be 3-D (K, T, action_dim); got shape {tuple(getattr(actions, 'shape', ()))}"
+            )
+        if actions.shape[0] == 0:
+            raise InputValidationError("actions has K=0 rollouts; need at least one.")
+        if actions.shape[0] > MAX_BATCH:
+            raise InputValidationError(f"predict_batch takes at most K={MAX_BATCH} candidates; got K={actions.shape[0]}")
+        acts = np.stack([self.prepare_actions(s, a, f"actions[{k}]") for k, a in enumerate(actions)])
+        return self._run(s, frame[None], acts, [seed] * acts.shape[0], num_steps, guidance)
+
+    def predict_fused(
+        self,
+        frames: Sequence[np.ndarray],
+        actions: Sequence[np.ndarray],
+        *,
+        spec: str | None = None,
+        seeds: Sequence[int],
+        num_steps: int | None = None,
+        guidance: float | None = None,
+    ) -> EngineResult:
+        """K independent rollouts (own frame, actions and seed each) in one fused forward.
+
+        Used by dynamic batching; every rollout's output equals what `predict` gives it
+        alone (per-rollout noise generators), up to floating-point batch effects.
+        """
+        import numpy as np
+
+        s = self.spec(spec)
+        if not (len(frames) == len(actions) == len(seeds)) or not frames:
+            raise ValueError(f"predict_fused needs K frames, actions and seeds; got {len(frames)}, {len(actions)}, {len(seeds)}")
+        fitted = np.stack([self.prepare_frame(s, f) for f in frames])
+        acts = [self.prepare_actions(s, a, f"actions[{k}]") for k, a in enumerate(actions)]
+        if len({a.shape[0] for a in acts}) > 1:
+            raise ValueError("predict_fused needs equal T across rollouts")
+        return self._run(s, fitted, np.stack(acts), list(seeds), num_steps, guidance)
+
+    def _run(
+        self,
+        spec: EngineSpec,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        seeds: Sequence[object],
+        num_steps: object,
+        guidance: object,
+    ) -> EngineResult:
+        steps, g, seed_values, notes = self.check_params(spec, num_steps, guidance, seeds)
+        runner = self.runner(spec.slug)
+        with self._run_locks[spec.slug]:
+            t0 = time.perf_counter()
+            try:
+                out = runner.rollout(frames, actions, seeds=seed_values, num_steps=steps, guidance=g)
+            except (InputValidationError, EngineError):
+                raise
+            except Exception as exc:
+                raise EngineError(f"{spec.slug} rollout failed: {type(exc).__name__}: {exc}") from exc
+            wall_ms = (time.perf_counter() - t0) * 1000.0
+        if actions.shape[0] == 1:
+            per_frame = wall_ms / (actions.shape[1] + 1)
+            prev = self._ms_per_frame.get(spec.slug)
+            self._ms_per_frame[spec.slug] = per_frame if prev is None else 0.8 * prev + 0.2 * per_frame
+        expected = (actions.shape[0], actions.shape[1] + 1, *spec.resolution, 3)
+        if tuple(out.shape) != expected:
+            raise EngineError(f"{spec.slug} runner returned shape {tuple(out.shape)}; expected {expected}")
+        return EngineResult(spec, out, wall_ms, steps, g, seed_values, notes)
+
+    def rollout_wall_s(self, slug: str | None = None, *, measure: bool = True) -> float | None:
+        """Engine wall of one canonical single rollout of `slug` on this machine.
+
+        From the rollouts run so far; with none yet and `measure`, runs one canonical
+        rollout (loading the model) to find out.
+        """
+        import numpy as np
+
+        spec = self.spec(slug)
+        if spec.slug not in self._ms_per_frame and measure:
+            h, w = spec.resolution
+            self.predict(
+                np.zeros((h, w, 3), np.uint8),
+                np.zeros((spec.canonical_T, spec.action_dim), np.float32),
+                spec=spec.slug,
+            )
+        per_frame = self._ms_per_frame.get(spec.slug)
+        return None if per_frame is None else per_frame * spec.canonical_frames / 1000.0
+
+    def encode_mp4(self, frames: np.ndarray, spec: str | None = None) -> bytes:
+        """One rollout's uint8 (T + 1, H, W, 3) frames → mp4 bytes at the spec's fps."""
+        from dream.engine.video import encode_mp4
+
+        return encode_mp4(frames, self.spec(spec).fps)

@@ -1,0 +1,105 @@
+"""The contract between the engine and a model family.
+
+A runner turns validated arrays into frames: it owns its modules, its weights and its
+sampler, and knows nothing of HTTP, billing, files or mp4. The engine validates inputs
+(shapes, dtype, resolution) before a runner ever sees them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dream.engine.specs import EngineSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# runner family -> "module:Class", imported only when a spec of that family is loaded.
+RUNNERS: dict[str, str] = {
+    "pusht": "dream.engine.models.pusht.runner:PushTRunner",
+    "dreamdojo": "dream.engine.models.dreamdojo.runner:DreamDojoRunner",
+}
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether a spec's weights can be loaded here, and if not, what to do about it."""
+
+    available: bool
+    message: str = ""  # for missing weights: exactly what to fetch and where to put it
+    location: str = ""  # where the weights were found (file or folder)
+
+
+class Runner(ABC):
+    """One loaded model of one family.
+
+    Lifecycle: ``weights_status`` (cheap, no loading) → ``__init__`` → ``load`` (weights
+    onto the device) → ``warmup`` → ``rollout`` many times, possibly from several threads
+    one at a time (the engine serialises calls).
+    """
+
+    def __init__(
+        self,
+        spec: EngineSpec,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        weights: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.device = device
+        self.dtype = dtype  # None: the family's default for the device (e.g. bf16 on CUDA)
+        self.weights = weights  # explicit weights file/folder; None: the family's search order
+
+    @classmethod
+    @abstractmethod
+    def weights_status(cls, spec: EngineSpec, weights: str | None = None) -> WeightsStatus:
+        """Say whether weights for `spec` are present (at `weights`, if given), without loading them."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights; raise `dream.errors.WeightsNotFoundError` naming what is missing."""
+
+    def warmup(self) -> None:
+        """Run a small rollout so the first real request pays no one-time costs."""
+        import numpy as np
+
+        h, w = self.spec.resolution
+        frame = np.zeros((1, h, w, 3), np.uint8)
+        actions = np.zeros((1, self.spec.chunk_size, self.spec.action_dim), np.float32)
+        self.rollout(frame, actions, seeds=[0], num_steps=self.spec.default_num_steps or None, guidance=None)
+
+    @abstractmethod
+    def rollout(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        num_steps: int | None,
+        guidance: float | None,
+    ) -> np.ndarray:
+        """Predict K rollouts in one fused computation.
+
+        frames:  uint8 (1 or K, H, W, 3) at the spec's resolution; a leading 1 means all K
+                 rollouts share one start frame (encode it once).
+        actions: float32 (K, T, action_dim), T a positive multiple of chunk_size, finite.
+        seeds:   K ints; rollout k's noise comes from its own generator seeded by seeds[k],
+                 so its output does not depend on what else shares the batch.
+        num_steps / guidance: None means the spec's default.
+        Returns uint8 (K, T + 1, H, W, 3); frame 0 of each rollout is its start frame.
+        """
+
+
+def runner_class(family: str) -> type[Runner]:
+    """Import and return the runner class of a model family."""
+    try:
+        target = RUNNERS[family]
+    except KeyError:
+        raise KeyError(f"unknown runner family {family!r}; known: {', '.join(sorted(RUNNERS))}") from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
