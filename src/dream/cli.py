@@ -153,9 +153,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from dream.engine.models.dreamdojo.convert import convert
+    from dream.engine.models.dreamdojo.convert import convert_checkpoint
 
-    out = convert(args.source, args.output)
+    out = convert_checkpoint(args.source, args.output, slug=args.spec, allow_pickle=args.allow_pickle)
     print(f"wrote {out}")
     return 0
 
@@ -247,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a DreamDojo checkpoint (.pt or DCP folder) to safetensors")
     p.add_argument("source", help="model_ema_*.pt file or DCP checkpoint folder")
     p.add_argument("output", help="safetensors file to write")
+    p.add_argument("--spec", default="dreamdojo-2b-gr1", help="spec whose config the checkpoint must match")
+    p.add_argument(
+        "--allow-pickle", action="store_true",
+        help="allow a .pt that holds pickled objects (only for checkpoints you trust)",
+    )
     p.set_defaults(func=cmd_convert)
 
     try:

@@ -1,0 +1,85 @@
+"""Built-in model on CPU: canonical rollout wall, real-time factor, and K=8 vs K=1.
+
+    python bench/engine_cpu.py [--repeats 20] [--threads 2]
+
+Measures, in one run on this machine, through the Engine (validation + runner):
+  * the canonical pusht-96 rollout (T=48 → 49 frames at 10 fps), engine only and with
+    mp4 encoding, as median wall and as a multiple of real time (4.9 s of video);
+  * K=8 candidates in one fused predict_batch vs K=1 (ratio of walls; 8.0 would mean no
+    benefit from fusing).
+Absolute figures are printed with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.system()}"
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    args = parser.parse_args()
+
+    from dream.engine.engine import Engine
+    from dream.examples import pusht_episode
+
+    engine = Engine(["pusht-96"], device="cpu", threads=args.threads)
+    engine.load("pusht-96")
+    spec = engine.spec("pusht-96")
+    ep = pusht_episode(0)
+    frame, actions = ep.start_frame, ep.actions[: spec.canonical_T]
+    k8 = np.stack([actions + np.float32(5 * k) for k in range(8)])
+
+    for _ in range(3):  # warm caches and allocator
+        engine.predict(frame, actions)
+        engine.predict_batch(frame, k8)
+
+    single = timed(lambda: engine.predict(frame, actions), args.repeats)
+    frames = engine.predict(frame, actions).frames[0]
+    encode = timed(lambda: engine.encode_mp4(frames), args.repeats)
+    batch = timed(lambda: engine.predict_batch(frame, k8), max(5, args.repeats // 2))
+
+    video_s = spec.canonical_frames / spec.fps
+    s1, enc, s8 = statistics.median(single), statistics.median(encode), statistics.median(batch)
+    print(f"machine: {machine()}")
+    print(f"spec {spec.slug}: T={spec.canonical_T} → {spec.canonical_frames} frames ({video_s:.1f} s of video at {spec.fps} fps)")
+    print(f"canonical rollout, engine only : median {s1 * 1000:7.1f} ms  (p90 {np.percentile(single, 90) * 1000:.1f} ms)"
+          f"  → {video_s / s1:5.1f}x real time, {spec.canonical_frames / s1:.0f} frames/s")
+    print(f"canonical rollout + mp4 encode : median {(s1 + enc) * 1000:7.1f} ms  → {video_s / (s1 + enc):5.1f}x real time")
+    print(f"K=8 fused batch                : median {s8 * 1000:7.1f} ms")
+    print(f"ratio K=8 / K=1 wall           : {s8 / s1:.2f}  (8.00 = no gain from fusing; "
+          f"{8 * s1 / s8:.1f}x the throughput of 8 single calls)")
+    target = 0.1 * video_s
+    print(f"target canonical wall < {target:.2f} s (10x real time): {'met' if s1 < target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

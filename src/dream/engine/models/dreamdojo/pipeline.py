@@ -1,0 +1,364 @@
+"""Chunked autoregressive rollout of DreamDojo: frames + actions → video frames.
+
+The glue between the DiT, the VAE and the sampler (diffusers' pipeline role): check
+inputs → encode the start frame → for each chunk of 12 actions: draw noise, run the
+rectified-flow sampler with conditioning-frame replacement, decode → the last decoded
+frame (as uint8) conditions the next chunk.
+
+One chunk, for K rollouts at once (all tensors batched over K):
+
+1. Conditioning latent: the chunk's start frame through the VAE encoder → (K, 16, 1, h, w).
+   For chunk 0 with a shared start frame (leading dim 1) it is encoded once and expanded.
+2. Noise (K, 16, 4, h, w): rollout k draws from its own CPU ``torch.Generator`` seeded with
+   ``seeds[k]`` (chunks draw one after another from it), then moves to the device, so a
+   rollout's output depends neither on the device nor on what shares its batch.
+3. Sampling: UniPC (order 2, bh2) over the shifted σ schedule. Before every network call
+   latent frame 0 is overwritten with the conditioning latent (condition-mask channel = 1)
+   and its velocity with ``ε − x0_cond``. Guidance g: ``v = v_c + g·(v_c − v_u)`` where the
+   unconditional branch uses the zero text embedding (Cosmos's text dropout) and the same
+   actions; both branches run as one batched forward. With g = 0, or when the two
+   branches are identical (the zero-embedding fallback), the unconditional pass is skipped.
+4. Decode the 4 latent frames → 13 frames; frames 1..12 are the chunk's output.
+
+Actions (see :func:`preprocess_actions`): by default ("model" mode) the (K, T, 384) array
+is taken as DreamDojo's model input, i.e. already normalised and relative, as the hosted
+API receives it. "gr1_absolute" mode accepts absolute GR-1 joint commands in dims [0:29)
+and applies the training preprocessing: min-max normalisation to [−1, 1] with the stats
+of ``action_stats.json`` in the weights folder, then relative per group of 4,
+``a[t:t+4] − a[t−1]`` (the first group is relative to ``a[0]``), other dims zeroed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from dream.engine.models.dreamdojo.config import DreamDojoConfig
+from dream.engine.models.dreamdojo.dit import CrossKV, DreamDojoDiT, StepCache
+from dream.engine.models.dreamdojo.vae import WanVAE
+from dream.engine.sampling import UniPCMultistep, flow_timestep, shifted_sigmas
+from dream.errors import EngineError, InputValidationError
+
+__all__ = [
+    "GR1_ACTION_SLICE",
+    "ActionMode",
+    "ActionStats",
+    "DreamDojoPipeline",
+    "PipelineOptions",
+    "RolloutStats",
+    "preprocess_actions",
+]
+
+logger = logging.getLogger(__name__)
+
+ActionMode = Literal["model", "gr1_absolute"]
+GR1_ACTION_SLICE = slice(0, 29)
+ACTION_STATS_FILENAME = "action_stats.json"
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class ActionStats:
+    """Per-dimension min/max of the GR-1 action slice, for min-max normalisation to [−1, 1].
+
+    File format (``action_stats.json`` in the weights folder)::
+
+        {"min": [29 floats], "max": [29 floats]}
+
+    The default (no file) is min = −1, max = 1: values are passed through unchanged.
+    """
+
+    minimum: tuple[float, ...]
+    maximum: tuple[float, ...]
+
+    @classmethod
+    def identity(cls, dims: int = 29) -> ActionStats:
+        return cls((-1.0,) * dims, (1.0,) * dims)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ActionStats:
+        try:
+            payload = json.loads(Path(path).read_text())
+            lo, hi = [float(v) for v in payload["min"]], [float(v) for v in payload["max"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EngineError(
+                f"could not read action stats {str(path)!r}: expected {{'min': [...], 'max': [...]}} ({exc})"
+            ) from exc
+        if len(lo) != len(hi):
+            raise EngineError(f"action stats {str(path)!r}: min has {len(lo)} values, max {len(hi)}")
+        return cls(tuple(lo), tuple(hi))
+
+    @classmethod
+    def from_folder(cls, folder: Path | None, dims: int = 29) -> ActionStats | None:
+        """Stats from ``folder/action_stats.json``; None when the file is absent."""
+        if folder is None or not (folder / ACTION_STATS_FILENAME).is_file():
+            return None
+        stats = cls.from_file(folder / ACTION_STATS_FILENAME)
+        if len(stats.minimum) != dims:
+            raise EngineError(
+                f"action stats in {str(folder)!r} have {len(stats.minimum)} dims; the GR-1 slice has {dims}"
+            )
+        return stats
+
+
+def preprocess_actions(
+    actions: np.ndarray,
+    mode: ActionMode,
+    stats: ActionStats | None = None,
+    *,
+    group: int = 4,
+    action_slice: slice = GR1_ACTION_SLICE,
+) -> np.ndarray:
+    """Actions as the user gave them (K, T, A) → the DiT's action input (K, T, A) float32.
+
+    "model": returned unchanged. "gr1_absolute": dims in `action_slice` are min-max
+    normalised with `stats` (identity when None) and made relative per group of `group`
+    consecutive actions to the action just before the group (``a[−1] := a[0]``); all other
+    dims are set to zero.
+    """
+    actions = np.asarray(actions, dtype=np.float32)
+    if mode == "model":
+        return actions
+    if mode != "gr1_absolute":
+        raise ValueError(f"unknown action mode {mode!r}; expected 'model' or 'gr1_absolute'")
+    t = actions.shape[1]
+    part = actions[:, :, action_slice].astype(np.float64)
+    dims = part.shape[-1]
+    stats = stats or ActionStats.identity(dims)
+    lo, hi = np.asarray(stats.minimum, np.float64), np.asarray(stats.maximum, np.float64)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    normed = np.where(hi > lo, 2.0 * (part - lo) / span - 1.0, 0.0)
+    group_start = (np.arange(t) // group) * group  # [T]: first index of each action's group
+    ref_index = np.maximum(group_start - 1, 0)
+    relative = normed - normed[:, ref_index, :]
+    out = np.zeros_like(actions)
+    out[:, :, action_slice] = relative.astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class PipelineOptions:
+    """Speed/quality knobs of the rollout that are not part of the Runner interface."""
+
+    # TeaCache-style step caching: 0 disables it. Typical values 0.05-0.3 (see the bench).
+    step_cache_threshold: float = 0.0
+    # Steps always computed at the start of each chunk when caching (and the last one).
+    step_cache_warmup_steps: int = 3
+    # Decode at most this many rollouts at once (None: all K) to bound VAE memory.
+    vae_batch_size: int | None = None
+    action_mode: ActionMode = "model"
+
+
+@dataclass
+class RolloutStats:
+    """What the last rollout cost: network calls and step-cache hits, wall time per stage."""
+
+    dit_calls: int = 0
+    computed_sample_steps: int = 0
+    skipped_sample_steps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+class DreamDojoPipeline:
+    """Runs rollouts with a loaded DiT and VAE on one device."""
+
+    def __init__(
+        self,
+        dit: DreamDojoDiT,
+        vae: WanVAE,
+        config: DreamDojoConfig,
+        *,
+        text_embedding: torch.Tensor | None = None,
+        action_stats: ActionStats | None = None,
+        options: PipelineOptions | None = None,
+    ) -> None:
+        self.dit = dit
+        self.vae = vae
+        self.config = config
+        self.options = options or PipelineOptions()
+        self.action_stats = action_stats
+        self.device = next(dit.parameters()).device
+        self.last_stats = RolloutStats()
+        with torch.inference_mode():
+            # Computed once: the projected text context and every block's cross-attention K/V.
+            context = dit.project_context(text_embedding)
+            uncond_context = dit.project_context(None, batch=1)
+            self.cross_kv: CrossKV = dit.cross_attention_kv(context)
+            self._uncond_kv: CrossKV = dit.cross_attention_kv(uncond_context)
+            self.uncond_is_cond = context.shape == uncond_context.shape and bool(
+                torch.equal(context, uncond_context)
+            )
+
+    # ------------------------------------------------------------------ public
+
+    def rollout(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: list[int],
+        num_steps: int,
+        guidance: float,
+    ) -> np.ndarray:
+        """uint8 frames (1 or K, H, W, 3), float32 actions (K, T, A) → uint8 (K, T + 1, H, W, 3)."""
+        cfg = self.config
+        k, t_total = actions.shape[:2]
+        self._check_inputs(frames, actions, seeds, num_steps)
+        model_actions = preprocess_actions(actions, self.options.action_mode, self.action_stats)
+        stats = RolloutStats()
+        h, w = frames.shape[1:3]
+        out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
+        out[:, 0] = frames  # frame 0 of each rollout is its start frame (broadcast when shared)
+
+        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        lat_h, lat_w = h // cfg.vae.spatial_compression, w // cfg.vae.spatial_compression
+        lat_t = cfg.latent_frames_per_chunk
+        with torch.inference_mode():
+            cond_pixels = torch.from_numpy(np.ascontiguousarray(frames))
+            actions_t = torch.from_numpy(model_actions).to(self.device)
+            for c in range(t_total // cfg.chunk_size):
+                t0 = time.perf_counter()
+                cond_latent = self.vae.encode_frames(cond_pixels)  # [1 or K, 16, 1, h, w]
+                if cond_latent.shape[0] != k:
+                    cond_latent = cond_latent.expand(k, -1, -1, -1, -1)
+                stats.add_time("encode", time.perf_counter() - t0)
+
+                noise = torch.stack(
+                    [torch.randn((cfg.dit.latent_channels, lat_t, lat_h, lat_w), generator=g) for g in gens]
+                ).to(self.device)
+                chunk_actions = actions_t[:, c * cfg.chunk_size : (c + 1) * cfg.chunk_size]
+                t0 = time.perf_counter()
+                latents = self.sample_chunk(cond_latent, chunk_actions, noise, num_steps, guidance, stats)
+                self._sync()
+                stats.add_time("denoise", time.perf_counter() - t0)
+
+                t0 = time.perf_counter()
+                video = self.vae.decode_to_uint8(
+                    latents, batch_size=self.options.vae_batch_size
+                )  # [K, 13, H, W, 3]
+                out[:, 1 + c * cfg.chunk_size : 1 + (c + 1) * cfg.chunk_size] = video[:, 1:].cpu().numpy()
+                cond_pixels = video[:, -1]  # the last decoded frame conditions the next chunk
+                stats.add_time("decode", time.perf_counter() - t0)
+        self.last_stats = stats
+        return out
+
+    def sample_chunk(
+        self,
+        cond_latent: torch.Tensor,
+        actions: torch.Tensor,
+        noise: torch.Tensor,
+        num_steps: int,
+        guidance: float,
+        stats: RolloutStats | None = None,
+    ) -> torch.Tensor:
+        """Denoise one chunk: conditioning latent (K, 16, 1, h, w), actions (K, 12, A), noise (K, 16, 4, h, w).
+
+        Returns the clean latents (K, 16, 4, h, w) float32 with frame 0 = the conditioning latent.
+        """
+        cfg = self.config
+        k = noise.shape[0]
+        noise = noise.float()
+        is_cond = torch.zeros((1, 1, noise.shape[2], 1, 1), dtype=torch.bool, device=noise.device)
+        is_cond[:, :, 0] = True
+        x0_cond = torch.zeros_like(noise)
+        x0_cond[:, :, :1] = cond_latent.float()
+        cond_velocity = noise - x0_cond  # the exact velocity of the conditioning frame
+        mask = is_cond.to(noise.dtype).expand(k, 1, -1, noise.shape[3], noise.shape[4])
+
+        use_uncond = guidance != 0.0 and not self.uncond_is_cond
+        if use_uncond:
+            kv = [
+                (
+                    torch.cat([kc.expand(k, -1, -1, -1), ku.expand(k, -1, -1, -1)]),
+                    torch.cat([vc.expand(k, -1, -1, -1), vu.expand(k, -1, -1, -1)]),
+                )
+                for (kc, vc), (ku, vu) in zip(self.cross_kv, self._uncond_kv, strict=True)
+            ]
+            net_actions, net_mask = torch.cat([actions, actions]), torch.cat([mask, mask])
+        else:
+            kv, net_actions, net_mask = self.cross_kv, actions, mask
+        opts = self.options
+        cache = StepCache(opts.step_cache_threshold) if opts.step_cache_threshold > 0 else None
+        stats = stats if stats is not None else RolloutStats()
+        solver = UniPCMultistep(shifted_sigmas(num_steps, cfg.flow_shift, cfg.sigma_max))
+
+        x = noise.clone()
+        for i in range(solver.num_steps):
+            sigma = solver.sigmas[i]
+            x_in = torch.where(is_cond, x0_cond, x)
+            timestep = torch.full((k,), float(flow_timestep(sigma)), device=noise.device)
+            if cache is not None:
+                cache.force = i < opts.step_cache_warmup_steps or i == solver.num_steps - 1
+            if use_uncond:
+                v = self.dit(
+                    torch.cat([x_in, x_in]),
+                    torch.cat([timestep, timestep]),
+                    net_actions,
+                    net_mask,
+                    kv,
+                    step_cache=cache,
+                ).float()
+                v_cond, v_uncond = v.chunk(2)
+                v = v_cond + guidance * (v_cond - v_uncond)
+            else:
+                v = self.dit(x_in, timestep, net_actions, net_mask, kv, step_cache=cache).float()
+            stats.dit_calls += 1
+            v = torch.where(is_cond, cond_velocity, v)
+            x = solver.step(v, x)
+        if cache is not None:
+            stats.computed_sample_steps += cache.computed_steps
+            stats.skipped_sample_steps += cache.skipped_steps
+        # Frame 0 ends within (1 − σ_0)·|ε − x0| of the conditioning latent; make it exact.
+        x[:, :, :1] = cond_latent.float()
+        return x
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_inputs(
+        self, frames: np.ndarray, actions: np.ndarray, seeds: list[int], num_steps: int
+    ) -> None:
+        cfg = self.config
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise InputValidationError(
+                f"frames must be uint8 (1 or K, H, W, 3), got {frames.dtype} {frames.shape}"
+            )
+        if actions.ndim != 3 or actions.shape[-1] != cfg.dit.action_dim:
+            raise InputValidationError(f"actions must be (K, T, {cfg.dit.action_dim}), got {actions.shape}")
+        k, t = actions.shape[:2]
+        if frames.shape[0] not in (1, k):
+            raise InputValidationError(
+                f"frames has {frames.shape[0]} start frames for {k} rollouts; expected 1 or {k}"
+            )
+        if t < cfg.chunk_size or t % cfg.chunk_size:
+            raise InputValidationError(
+                f"T = {t} actions is not a positive multiple of the chunk size {cfg.chunk_size}"
+            )
+        if len(seeds) != k:
+            raise InputValidationError(f"got {len(seeds)} seeds for {k} rollouts")
+        if num_steps < 1:
+            raise InputValidationError(f"num_steps must be >= 1, got {num_steps}")
+        h, w = frames.shape[1:3]
+        unit = cfg.vae.spatial_compression * cfg.dit.patch_spatial
+        if h % unit or w % unit:
+            raise InputValidationError(f"frame size {h}x{w} must be a multiple of {unit}")
+        if not np.isfinite(actions).all():
+            raise InputValidationError("actions contain NaN or infinite values")
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
