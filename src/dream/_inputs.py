@@ -1,5 +1,6 @@
 """sdk-surface §2 module name for input coercion (the code lives in `dream.inputs`)."""
 
+from dream.errors import InputValidationError
 from dream.inputs import (
     ActionsInput,
     StartFrameInput,
@@ -7,7 +8,6 @@ from dream.inputs import (
     coerce_actions_batch,
     coerce_start_frame,
 )
-from dream.errors import InputValidationError
 
 __all__ = [
     "ActionsInput",

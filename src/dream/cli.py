@@ -39,6 +39,27 @@ def _add_remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=None, help="API key for a server (default: DREAM_API_KEY)")
 
 
+def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: {flag} takes KEY=VALUE; got {pair!r}")
+        options[key.replace("-", "_")] = value
+    return options
+
+
+def _add_uri_options(p: argparse.ArgumentParser, *, sink: bool) -> None:
+    p.add_argument(
+        "--source-opt", action="append", metavar="KEY=VALUE",
+        help="source option, repeatable (e.g. frame_field=image actions_field=action for hf://, "
+        "horizon=48 stride=12 action_dim=384 for lerobot://); also accepted as ?key=value in the URI",
+    )
+    if sink:
+        p.add_argument("--sink-opt", action="append", metavar="KEY=VALUE",
+                       help="sink option, repeatable (e.g. shard_rows=500 private=true for hf://)")
+
+
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0); same inputs + seed → same mp4 bytes")
     p.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the spec's)")
@@ -64,7 +85,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
     return 0
 
 
@@ -94,8 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dream.io.uri import sink_from_uri, source_from_uri
 
     client = _client(args)
-    src = source_from_uri(args.source)
-    sink = sink_from_uri(args.sink)
+    src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    sink = sink_from_uri(args.sink, **_parse_options(args.sink_opt, "--sink-opt"))
     result = client.predict_many(
         src, sink, spec=args.spec, concurrency=args.concurrency, on_error=args.on_error, retries=args.retries,
         progress=not args.no_progress, num_steps=args.num_steps, guidance=args.guidance, seed=args.seed,
@@ -116,7 +137,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from dream.io.uri import source_from_uri
 
     client = _client(args)
-    est = client.estimate_cost(source_from_uri(args.source), spec=args.spec, frames_per_row=args.frames_per_row)
+    src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    est = client.estimate_cost(src, spec=args.spec, frames_per_row=args.frames_per_row)
     rows = "unknown" if est.rows is None else str(est.rows)
     usd = "unknown" if est.total_usd is None else f"${est.total_usd:.4f}"
     print(f"spec {est.spec or '(default)'}: {rows} rows x {est.frames_per_row} frames at ${est.price_per_frame_usd:g}/frame = {usd}")
@@ -213,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=2, help="retries per row for transient errors (default 2)")
     p.add_argument("--no-resume", action="store_true", help="redo rows the sink already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_uri_options(p, sink=True)
     _add_sampling(p)
     _add_remote(p)
     p.set_defaults(func=cmd_run)
@@ -221,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help=uri_help)
     p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
     p.add_argument("--frames-per-row", type=int, default=None, help="override the frames per row (T + 1)")
+    _add_uri_options(p, sink=False)
     _add_remote(p)
     p.set_defaults(func=cmd_estimate)
 

@@ -27,7 +27,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from dream.errors import InputValidationError
 
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    StartFrameInput = Union[np.ndarray, Image.Image, bytes, bytearray, memoryview, str, Path]
-    ActionsInput = Union[np.ndarray, list, tuple, bytes, bytearray, memoryview, str, Path]
+    StartFrameInput = np.ndarray | Image.Image | bytes | bytearray | memoryview | str | Path
+    ActionsInput = np.ndarray | list | tuple | bytes | bytearray | memoryview | str | Path
 else:
     StartFrameInput = Any
     ActionsInput = Any
@@ -354,7 +354,7 @@ def check_actions(
         )
     out = _to_float32_actions(arr, what)
     T, A = out.shape
-    if action_dim and A != action_dim:
+    if action_dim and action_dim != A:
         raise InputValidationError(
             f"{what} action_dim mismatch: model expects {action_dim}, got array with shape {_shape(arr)}"
         )

@@ -4,7 +4,6 @@ import pytest
 
 from dream.engine import specs
 from dream.engine.runner import RUNNERS
-
 from tests.shift_runner import shift_spec
 
 

@@ -177,9 +177,12 @@ class AsyncClient(BaseClient):
     ) -> PredictManyResult:
         """Async `Client.predict_many` (concurrency bounded by an asyncio semaphore)."""
         from dream._bulk import run_predict_many_async
+        from dream._retry import RetryPolicy
 
         mode = check_on_error(on_error)
-        transport = self._transport
+        # The bulk runner retries rows itself; a second retry layer underneath would multiply attempts.
+        bulk_client = self if self.is_local else self.with_options(retry_policy=RetryPolicy(max_attempts=1))
+        transport = bulk_client._transport
 
         async def predict(frame_bytes: bytes, actions_bytes: bytes, idempotency_key: str) -> RowOutcome:
             frames = _frames_of(actions_bytes)
@@ -189,10 +192,14 @@ class AsyncClient(BaseClient):
             )
             return outcome_of(pr, seed=seed, num_steps=num_steps, frames=frames)
 
-        return await run_predict_many_async(
-            src, sink, predict=predict, spec=spec, concurrency=concurrency, on_error=mode, retries=retries,
-            progress=progress, num_steps=num_steps, guidance=guidance, seed=seed, resume=resume,
-        )
+        try:
+            return await run_predict_many_async(
+                src, sink, predict=predict, spec=spec, concurrency=concurrency, on_error=mode, retries=retries,
+                progress=progress, num_steps=num_steps, guidance=guidance, seed=seed, resume=resume,
+            )
+        finally:
+            if bulk_client is not self:
+                await bulk_client.close()
 
     async def estimate_cost(
         self, src: IterableSource, *, spec: str | None = None, frames_per_row: int | None = None

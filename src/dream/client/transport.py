@@ -136,5 +136,5 @@ class Transport(ABC):
     def billing_topup(self, amount_cents: int) -> dict[str, Any]: ...
 
     # ----------------------------------------------------------------- lifecycle
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most transports hold nothing to release
         """Release connections or engines held by this transport."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from dream import DEFAULT_SPEC
+from dream import DEFAULT_SPEC as DEFAULT_SPEC
 
 
 @dataclass(frozen=True)

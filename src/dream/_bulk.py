@@ -1,0 +1,785 @@
+"""Bulk inference: the predict_many / estimate_cost runners and their result types.
+
+The runners see only the dream.io interfaces (`IterableSource`, `RolloutSink`) and a
+predict callable bound by the client, so they never know a directory from S3, nor the
+embedded engine from the HTTP API:
+
+    predict(frame_bytes, actions_bytes, idempotency_key) -> RowOutcome   (raises DreamError)
+
+How a run goes (sdk-surface §16, DESIGN decision 7):
+
+* The calling thread pulls rows from the source and keeps at most 2 × concurrency rows in
+  flight on a pool of `concurrency` workers, so memory does not grow with the dataset.
+  Only the calling thread touches the source and the sink; results are handled in
+  completion order.
+* Before a row reaches the engine the runner checks its id (one safe file name, unique in
+  the run) and whether the source flagged it (`SourceRow.error`); such rows fail without
+  an engine call. Rows the sink already holds as finished (`finished_row_ids()`) are
+  skipped when `resume=True`.
+* Transient errors (RateLimitError, honouring `retry_after`; ServerError) are retried up
+  to `retries` times with exponential backoff and jitter. Each row carries one
+  idempotency key derived from its content and the sampling arguments, the same on every
+  retry and every rerun, so a server that honours `Idempotency-Key` never charges a row
+  twice.
+* `on_error="skip"`: any other DreamError fails the row; it is listed in the result and
+  handed to `sink.write_failure`, and the run goes on. `"halt"` (alias `"raise"`): the
+  first failure stops the run. AuthError, InsufficientCreditsError, ModelNotFoundError,
+  WeightsNotFoundError, sink errors and non-dream exceptions always stop it.
+* Stopping: no new rows are pulled, in-flight rows are drained (their successes still
+  reach the sink), the sink is finalized best-effort, and the first fatal error is raised
+  with the row id in its message and in `exc.row_id`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from dream.errors import (
+    AuthError,
+    DreamError,
+    InputValidationError,
+    InsufficientCreditsError,
+    ModelNotFoundError,
+    RateLimitError,
+    ServerError,
+    WeightsNotFoundError,
+)
+from dream.io._records import STATUS_FAILED, STATUS_OK, unsafe_row_id_reason
+from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
+
+__all__ = [
+    "DEFAULT_FRAMES_PER_ROW",
+    "AsyncRowPredictor",
+    "CostEstimate",
+    "FailedRow",
+    "PredictManyResult",
+    "RowOutcome",
+    "RowPredictor",
+    "estimate_cost_for",
+    "estimate_cost_for_async",
+    "idempotency_key",
+    "retry_delay_s",
+    "run_predict_many",
+    "run_predict_many_async",
+]
+
+log = logging.getLogger("dream.bulk")
+
+DEFAULT_FRAMES_PER_ROW = 49  # sdk-surface §17: used when the first row's actions can't be read
+
+RETRY_BASE_DELAY_S = 0.5
+RETRY_MAX_DELAY_S = 8.0
+RETRY_AFTER_CAP_S = 60.0
+
+ON_ERROR_VALUES = {"skip": False, "halt": True, "raise": True}  # value -> halts?
+
+# Errors that say every later row would fail the same way (or would be refused): stop.
+_FATAL = (AuthError, InsufficientCreditsError, ModelNotFoundError, WeightsNotFoundError)
+_TRANSIENT = (RateLimitError, ServerError)
+
+
+# -- result types (sdk-surface §16, §17) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    """A row that produced no rollout: its id, the error, and the attempts made (0: never sent)."""
+
+    row_id: str
+    error: DreamError
+    attempts: int = 1
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class PredictManyResult:
+    """What a predict_many run did. `total` = ok + failed (skipped rows are not counted)."""
+
+    ok: int
+    failed: int
+    output_uri: str
+    failures: list[FailedRow] = field(default_factory=list)
+    skipped: int = 0  # rows already finished in the sink (resume)
+    cost_usd: float = 0.0  # sum over this run's ok rows
+    wall_s: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Price of running a source (sdk-surface §17), plus the estimated engine time.
+
+    est_engine_s: rows × the spec's measured wall per rollout (engine-seconds; divide by
+    the number of engines serving the run for wall-clock), None when either is unknown.
+    """
+
+    rows: int | None
+    frames_per_row: int
+    total_frames: int | None
+    total_usd: float | None
+    spec: str
+    price_per_frame_usd: float
+    est_engine_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """What one successful predict returns to the runner."""
+
+    mp4_bytes: bytes
+    request_id: str
+    engine_wall_ms: float
+    cost_usd: float
+    frames: int
+    seed: int
+    num_steps: int | None
+    status: int = 200
+
+
+RowPredictor = Callable[[bytes, bytes, str], RowOutcome]
+AsyncRowPredictor = Callable[[bytes, bytes, str], Awaitable[RowOutcome]]
+
+
+# -- small pure helpers ----------------------------------------------------------------
+
+
+def idempotency_key(
+    *,
+    spec: str | None,
+    seed: int,
+    num_steps: int | None,
+    guidance: float | None,
+    row_id: str,
+    frame_bytes: bytes,
+    actions_bytes: bytes,
+) -> str:
+    """A key that is the same for the same row content and sampling arguments, across
+    retries, reruns and processes (so a resumed row is never charged twice)."""
+    parts = [
+        "dream-predict-many/1",
+        spec,
+        seed,
+        num_steps,
+        guidance,
+        row_id,
+        hashlib.sha256(frame_bytes).hexdigest(),
+        hashlib.sha256(actions_bytes).hexdigest(),
+    ]
+    digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+    return f"pm-{digest[:48]}"
+
+
+def retry_delay_s(attempt: int, exc: BaseException, *, rng: random.Random | None = None) -> float:
+    """Wait before retry number `attempt` (1-based): the server's Retry-After when it gave
+    one (capped at 60 s), else 0.5 s × 2^(attempt-1) capped at 8 s, times a jitter in [0.5, 1.5)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, RateLimitError) and retry_after is not None and retry_after >= 0:
+        return min(float(retry_after), RETRY_AFTER_CAP_S)
+    base = min(RETRY_BASE_DELAY_S * 2 ** (attempt - 1), RETRY_MAX_DELAY_S)
+    return base * (rng or random).uniform(0.5, 1.5)
+
+
+def _halts(on_error: str) -> bool:
+    try:
+        return ON_ERROR_VALUES[on_error]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"on_error must be 'skip' or 'halt' (or its alias 'raise'), got {on_error!r}"
+        ) from None
+
+
+def _check_concurrency(concurrency: int) -> int:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    return concurrency
+
+
+def _tag_row(exc: BaseException, row_id: str | None) -> BaseException:
+    """Name the row in a fatal error: `exc.row_id`, and a `row 'x': ` message prefix."""
+    if row_id is None or getattr(exc, "row_id", None) is not None:
+        return exc
+    try:
+        exc.row_id = row_id  # type: ignore[attr-defined]
+    except AttributeError:
+        return exc
+    prefix = f"row {row_id!r}: "
+    if isinstance(exc, DreamError):
+        if not exc.message.startswith(prefix):
+            exc.message = prefix + exc.message
+            exc.args = (exc.message, *exc.args[1:])
+    elif len(exc.args) == 1 and isinstance(exc.args[0], str) and not isinstance(exc, OSError):
+        exc.args = (prefix + exc.args[0],)
+    elif hasattr(exc, "add_note"):
+        exc.add_note(f"while processing row {row_id!r}")
+    return exc
+
+
+def _source_rows(src: IterableSource, finished: set[str]) -> Iterator[SourceRow]:
+    # Built-in sources can skip reading (and decoding) rows the sink already holds. Only
+    # when `__iter__` is the one defined beside `_iter_rows`: a subclass that overrides
+    # `__iter__` (to transform rows, say) must be iterated as it says.
+    if finished:
+        owner = next((c for c in type(src).__mro__ if "_iter_rows" in c.__dict__), None)
+        if owner is not None and type(src).__iter__ is owner.__dict__.get("__iter__"):
+            return iter(src._iter_rows(finished))  # type: ignore[attr-defined]
+    return iter(src)
+
+
+def _close_iterator(rows: Iterator[Any]) -> None:
+    close = getattr(rows, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.debug("closing the source iterator failed", exc_info=True)
+
+
+# -- the state machine shared by the sync and async drivers -----------------------------
+
+
+class _BulkRun:
+    """Counters, admission checks and result handling of one run (calling thread only)."""
+
+    def __init__(
+        self,
+        src: IterableSource,
+        sink: RolloutSink,
+        *,
+        spec: str | None,
+        on_error: str,
+        progress: bool,
+        num_steps: int | None,
+        guidance: float | None,
+        seed: int,
+        resume: bool,
+    ) -> None:
+        self.halt = _halts(on_error)
+        self.src = src
+        self.sink = sink
+        self.spec = spec
+        self.num_steps = num_steps
+        self.guidance = guidance
+        self.seed = seed
+        self.started = time.perf_counter()
+        finished_ids = getattr(sink, "finished_row_ids", None)
+        self.finished: set[str] = set(finished_ids()) if resume and callable(finished_ids) else set()
+        self.seen: set[str] = set()
+        self.ok = 0
+        self.skipped = 0
+        self.cost_usd = 0.0
+        self.failures: list[FailedRow] = []
+        self.fatal: BaseException | None = None
+        self.bar = _progress_bar(progress, getattr(src, "rows_hint", None))
+
+    @property
+    def stopping(self) -> bool:
+        return self.fatal is not None
+
+    def set_fatal(self, exc: BaseException, row_id: str | None) -> None:
+        if self.fatal is None:
+            self.fatal = _tag_row(exc, row_id)
+
+    # -- rows -------------------------------------------------------------------------
+
+    def admit(self, row: SourceRow) -> SourceRow | None:
+        """The row to send to the engine, or None when it was handled here."""
+        row_id = row.row_id
+        if isinstance(row_id, int) and not isinstance(row_id, bool):
+            row_id = str(row_id)
+            row = SourceRow(row_id, row.frame_bytes, row.actions_bytes, row.metadata, row.error)
+        reason = unsafe_row_id_reason(row_id)
+        if reason is not None:
+            self._fail(
+                row_id if isinstance(row_id, str) else repr(row_id),
+                row.metadata,
+                InputValidationError(f"{reason}; row ids name the output files, so the row was not run"),
+                attempts=0,
+            )
+            return None
+        if row_id in self.seen:
+            # Not handed to the sink: its metadata is keyed by row id, and an entry for this
+            # id would overwrite the first row's.
+            self._fail(
+                row_id,
+                row.metadata,
+                InputValidationError(
+                    f"duplicate row id {row_id!r}: an earlier row of this source has the same id; "
+                    "this row was not run (row ids must be unique)"
+                ),
+                attempts=0,
+                to_sink=False,
+            )
+            return None
+        self.seen.add(row_id)
+        if row_id in self.finished:
+            self.skipped += 1
+            self._tick()
+            return None
+        source_error = getattr(row, "error", None)  # duck-typed rows may predate the field
+        if source_error is not None:
+            self._fail(row_id, row.metadata, InputValidationError(str(source_error)), attempts=0)
+            return None
+        return row
+
+    def done(
+        self,
+        row_id: str,
+        source_metadata: dict,
+        outcome: RowOutcome | None,
+        exc: BaseException | None,
+        attempts: int,
+    ) -> None:
+        """Handle one finished predict: write it, record it, or stop the run."""
+        if exc is None and outcome is not None:
+            record = RolloutRecord(
+                row_id, outcome.mp4_bytes, self._metadata(source_metadata, attempts, outcome=outcome)
+            )
+            try:
+                self.sink.write(record)
+            except Exception as write_exc:
+                self.set_fatal(write_exc, row_id)  # a sink that cannot write loses rows: stop
+                return
+            self.ok += 1
+            self.cost_usd += float(outcome.cost_usd or 0.0)
+            self._tick()
+        elif isinstance(exc, DreamError) and not isinstance(exc, _FATAL):
+            self._fail(row_id, source_metadata, exc, attempts=attempts)
+        else:
+            assert exc is not None
+            self.set_fatal(exc, row_id)
+
+    def _fail(
+        self, row_id: str, source_metadata: dict, exc: DreamError, *, attempts: int, to_sink: bool = True
+    ) -> None:
+        exc.__traceback__ = None  # keep failures light: a run may collect many
+        self.failures.append(FailedRow(row_id, exc, attempts))
+        log.info("row %r failed: %s", row_id, exc)
+        write_failure = getattr(self.sink, "write_failure", None)  # duck-typed sinks may lack it
+        if to_sink and callable(write_failure):
+            record = RolloutRecord(row_id, b"", self._metadata(source_metadata, attempts, error=exc))
+            try:
+                write_failure(record)
+            except Exception as write_exc:
+                self.set_fatal(write_exc, row_id)
+        self._tick()
+        if self.halt:
+            self.set_fatal(exc, row_id)
+
+    def _metadata(
+        self,
+        source_metadata: dict | None,
+        attempts: int,
+        *,
+        outcome: RowOutcome | None = None,
+        error: BaseException | None = None,
+    ) -> dict[str, Any]:
+        cost = float(outcome.cost_usd or 0.0) if outcome is not None else 0.0
+        return {
+            "status": STATUS_OK if outcome is not None else STATUS_FAILED,
+            "error": None if error is None else str(error),
+            "request_id": (outcome.request_id if outcome is not None else getattr(error, "request_id", None))
+            or "",
+            "spec": self.spec,
+            "seed": outcome.seed if outcome is not None else self.seed,
+            "num_steps": outcome.num_steps if outcome is not None else self.num_steps,
+            "guidance": self.guidance,
+            "frames": int(outcome.frames) if outcome is not None else 0,
+            "cost_usd": cost,
+            "estimated_charge_usd": cost,  # the 0.5.0 name of the same number
+            "engine_wall_ms": float(outcome.engine_wall_ms) if outcome is not None else 0.0,
+            "attempts": attempts,
+            "http_status": outcome.status if outcome is not None else getattr(error, "status_code", None),
+            "source_metadata": dict(source_metadata or {}),
+        }
+
+    def key_for(self, row: SourceRow) -> str:
+        return idempotency_key(
+            spec=self.spec,
+            seed=self.seed,
+            num_steps=self.num_steps,
+            guidance=self.guidance,
+            row_id=row.row_id,
+            frame_bytes=row.frame_bytes,
+            actions_bytes=row.actions_bytes,
+        )
+
+    # -- progress and the end -----------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(ok=self.ok, failed=len(self.failures), skipped=self.skipped, refresh=False)
+            self.bar.update(1)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def finish(self) -> PredictManyResult:
+        """Finalize the sink and return the result, or re-raise the first fatal error."""
+        self.close_bar()
+        if self.fatal is not None:
+            try:
+                self.sink.finalize()
+            except Exception:
+                log.warning("finalizing the sink after a fatal error failed", exc_info=True)
+            raise self.fatal
+        output_uri = self.sink.finalize()
+        if self.failures:
+            log.warning("predict_many: %d row(s) failed (see result.failures)", len(self.failures))
+        return PredictManyResult(
+            ok=self.ok,
+            failed=len(self.failures),
+            output_uri=str(output_uri),
+            failures=list(self.failures),
+            skipped=self.skipped,
+            cost_usd=self.cost_usd,
+            wall_s=time.perf_counter() - self.started,
+        )
+
+
+def _progress_bar(progress: bool, total: int | None) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="row", desc="predict_many", dynamic_ncols=True)
+
+
+# -- one row, with retries --------------------------------------------------------------
+
+
+def _predict_row(
+    predict: RowPredictor, row: SourceRow, key: str, retries: int, sleep: Callable[[float], Any]
+) -> tuple[RowOutcome | None, BaseException | None, int]:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return predict(row.frame_bytes, row.actions_bytes, key), None, attempt
+        except _TRANSIENT as exc:
+            if attempt > retries:
+                return None, exc, attempt
+            delay = retry_delay_s(attempt, exc)
+            log.debug("row %r: %s; retry %d in %.2f s", row.row_id, exc, attempt, delay)
+            sleep(delay)
+        except Exception as exc:
+            return None, exc, attempt
+
+
+async def _predict_row_async(
+    predict: AsyncRowPredictor, row: SourceRow, key: str, retries: int, sleep: Callable[[float], Any]
+) -> tuple[RowOutcome | None, BaseException | None, int]:
+    import inspect
+
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await predict(row.frame_bytes, row.actions_bytes, key), None, attempt
+        except _TRANSIENT as exc:
+            if attempt > retries:
+                return None, exc, attempt
+            slept = sleep(retry_delay_s(attempt, exc))
+            if inspect.isawaitable(slept):
+                await slept
+        except Exception as exc:
+            return None, exc, attempt
+
+
+# -- drivers ----------------------------------------------------------------------------
+
+
+def run_predict_many(
+    src: IterableSource,
+    sink: RolloutSink,
+    *,
+    predict: RowPredictor,
+    spec: str | None = None,
+    concurrency: int = 4,
+    on_error: str = "skip",
+    retries: int = 2,
+    progress: bool = True,
+    num_steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    resume: bool = True,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> PredictManyResult:
+    """Run `predict` over every row of `src` into `sink` on a pool of `concurrency` threads.
+
+    See the module docstring for retries, failures, resume and stopping. `spec`,
+    `num_steps`, `guidance` and `seed` are what the client bound into `predict`; they are
+    recorded in each row's metadata and in its idempotency key. `sleep` waits between
+    retries (inject a fake in tests). Raises ValueError for a bad `on_error` or
+    `concurrency` before touching the source or the sink.
+    """
+    _halts(on_error)
+    _check_concurrency(concurrency)
+    retries = max(0, int(retries))
+    run = _BulkRun(
+        src,
+        sink,
+        spec=spec,
+        on_error=on_error,
+        progress=progress,
+        num_steps=num_steps,
+        guidance=guidance,
+        seed=seed,
+        resume=resume,
+    )
+
+    def task(row: SourceRow) -> tuple[RowOutcome | None, BaseException | None, int]:
+        return _predict_row(predict, row, run.key_for(row), retries, sleep)
+
+    window = 2 * concurrency
+    inflight: dict[Future, tuple[str, dict]] = {}
+    rows = _source_rows(src, run.finished)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dream-predict-many")
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and not run.stopping and len(inflight) < window:
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    exhausted = True
+                    break
+                except Exception as exc:  # the source itself broke: stop like any fatal error
+                    run.set_fatal(exc, None)
+                    break
+                admitted = run.admit(row)
+                if admitted is not None:
+                    inflight[pool.submit(task, admitted)] = (admitted.row_id, admitted.metadata)
+            if not inflight:
+                break
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                row_id, source_metadata = inflight.pop(fut)
+                outcome, exc, attempts = fut.result()
+                run.done(row_id, source_metadata, outcome, exc, attempts)
+    except BaseException:
+        # KeyboardInterrupt and the like: stop now; rows not acknowledged by the sink are
+        # simply redone by the next (resumed) run.
+        for fut in inflight:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        run.close_bar()
+        _close_iterator(rows)
+        raise
+    pool.shutdown(wait=True)
+    _close_iterator(rows)
+    return run.finish()
+
+
+async def run_predict_many_async(
+    src: IterableSource,
+    sink: RolloutSink,
+    *,
+    predict: AsyncRowPredictor,
+    spec: str | None = None,
+    concurrency: int = 4,
+    on_error: str = "skip",
+    retries: int = 2,
+    progress: bool = True,
+    num_steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    resume: bool = True,
+    sleep: Callable[[float], Any] | None = None,
+) -> PredictManyResult:
+    """`run_predict_many` for a coroutine `predict`: an asyncio.Semaphore caps live calls at
+    `concurrency`; the source and the sink run in worker threads (one call at a time), so
+    blocking storage does not stall the event loop. `sleep` may be sync or async
+    (default asyncio.sleep)."""
+    import asyncio
+
+    _halts(on_error)
+    _check_concurrency(concurrency)
+    retries = max(0, int(retries))
+    sleep = sleep or asyncio.sleep
+    run = await asyncio.to_thread(
+        _BulkRun,
+        src,
+        sink,
+        spec=spec,
+        on_error=on_error,
+        progress=progress,
+        num_steps=num_steps,
+        guidance=guidance,
+        seed=seed,
+        resume=resume,
+    )
+    semaphore = asyncio.Semaphore(concurrency)
+    _end = object()
+
+    async def task(row: SourceRow) -> tuple[RowOutcome | None, BaseException | None, int]:
+        async with semaphore:
+            key = run.key_for(row)
+            return await _predict_row_async(predict, row, key, retries, sleep)
+
+    def pull(rows: Iterator[SourceRow]) -> Any:
+        return next(rows, _end)
+
+    window = 2 * concurrency
+    inflight: dict[asyncio.Task, tuple[str, dict]] = {}
+    rows = await asyncio.to_thread(_source_rows, src, run.finished)
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and not run.stopping and len(inflight) < window:
+                try:
+                    row = await asyncio.to_thread(pull, rows)
+                except Exception as exc:
+                    run.set_fatal(exc, None)
+                    break
+                if row is _end:
+                    exhausted = True
+                    break
+                admitted = await asyncio.to_thread(run.admit, row)
+                if admitted is not None:
+                    inflight[asyncio.ensure_future(task(admitted))] = (admitted.row_id, admitted.metadata)
+            if not inflight:
+                break
+            finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in finished:
+                row_id, source_metadata = inflight.pop(fut)
+                outcome, exc, attempts = fut.result()
+                await asyncio.to_thread(run.done, row_id, source_metadata, outcome, exc, attempts)
+    except BaseException:
+        for fut in inflight:
+            fut.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
+        run.close_bar()
+        _close_iterator(rows)
+        raise
+    _close_iterator(rows)
+    return await asyncio.to_thread(run.finish)
+
+
+# -- estimate_cost ----------------------------------------------------------------------
+
+
+def npy_shape(data: bytes) -> tuple[int, ...] | None:
+    """The array shape in a `.npy` header, without loading the data (None if not .npy)."""
+    if len(data) < 10 or not data.startswith(b"\x93NUMPY"):
+        return None
+    major = data[6]
+    if major == 1:
+        length, start = int.from_bytes(data[8:10], "little"), 10
+    elif major in (2, 3):
+        length, start = int.from_bytes(data[8:12], "little"), 12
+    else:
+        return None
+    try:
+        header = ast.literal_eval(data[start : start + length].decode("latin1"))
+        shape = header["shape"]
+        return tuple(int(n) for n in shape)
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        return None
+
+
+def _peek_frames_per_row(src: IterableSource, *, max_rows: int = 8) -> int:
+    """T + 1 of the first readable row's actions (sdk-surface §17), else 49."""
+    try:
+        rows = iter(src)
+    except Exception:
+        return DEFAULT_FRAMES_PER_ROW
+    try:
+        for _ in range(max_rows):
+            row = next(rows, None)
+            if row is None:
+                break
+            shape = npy_shape(bytes(row.actions_bytes[:4096])) if row.actions_bytes else None
+            if shape is not None and len(shape) == 2:
+                return shape[0] + 1
+    except Exception:
+        log.debug("peeking at the first row failed", exc_info=True)
+    finally:
+        _close_iterator(rows)
+    return DEFAULT_FRAMES_PER_ROW
+
+
+def estimate_cost_for(
+    src: IterableSource,
+    *,
+    spec: str | None,
+    frames_per_row: int | None,
+    price_per_frame_usd: float,
+    rollout_wall_s: float | None,
+    rollout_frames: int | None = None,
+) -> CostEstimate:
+    """Estimate a run of `src` without running it.
+
+    rows: `src.rows_hint`, else `len(src)`, else None (never a full pass over the data;
+    the built-in sources fill rows_hint from their listing or metadata).
+    frames_per_row: the argument, else T + 1 of the first row's actions (read from the
+    .npy header only), else 49.
+    est_engine_s: rows × `rollout_wall_s` (the spec's measured wall per rollout), scaled by
+    frames_per_row / `rollout_frames` when the measurement was for another length.
+    """
+    rows = getattr(src, "rows_hint", None)
+    if rows is None:
+        try:
+            rows = len(src)
+        except TypeError:
+            rows = None
+    fpr = int(frames_per_row) if frames_per_row is not None else _peek_frames_per_row(src)
+    price = float(price_per_frame_usd)
+    total_frames = rows * fpr if rows is not None else None
+    total_usd = total_frames * price if total_frames is not None else None
+    est_engine_s = None
+    if rows is not None and rollout_wall_s is not None:
+        per_row = float(rollout_wall_s)
+        if rollout_frames:
+            per_row *= fpr / float(rollout_frames)
+        est_engine_s = rows * per_row
+    return CostEstimate(
+        rows=rows,
+        frames_per_row=fpr,
+        total_frames=total_frames,
+        total_usd=total_usd,
+        spec=spec or "",
+        price_per_frame_usd=price,
+        est_engine_s=est_engine_s,
+    )
+
+
+async def estimate_cost_for_async(
+    src: IterableSource,
+    *,
+    spec: str | None,
+    frames_per_row: int | None,
+    price_per_frame_usd: float,
+    rollout_wall_s: float | None,
+    rollout_frames: int | None = None,
+) -> CostEstimate:
+    """`estimate_cost_for` in a worker thread (the peek may do blocking I/O)."""
+    import asyncio
+
+    return await asyncio.to_thread(
+        estimate_cost_for,
+        src,
+        spec=spec,
+        frames_per_row=frames_per_row,
+        price_per_frame_usd=price_per_frame_usd,
+        rollout_wall_s=rollout_wall_s,
+        rollout_frames=rollout_frames,
+    )

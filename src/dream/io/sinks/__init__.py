@@ -1,0 +1,1 @@
+"""Built-in sinks: dir, s3, hf (each imports its dependencies lazily)."""

@@ -1,0 +1,165 @@
+"""The dream.io contract: rows in, records out (sdk-surface §18.1).
+
+`IterableSource` yields `SourceRow`s (PNG start frame + .npy actions, keyed by a stable
+`row_id`); `Client.predict_many` runs one rollout per row and hands each result to a
+`RolloutSink` as a `RolloutRecord`. Subclass either ABC to plug in your own storage; only
+`__iter__` (sources) and `write` / `finalize` (sinks) are required.
+
+Nothing here imports numpy, pyarrow, boto3 or datasets.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["IterableSource", "RolloutRecord", "RolloutSink", "SourceRow"]
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One unit of bulk work.
+
+    row_id:        stable id of the row; becomes the output file name `<row_id>.mp4`, so
+                   it must be one path segment (no `/`, `\\`, not empty, `.` or `..`) and
+                   unique within a source. Resume skips rows whose id the sink holds.
+    frame_bytes:   the start frame as an encoded image (PNG; JPEG passes through).
+    actions_bytes: the action sequence as `.npy` bytes, float32 (T, action_dim).
+    metadata:      provenance kept next to the output (JSON-able values preferred).
+    error:         the source could not build this row (e.g. a frame without its actions
+                   file); predict_many records it as failed without calling the engine.
+                   Beyond sdk-surface §18.1: keyword, defaults to None.
+    """
+
+    row_id: str
+    frame_bytes: bytes
+    actions_bytes: bytes
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class IterableSource(ABC):
+    """A re-iterable stream of `SourceRow`s.
+
+    Every `iter(source)` must start a fresh pass (estimate_cost peeks at the first row,
+    predict_many then reads them all). `rows_hint` is the row count when known without a
+    full pass (it drives progress totals and `estimate_cost`); `len()` returns it, or
+    raises TypeError when it is None.
+    """
+
+    rows_hint: int | None = None
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[SourceRow]:
+        """Yield the rows, each with a stable, unique `row_id`."""
+
+    def __len__(self) -> int:
+        if self.rows_hint is None:
+            raise TypeError(f"{type(self).__name__} does not know its row count (rows_hint is None)")
+        return int(self.rows_hint)
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """One finished rollout on its way to a sink.
+
+    metadata (as `predict_many` builds it): status ("ok" / "failed"), error, request_id,
+    spec, seed, num_steps, guidance, frames, cost_usd (alias estimated_charge_usd),
+    engine_wall_ms, attempts, http_status, and source_metadata (the source row's own
+    metadata dict, nested so that its keys never collide with these).
+    """
+
+    row_id: str
+    mp4_bytes: bytes
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class RolloutSink(ABC):
+    """Where finished rollouts go.
+
+    Required: `write(record)` (called once per successful row; may be called from several
+    threads, so keep it thread-safe) and `finalize()` (called once at the end of a run;
+    must be idempotent and return the output URI).
+
+    Optional hooks with safe defaults, which the built-in sinks implement:
+    `write_failure(record)` receives each failed row (empty mp4, metadata with status
+    "failed" and the error) so the sink can list it next to the successes, and
+    `finished_row_ids()` names the rows already durably written with status ok, which a
+    resumed run skips.
+    """
+
+    @abstractmethod
+    def write(self, record: RolloutRecord) -> None:
+        """Persist one successful rollout (thread-safe)."""
+
+    @abstractmethod
+    def finalize(self) -> str:
+        """Flush whatever is buffered; idempotent; return the output URI."""
+
+    def write_failure(self, record: RolloutRecord) -> None:
+        """Record a failed row (`record.mp4_bytes` is empty). The default keeps nothing:
+        failures are always listed in `PredictManyResult.failures` anyway."""
+        return None
+
+    def finished_row_ids(self) -> set[str]:
+        """Row ids already written with status ok (resume skips them). Default: none."""
+        return set()
+
+    # Factories (sdk-surface §18.1); each imports its implementation on first use.
+
+    @classmethod
+    def dir(
+        cls,
+        path: str | Path,
+        *,
+        videos_subdir: str = "videos",
+        metadata_filename: str = "metadata.parquet",
+    ) -> RolloutSink:
+        """Local folder: `<path>/<videos_subdir>/<row_id>.mp4` + `<path>/<metadata_filename>`."""
+        from dream.io.sinks.dir import DirRolloutSink
+
+        return DirRolloutSink(path, videos_subdir=videos_subdir, metadata_filename=metadata_filename)
+
+    @classmethod
+    def s3(
+        cls,
+        uri: str,
+        *,
+        boto3_kwargs: dict[str, Any] | None = None,
+        videos_subdir: str = "videos",
+        metadata_filename: str = "metadata.parquet",
+    ) -> RolloutSink:
+        """S3 prefix mirroring the dir layout (needs boto3 and pyarrow)."""
+        from dream.io.sinks.s3 import S3RolloutSink
+
+        return S3RolloutSink(
+            uri, boto3_kwargs=boto3_kwargs, videos_subdir=videos_subdir, metadata_filename=metadata_filename
+        )
+
+    @classmethod
+    def hf(
+        cls,
+        repo: str,
+        *,
+        token: str | None = None,
+        private: bool = False,
+        shard_rows: int = 500,
+        license: str = "cc-by-4.0",
+        pretty_name: str | None = None,
+        endpoint: str | None = None,
+    ) -> RolloutSink:
+        """Hugging Face dataset repo: videos/ + metadata/data-NNNNN.parquet shards + card."""
+        from dream.io.sinks.hf import HfRolloutSink
+
+        return HfRolloutSink(
+            repo,
+            token=token,
+            private=private,
+            shard_rows=shard_rows,
+            license=license,
+            pretty_name=pretty_name,
+            endpoint=endpoint,
+        )

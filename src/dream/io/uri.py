@@ -1,0 +1,196 @@
+"""Sources and sinks from URIs (what `dream run SOURCE SINK` and `dream estimate SOURCE` take).
+
+Source URIs (`source_from_uri`):
+
+    ./episodes, /data/episodes, file:///data/episodes
+                                    a local folder: frames_from_dir (frame_glob, actions_glob);
+                                    a folder holding meta/info.json is read as LeRobot
+    s3://bucket/prefix              frames_from_s3 (frame_glob, actions_glob, id_pattern,
+                                    boto3_kwargs, prefetch)
+    hf://datasets/org/name          frames_from_hf (frame_field and actions_field required;
+    hf://datasets/org/name@rev      split, id_field, token, endpoint); `@rev` sets revision
+    hf+parquet:///data/train-*.parquet
+                                    frames_from_hf on local Parquet file(s) (a path or glob)
+    lerobot://org/name              frames_from_lerobot on a Hub repo (camera, horizon,
+    lerobot://org/name@rev          stride, chunk_size, action_dim, episodes, token, …)
+    lerobot:///abs/path, lerobot:./rel/path
+                                    frames_from_lerobot on a local dataset folder
+
+Sink URIs (`sink_from_uri`):
+
+    ./out, /data/out, file:///data/out   RolloutSink.dir (videos_subdir, metadata_filename)
+    s3://bucket/prefix                   RolloutSink.s3 (boto3_kwargs, videos_subdir, …)
+    hf://datasets/org/name               RolloutSink.hf (token, private, shard_rows, license,
+                                         pretty_name, endpoint)
+
+Options are passed to the factory as keyword arguments; options whose value is None are
+dropped (so a CLI can pass every flag it has); an option the factory does not take
+raises TypeError naming it. Options may also ride in the URI's query string, e.g.
+`hf://datasets/org/name?frame_field=image&actions_field=action&split=train` or
+`lerobot://org/name?horizon=48&stride=12&action_dim=384` (keyword arguments win over the
+query; integer, boolean and list options are converted). Anything else raises ValueError
+listing the accepted forms.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from dream.io.types import IterableSource, RolloutSink
+
+__all__ = ["SINK_FORMS", "SOURCE_FORMS", "sink_from_uri", "source_from_uri"]
+
+SOURCE_FORMS = (
+    "./dir | /abs/dir | file:///abs/dir",
+    "s3://bucket/prefix",
+    "hf://datasets/org/name[@revision]",
+    "hf+parquet:///path/to/*.parquet",
+    "lerobot://org/name[@revision] | lerobot:///abs/path | lerobot:./rel/path",
+)
+SINK_FORMS = (
+    "./dir | /abs/dir | file:///abs/dir",
+    "s3://bucket/prefix",
+    "hf://datasets/org/name",
+)
+
+
+_INT_OPTIONS = frozenset({"horizon", "stride", "chunk_size", "action_dim", "shard_rows", "prefetch"})
+_BOOL_OPTIONS = frozenset({"private", "fsync"})
+_INT_LIST_OPTIONS = frozenset({"episodes"})
+
+
+def _split_query(uri: str, options: dict[str, Any]) -> str:
+    """Move `?k=v&…` options of `uri` into `options` (explicit options win); return the bare URI."""
+    if "?" not in uri:
+        return uri
+    from urllib.parse import parse_qsl
+
+    bare, _, query = uri.partition("?")
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in options:
+            continue
+        try:
+            if key in _INT_OPTIONS:
+                options[key] = int(value)
+            elif key in _BOOL_OPTIONS:
+                options[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif key in _INT_LIST_OPTIONS:
+                options[key] = [int(v) for v in value.split(",") if v.strip()]
+            else:
+                options[key] = value
+        except ValueError:
+            raise ValueError(f"URI option {key}={value!r} in {uri!r} is not valid") from None
+    return bare
+
+
+def _call(factory: Callable[..., Any], what: str, *args: Any, **options: Any) -> Any:
+    options = {k: v for k, v in options.items() if v is not None}
+    params = inspect.signature(factory).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in options if k not in params and not accepts_any)
+    if unknown:
+        known = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        raise TypeError(f"{what} does not take option(s) {unknown}; it takes {known}")
+    return factory(*args, **options)
+
+
+def _split_revision(name: str) -> tuple[str, str | None]:
+    if "@" in name:
+        repo, _, revision = name.partition("@")
+        return repo, unquote(revision) or None
+    return name, None
+
+
+def _hf_dataset_id(uri: str) -> tuple[str, str | None]:
+    rest = uri[len("hf://") :]
+    if not rest.startswith("datasets/"):
+        raise ValueError(f"{uri!r}: only Hugging Face dataset repos are supported (hf://datasets/org/name)")
+    repo, revision = _split_revision(rest[len("datasets/") :].strip("/"))
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"{uri!r}: expected hf://datasets/org/name")
+    return repo, revision
+
+
+def _local_path(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        return Path(unquote(uri[len("file://") :]))
+    if "://" in uri:
+        return None
+    return Path(uri).expanduser()
+
+
+def _bad(uri: str, forms: tuple[str, ...], what: str) -> ValueError:
+    return ValueError(f"unsupported {what} URI {uri!r}; use one of: " + "; ".join(forms))
+
+
+def source_from_uri(uri: str, **options: Any) -> IterableSource:
+    """The source a URI names (forms in the module docstring); `options` go to its factory."""
+    if not isinstance(uri, str) or not uri:
+        raise _bad(str(uri), SOURCE_FORMS, "source")
+    uri = _split_query(uri, options)
+    if uri.startswith("s3://"):
+        from dream.io.sources.s3 import frames_from_s3
+
+        return _call(frames_from_s3, "frames_from_s3", uri, **options)
+    if uri.startswith("hf://"):
+        from dream.io.sources.hf import frames_from_hf
+
+        repo, revision = _hf_dataset_id(uri)
+        options.setdefault("revision", revision)
+        return _call(frames_from_hf, "frames_from_hf", repo, **options)
+    if uri.startswith("hf+parquet://"):
+        from dream.io.sources.hf import frames_from_hf
+
+        return _call(frames_from_hf, "frames_from_hf", unquote(uri[len("hf+parquet://") :]), **options)
+    if uri.startswith("lerobot:"):
+        from dream.io.sources.lerobot import frames_from_lerobot
+
+        rest = uri[len("lerobot:") :]
+        if rest.startswith("///"):
+            target, revision = unquote(rest[2:]), None  # lerobot:///abs/path
+        elif rest.startswith("//"):
+            target, revision = _split_revision(rest[2:].strip("/"))  # lerobot://org/name[@rev]
+        else:
+            target, revision = unquote(rest), None  # lerobot:./rel/path
+        if not target:
+            raise _bad(uri, SOURCE_FORMS, "source")
+        options.setdefault("revision", revision)
+        return _call(frames_from_lerobot, "frames_from_lerobot", target, **options)
+    path = _local_path(uri)
+    if path is None:
+        raise _bad(uri, SOURCE_FORMS, "source")
+    if (path / "meta" / "info.json").is_file():
+        from dream.io.sources.lerobot import frames_from_lerobot
+
+        return _call(frames_from_lerobot, "frames_from_lerobot", str(path), **options)
+    from dream.io.sources.dir import frames_from_dir
+
+    return _call(frames_from_dir, "frames_from_dir", path, **options)
+
+
+def sink_from_uri(uri: str, **options: Any) -> RolloutSink:
+    """The sink a URI names (forms in the module docstring); `options` go to its factory."""
+    if not isinstance(uri, str) or not uri:
+        raise _bad(str(uri), SINK_FORMS, "sink")
+    uri = _split_query(uri, options)
+    if uri.startswith("s3://"):
+        from dream.io.sinks.s3 import S3RolloutSink
+
+        return _call(S3RolloutSink, "RolloutSink.s3", uri, **options)
+    if uri.startswith("hf://"):
+        from dream.io.sinks.hf import HfRolloutSink
+
+        repo, revision = _hf_dataset_id(uri)
+        if revision is not None:
+            options.setdefault("revision", revision)
+        return _call(HfRolloutSink, "RolloutSink.hf", repo, **options)
+    path = _local_path(uri)
+    if path is None:
+        raise _bad(uri, SINK_FORMS, "sink")
+    from dream.io.sinks.dir import DirRolloutSink
+
+    return _call(DirRolloutSink, "RolloutSink.dir", path, **options)

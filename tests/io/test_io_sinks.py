@@ -1,0 +1,314 @@
+"""Sinks: layouts, metadata schema, atomicity, crash recovery, resume state, thread safety."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from io_support import HubStandIn
+
+from dream.io import RolloutRecord, RolloutSink
+from dream.io._records import COLUMN_NAMES
+
+MP4 = b"\x00\x00\x00\x18ftypmp42" + b"x" * 64
+
+
+def ok_record(row_id: str, **extra) -> RolloutRecord:
+    metadata = {
+        "status": "ok",
+        "request_id": f"req-{row_id}",
+        "spec": "tiny",
+        "seed": 3,
+        "num_steps": 5,
+        "guidance": 1.5,
+        "frames": 9,
+        "cost_usd": 0.009,
+        "engine_wall_ms": 12.5,
+        "attempts": 1,
+        "source_metadata": {"episode": row_id, "n": 1},
+        **extra,
+    }
+    return RolloutRecord(row_id, MP4 + row_id.encode(), metadata)
+
+
+def failed_record(row_id: str, error: str = "boom") -> RolloutRecord:
+    return RolloutRecord(
+        row_id, b"", {"status": "failed", "error": error, "spec": "tiny", "seed": 3, "source_metadata": {}}
+    )
+
+
+# -- dir ----------------------------------------------------------------------------------
+
+
+def test_dir_layout_schema_and_idempotent_finalize(tmp_path: Path) -> None:
+    sink = RolloutSink.dir(tmp_path / "out")
+    sink.write(ok_record("a"))
+    sink.write_failure(failed_record("b"))
+    sink.write(ok_record("c"))
+    uri = sink.finalize()
+    assert uri == str((tmp_path / "out").resolve())
+    assert (tmp_path / "out" / "videos" / "a.mp4").read_bytes() == MP4 + b"a"
+    assert not (tmp_path / "out" / "videos" / "b.mp4").exists()
+    table = pq.read_table(tmp_path / "out" / "metadata.parquet")
+    assert table.column_names == list(COLUMN_NAMES)
+    assert (
+        str(table.schema.field("seed").type) == "int64"
+        and str(table.schema.field("guidance").type) == "double"
+    )
+    rows = {r["row_id"]: r for r in table.to_pylist()}
+    assert rows["a"]["file_name"] == "videos/a.mp4" and rows["a"]["status"] == "ok"
+    assert rows["a"]["request_id"] == "req-a" and rows["a"]["frames"] == 9 and rows["a"]["guidance"] == 1.5
+    assert json.loads(rows["a"]["source_metadata"]) == {"episode": "a", "n": 1}
+    assert rows["b"]["status"] == "failed" and rows["b"]["error"] == "boom" and rows["b"]["file_name"] == ""
+    mtime = (tmp_path / "out" / "metadata.parquet").stat().st_mtime_ns
+    assert sink.finalize() == uri
+    assert (tmp_path / "out" / "metadata.parquet").stat().st_mtime_ns == mtime  # idempotent, not rewritten
+    assert sink.finished_row_ids() == {"a", "c"}
+
+
+def test_dir_zero_rows_still_writes_a_typed_table(tmp_path: Path) -> None:
+    RolloutSink.dir(tmp_path).finalize()
+    table = pq.read_table(tmp_path / "metadata.parquet")
+    assert table.num_rows == 0 and table.column_names == list(COLUMN_NAMES)
+
+
+def test_dir_rerun_appends_and_last_entry_wins(tmp_path: Path) -> None:
+    first = RolloutSink.dir(tmp_path)
+    first.write(ok_record("a"))
+    first.write_failure(failed_record("b"))
+    first.finalize()
+    second = RolloutSink.dir(tmp_path)
+    assert second.finished_row_ids() == {"a"}  # the failed row is retried
+    second.write(ok_record("b"))
+    second.finalize()
+    rows = pq.read_table(tmp_path / "metadata.parquet").to_pylist()
+    assert sorted((r["row_id"], r["status"]) for r in rows) == [("a", "ok"), ("b", "ok")]
+
+
+def test_dir_recovers_from_a_crash_mid_write(tmp_path: Path) -> None:
+    sink = RolloutSink.dir(tmp_path)
+    sink.write(ok_record("a"))
+    sink.close()
+    # What a kill -9 can leave: a half-written temp mp4 and a journal line cut short.
+    (tmp_path / "videos" / ".b.dream-tmp-0123").write_bytes(b"partial")
+    with open(tmp_path / "metadata.journal.jsonl", "ab") as fh:
+        fh.write(b'{"row_id": "b", "status": "o')
+    # An mp4 renamed into place whose journal line never landed is not "finished".
+    (tmp_path / "videos" / "c.mp4").write_bytes(MP4)
+    again = RolloutSink.dir(tmp_path)
+    assert again.finished_row_ids() == {"a"}
+    assert not list((tmp_path / "videos").glob("*dream-tmp*"))
+    again.write(ok_record("b"))
+    again.finalize()
+    lines = (tmp_path / "metadata.journal.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["row_id"] for line in lines] == ["a", "b"]
+
+
+def test_dir_rejects_unsafe_ids_but_journals_their_failures(tmp_path: Path) -> None:
+    sink = RolloutSink.dir(tmp_path / "out")
+    for bad in ["../x", "a/b", "", ".."]:
+        with pytest.raises(ValueError, match="row id"):
+            sink.write(ok_record(bad))
+        sink.write_failure(failed_record(bad, "unsafe"))
+    sink.finalize()
+    assert not (tmp_path / "x.mp4").exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "metadata.journal.jsonl",
+        "metadata.parquet",
+        "videos",
+    ]
+    assert pq.read_table(tmp_path / "out" / "metadata.parquet").num_rows == 4
+
+
+def test_dir_write_is_thread_safe(tmp_path: Path) -> None:
+    sink = RolloutSink.dir(tmp_path)
+    barrier = threading.Barrier(8)
+
+    def writer(k: int) -> None:
+        barrier.wait()
+        for i in range(25):
+            sink.write(ok_record(f"t{k}_{i:02d}"))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sink.finalize()
+    rows = pq.read_table(tmp_path / "metadata.parquet").column("row_id").to_pylist()
+    assert len(rows) == len(set(rows)) == 200
+    for line in (tmp_path / "metadata.journal.jsonl").read_bytes().splitlines():
+        json.loads(line)  # no interleaved lines
+    assert len(list((tmp_path / "videos").iterdir())) == 200
+
+
+def test_dir_without_pyarrow_falls_back_to_jsonl(tmp_path: Path) -> None:
+    code = f"""
+import sys, warnings, json
+sys.modules["pyarrow"] = None
+from dream.io import RolloutSink, RolloutRecord
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    sink = RolloutSink.dir({str(tmp_path)!r})
+print(json.dumps([str(w.message) for w in caught]))
+sink.write(RolloutRecord("a", b"mp4", {{"status": "ok"}}))
+print(sink.finalize())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    warning_lines = json.loads(out.stdout.splitlines()[0])
+    assert any("pip install 'dream-engine[io]'" in w and "metadata.jsonl" in w for w in warning_lines)
+    entries = [json.loads(line) for line in (tmp_path / "metadata.jsonl").read_text().splitlines()]
+    assert [e["row_id"] for e in entries] == ["a"] and set(entries[0]) == set(COLUMN_NAMES)
+    assert not (tmp_path / "metadata.parquet").exists()
+
+
+# -- s3 -----------------------------------------------------------------------------------
+
+
+def test_s3_layout_journal_and_resume(s3_bucket, s3_kwargs) -> None:
+    bucket, client = s3_bucket
+    sink = RolloutSink.s3(f"s3://{bucket}/runs/r1/", boto3_kwargs=s3_kwargs)
+    sink.write(ok_record("a"))
+    sink.write_failure(failed_record("b"))
+    sink.write_failure(failed_record("../evil", "unsafe id"))
+    assert sink.finalize() == f"s3://{bucket}/runs/r1/"
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert "runs/r1/videos/a.mp4" in keys and "runs/r1/metadata.parquet" in keys
+    assert not any(k.endswith("b.mp4") for k in keys) and not any(k.startswith("runs/evil") for k in keys)
+    body = client.get_object(Bucket=bucket, Key="runs/r1/videos/a.mp4")["Body"].read()
+    assert body == MP4 + b"a"
+    table = pq.read_table(
+        io.BytesIO(client.get_object(Bucket=bucket, Key="runs/r1/metadata.parquet")["Body"].read())
+    )
+    assert table.column_names == list(COLUMN_NAMES)
+    assert sorted(
+        zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True)
+    ) == [
+        ("../evil", "failed"),
+        ("a", "ok"),
+        ("b", "failed"),
+    ]
+    # A second process: finished ids from the listing, failed row retried and replaced.
+    again = RolloutSink.s3(f"s3://{bucket}/runs/r1", boto3_kwargs=s3_kwargs)
+    assert again.finished_row_ids() == {"a"}
+    again.write(ok_record("b"))
+    again.finalize()
+    table = pq.read_table(
+        io.BytesIO(client.get_object(Bucket=bucket, Key="runs/r1/metadata.parquet")["Body"].read())
+    )
+    statuses = dict(zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True))
+    assert statuses == {"a": "ok", "b": "ok", "../evil": "failed"}
+    assert table.num_rows == 3  # b listed once
+    assert again.finalize() == f"s3://{bucket}/runs/r1/"
+
+
+def test_s3_write_is_thread_safe(s3_bucket, s3_kwargs) -> None:
+    bucket, client = s3_bucket
+    sink = RolloutSink.s3(f"s3://{bucket}", boto3_kwargs=s3_kwargs)
+    threads = [
+        threading.Thread(target=lambda k=k: [sink.write(ok_record(f"t{k}_{i}")) for i in range(5)])
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sink.finalize() == f"s3://{bucket}/"
+    table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key="metadata.parquet")["Body"].read()))
+    assert sorted(table.column("row_id").to_pylist()) == sorted(
+        f"t{k}_{i}" for k in range(4) for i in range(5)
+    )
+
+
+# -- hf (real huggingface_hub client against the local stand-in) ---------------------------
+
+
+def _shards(hub: HubStandIn, repo: str) -> dict[str, list[dict]]:
+    files = hub.repos[repo].files
+    return {
+        name: pq.read_table(io.BytesIO(data)).to_pylist()
+        for name, data in sorted(files.items())
+        if name.startswith("metadata/")
+    }
+
+
+def test_hf_one_commit_per_shard_card_once_and_rerun_appends(hub: HubStandIn, hub_repo: str) -> None:
+    sink = RolloutSink.hf(
+        hub_repo, shard_rows=2, endpoint=hub.endpoint, token="hf_test", pretty_name="Tiny rollouts"
+    )
+    for name in ["a", "b", "c"]:
+        sink.write(ok_record(name))
+    sink.write_failure(failed_record("d"))
+    sink.write(ok_record("e"))
+    repo = hub.repos[hub_repo]
+    assert len(repo.commits) == 2  # two full shards so far; "e" is buffered
+    assert sink.finalize() == f"hf://datasets/{hub_repo}"
+    assert len(repo.commits) == 3
+    first = repo.commits[0]["changes"]
+    assert sorted(first) == ["+README.md", "+metadata/data-00000.parquet", "+videos/a.mp4", "+videos/b.mp4"]
+    card = repo.files["README.md"].decode()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and 'pretty_name: "Tiny rollouts"' in card
+    assert "path: metadata/*.parquet" in card
+    from huggingface_hub import DatasetCard
+
+    card_data = DatasetCard(card).data  # the Hub client's own parser reads it
+    assert card_data.license == "cc-by-4.0" and "robotics" in card_data.task_categories
+    assert card_data.configs[0]["data_files"][0]["path"] == "metadata/*.parquet"
+    shards = _shards(hub, hub_repo)
+    assert list(shards) == [f"metadata/data-{i:05d}.parquet" for i in range(3)]
+    assert [r["row_id"] for r in shards["metadata/data-00001.parquet"]] == ["c", "d"]
+    assert shards["metadata/data-00001.parquet"][1]["status"] == "failed"
+    assert shards["metadata/data-00000.parquet"][0]["file_name"] == "videos/a.mp4"
+    assert repo.files["videos/a.mp4"] == MP4 + b"a"
+    assert "videos/d.mp4" not in repo.files
+    assert sink.finalize() == f"hf://datasets/{hub_repo}" and len(repo.commits) == 3  # idempotent
+
+    # Re-run in a new sink: finished ids come from the shards; the card is left alone; the
+    # retried row leaves its old shard in the same commit as its new one.
+    repo.files["README.md"] = b"---\nlicense: mit\n---\nhand-edited\n"
+    again = RolloutSink.hf(hub_repo, shard_rows=10, endpoint=hub.endpoint)
+    assert again.finished_row_ids() == {"a", "b", "c", "e"}
+    again.write(ok_record("d"))
+    again.write(ok_record("f"))
+    again.finalize()
+    assert repo.files["README.md"] == b"---\nlicense: mit\n---\nhand-edited\n"
+    last = repo.commits[-1]["changes"]
+    assert "+metadata/data-00003.parquet" in last and "+metadata/data-00001.parquet" in last
+    shards = _shards(hub, hub_repo)
+    all_rows = [(r["row_id"], r["status"]) for rows in shards.values() for r in rows]
+    assert sorted(all_rows) == [("a", "ok"), ("b", "ok"), ("c", "ok"), ("d", "ok"), ("e", "ok"), ("f", "ok")]
+    assert hub.unknown == []
+
+
+def test_hf_spills_videos_to_disk_and_rejects_bad_args(hub: HubStandIn, hub_repo: str) -> None:
+    sink = RolloutSink.hf(hub_repo, shard_rows=100, endpoint=hub.endpoint)
+    sink.write(ok_record("a"))
+    spilled = list(sink._workdir.rglob("a.mp4"))  # buffered rows live on disk, not in RAM
+    assert len(spilled) == 1 and spilled[0].read_bytes() == MP4 + b"a"
+    sink.finalize()
+    assert not spilled[0].exists()
+    with pytest.raises(ValueError, match="org/name"):
+        RolloutSink.hf("just-a-name", endpoint=hub.endpoint)
+    with pytest.raises(ValueError, match="shard_rows"):
+        RolloutSink.hf("org/x", shard_rows=0, endpoint=hub.endpoint)
+
+
+def test_hf_write_is_thread_safe(hub: HubStandIn, hub_repo: str) -> None:
+    sink = RolloutSink.hf(hub_repo, shard_rows=7, endpoint=hub.endpoint)
+    threads = [
+        threading.Thread(target=lambda k=k: [sink.write(ok_record(f"t{k}_{i}")) for i in range(6)])
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sink.finalize()
+    rows = [r["row_id"] for shard in _shards(hub, hub_repo).values() for r in shard]
+    assert sorted(rows) == sorted(f"t{k}_{i}" for k in range(4) for i in range(6))
+    assert len(hub.repos[hub_repo].commits) == 4  # 24 rows / 7 per shard
