@@ -607,7 +607,7 @@ class HttpTransport(Transport):
         try:
             resp = self._send(WireRequest("DELETE", f"/v1/sessions/{quote(session_id, safe='')}", timeout=10.0))
             return resp.json() if "application/json" in resp.headers.get("content-type", "") else None
-        except Exception:
+        except Exception:  # best effort, as 0.5.0: the server also cleans up on disconnect
             return None
 
     def ws_headers(self) -> list[tuple[str, str]]:
@@ -789,7 +789,7 @@ class AsyncHttpTransport(AsyncTransport):
         try:
             resp = await self._send(WireRequest("DELETE", f"/v1/sessions/{quote(session_id, safe='')}", timeout=10.0))
             return resp.json() if "application/json" in resp.headers.get("content-type", "") else None
-        except Exception:
+        except Exception:  # best effort, as 0.5.0: the server also cleans up on disconnect
             return None
 
     def ws_headers(self) -> list[tuple[str, str]]:

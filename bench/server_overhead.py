@@ -1,0 +1,174 @@
+"""What serving costs: the same rollout in-process vs over HTTP on loopback.
+
+Prints the latency HTTP adds (p50/p99 of HTTP minus in-process, per call; target ≤ 15 ms
+p50 with the built-in model) for the JSON-envelope path (POST /v1/rollouts + video
+download) and the raw-mp4 path (POST /v1/predict), then requests/s at concurrency 1, 4
+and 16. Dynamic batching is off here (its window adds latency by design;
+bench/dynamic_batching.py measures what it buys). Every request has distinct actions,
+so the server's deduplication never answers from its cache.
+
+    python bench/server_overhead.py                 # pusht-96, 60 calls per path
+    python bench/server_overhead.py --calls 20 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    from dream._stats import percentile
+
+    return percentile(sorted(values), q)
+
+
+def inputs(spec, i: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = spec.resolution
+    frame = np.full((h, w, 3), 235, np.uint8)
+    frame[h // 3 : h // 3 + 6, w // 2 : w // 2 + 6] = (30, 60, 200)
+    rng = np.random.default_rng(i)
+    acts = rng.uniform(100, 400, (args.T, spec.action_dim)).astype(np.float32)
+    return frame, acts
+
+
+def timed(fn, n: int, offset: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(offset + i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> int:
+    import dream
+    from dream.engine.engine import Engine
+    from dream.inputs import encode_npy, encode_png
+    from dream.server.process import ServerProcess
+    from dream.server.services.db import Database
+    from dream.server.services.ledger import Ledger
+
+    serve_module = "dream.server.commands"
+    if args.test_specs:  # development only: the tests' tiny spec, when the built-in weights are not there yet
+        sys.path.insert(0, str(REPO))
+        from tests.server import standin, tiny
+
+        tiny.install()
+        standin.install()
+        serve_module = "tests.server.serve_main"
+    from dream.server.services.readiness import weights_status
+
+    engine = Engine([args.spec], threads=args.threads)
+    status = weights_status(engine, args.spec)
+    if not status.available:
+        print(f"skipped: {args.spec} cannot run here ({status.message})")
+        return 0
+    engine.load(args.spec)
+    spec = engine.spec(args.spec)
+    local = dream.Client(engine=engine)
+    lm = local.models.get(args.spec)
+
+    with tempfile.TemporaryDirectory(prefix="dream-bench-") as tmp:
+        db = f"sqlite:///{tmp}/ledger.sqlite3"
+        key = Ledger(Database(db)).create_key("bench", credits_mils=10**12).key
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        serve_args = ["--spec", args.spec, "--db", db, "--threads", str(args.threads), "--batch-window-ms", "0",
+                      "--rate-limit", "0", "--max-concurrent", "0", "--data-dir", f"{tmp}/data", "--log-level", "warning"]
+        with ServerProcess(serve_args, module=serve_module, env=env, cwd=REPO, log_path=f"{tmp}/serve.log") as server:
+            remote = dream.Client(base_url=server.url, api_key=key)
+            rm = remote.models.get(args.spec)
+
+            def local_rollout(i: int) -> None:
+                bytes(lm.predict(*inputs(spec, i)).mp4_bytes)
+
+            def http_rollout(i: int) -> None:
+                bytes(rm.predict(*inputs(spec, i)).mp4_bytes)  # JSON envelope + signed video download
+
+            def http_envelope(i: int) -> None:
+                rm.predict(*inputs(spec, i))  # JSON envelope only (the video stays on the server)
+
+            def local_bytes(i: int) -> None:
+                f, a = inputs(spec, i)
+                local.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).mp4_bytes  # noqa: B018
+
+            def http_bytes(i: int) -> None:
+                f, a = inputs(spec, i)
+                remote.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).mp4_bytes  # noqa: B018
+
+            for fn in (local_rollout, http_rollout, http_envelope, local_bytes, http_bytes):  # warm up
+                timed(fn, 3, 10**6)
+            # Interleave the sides in blocks, so background load hits them alike.
+            results: dict[str, list[float]] = {k: [] for k in ("lr", "hr", "he", "lb", "hb")}
+            block = max(1, args.calls // 5)
+            for b in range(0, args.calls, block):
+                n = min(block, args.calls - b)
+                results["lr"] += timed(local_rollout, n, b)
+                results["hr"] += timed(http_rollout, n, 10**5 + b)
+                results["he"] += timed(http_envelope, n, 5 * 10**5 + b)
+                results["lb"] += timed(local_bytes, n, 2 * 10**5 + b)
+                results["hb"] += timed(http_bytes, n, 3 * 10**5 + b)
+
+            print(f"machine: {machine()}; torch threads {args.threads}; {args.spec}, T={args.T} ({args.T + 1} frames)")
+            print(f"{'path':<44}{'in-process p50':>15}{'HTTP p50':>10}{'added p50':>11}{'added p99':>11}")
+            rows = (
+                ("Client.predict (/v1/predict, raw mp4)", "lb", "hb"),
+                ("ModelHandle.predict (/v1/rollouts, JSON)", "lr", "he"),
+                ("  + Rollout.mp4_bytes (video_url download)", "lr", "hr"),
+            )
+            for label, lk, hk in rows:
+                lo, hi = results[lk], results[hk]
+                print(f"{label:<44}{statistics.median(lo):>12.1f} ms{statistics.median(hi):>7.1f} ms"
+                      f"{pct(hi, 50) - pct(lo, 50):>8.1f} ms{pct(hi, 99) - pct(lo, 99):>8.1f} ms")
+            print("(the video_url download opens a fresh httpx client per video, as the 0.5.0 SDK does: "
+                  "most of that row is client construction)")
+
+            print(f"requests/s over HTTP (/v1/predict, {args.rps_calls} requests per level):")
+            base = None
+            for conc in (1, 4, 16):
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(conc) as pool:
+                    list(pool.map(http_bytes, range(4 * 10**5 + conc * 10**4, 4 * 10**5 + conc * 10**4 + args.rps_calls)))
+                rps = args.rps_calls / (time.perf_counter() - t0)
+                base = base or rps
+                print(f"  concurrency {conc:>2}: {rps:7.1f} req/s  ({rps / base:.2f}x concurrency 1)")
+            remote.close()
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", default="pusht-96")
+    parser.add_argument("--calls", type=int, default=60, help="timed calls per path and side")
+    parser.add_argument("--rps-calls", type=int, default=48, help="requests per concurrency level")
+    parser.add_argument("--T", type=int, default=48, help="actions per rollout (default 48: canonical)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, in-process and in the server")
+    parser.add_argument("--test-specs", action="store_true",
+                        help="also register the test suite's specs (tiny-16, pusht-96-standin: the built-in architecture with "
+                        "random weights) for measuring before the trained weights ship")
+    args = parser.parse_args()
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Idempotency records: a POST repeated with the same key runs and charges once.
+
+A record is scoped to the customer and holds a fingerprint of the request (the decoded
+inputs and sampling arguments, not the raw bytes or the endpoint), its state, and once
+done the stored result. The flow, driven by `RolloutService`:
+
+1. ``begin`` inserts a *pending* record (the primary key makes this the lock). If one
+   exists: same fingerprint and *done* → replay the stored result; *pending* → another
+   request is running it (the caller waits for it in-process); different fingerprint →
+   422, a key must not be reused for a different request.
+2. Success: the result is stored in the same database transaction that settles the
+   credit reservation (`Ledger.settle(also=...)`), so a result is never kept uncharged
+   nor charged unkept.
+3. Failure: the pending record is removed, so a retry runs again (nothing was charged:
+   the reservation was refunded).
+
+The fingerprint ignores the endpoint, so our client's fallback from ``/v1/rollouts`` to
+``/v1/predict`` (wire-protocol §7.3) with the same key replays instead of rerunning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from dream.errors import ValidationError
+from dream.server.services.db import Database, idempotency_records, new_id
+
+MAX_KEY_LENGTH = 255
+T = TypeVar("T")
+# Given the result to store, a statement that stores it inside the caller's transaction.
+Completer = Callable[["StoredResult"], Callable[[Connection], None]]
+
+
+class IdempotencyKeyReused(ValidationError):
+    """The key was already used for a different request (HTTP 422)."""
+
+    http_status = 422
+
+
+class IdempotencyInProgress(ValidationError):
+    """Another replica or process is running the request with this key (HTTP 409)."""
+
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    meta: dict[str, Any]
+    body: bytes
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 over a JSON rendering of `parts` (bytes are hashed first)."""
+    norm = [hashlib.sha256(p).hexdigest() if isinstance(p, (bytes, bytearray, memoryview)) else p for p in parts]
+    return hashlib.sha256(json.dumps(norm, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationError(
+            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} printable characters; got {len(key)} characters",
+            status_code=422,
+        )
+    return key
+
+
+class IdempotencyStore:
+    """Pending/done records in the server database (shared by replicas on one database)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, stale_after_s: float = 3600.0) -> None:
+        self.db = db
+        self.owner = new_id("proc")
+        self._clock = clock
+        self.stale_after_s = stale_after_s
+
+    def begin(self, scope: str, key: str, fp: str, ttl_s: float) -> tuple[str, StoredResult | None]:
+        """("claimed", None), ("done", result) or ("pending", None); raises on a reused key."""
+        now = self._clock()
+        pk = and_(idempotency_records.c.scope == scope, idempotency_records.c.key == key)
+        with self.db.begin() as conn:
+            conn.execute(delete(idempotency_records).where(pk, idempotency_records.c.expires < now))
+            row = conn.execute(select(idempotency_records).where(pk)).mappings().first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            idempotency_records.insert().values(
+                                # A pending record outlives its TTL while the call runs (however
+                                # long); the TTL counts from completion.
+                                scope=scope, key=key, fingerprint=fp, state="pending", owner=self.owner,
+                                created=now, expires=now + ttl_s + self.stale_after_s, ttl_s=ttl_s, meta=None,
+                                body=None,
+                            )
+                        )
+                    return "claimed", None
+                except IntegrityError:  # another replica inserted it first
+                    row = conn.execute(select(idempotency_records).where(pk)).mappings().first()
+                    if row is None:  # pragma: no cover - deleted in between
+                        return "pending", None
+            if row["fingerprint"] != fp:
+                raise IdempotencyKeyReused(
+                    "Idempotency-Key was already used for a different request; use a new key for new inputs",
+                    status_code=422,
+                )
+            if row["state"] == "done":
+                return "done", StoredResult(json.loads(row["meta"] or "{}"), bytes(row["body"] or b""))
+            if row["owner"] != self.owner and row["created"] < now - self.stale_after_s:
+                # Claimed by a process that died long ago: take it over.
+                conn.execute(
+                    update(idempotency_records).where(pk).values(
+                        owner=self.owner, created=now, expires=now + ttl_s + self.stale_after_s
+                    )
+                )
+                return "claimed", None
+            return "pending", None
+
+    def complete_in(self, scope: str, key: str, result: StoredResult) -> Callable[[Connection], None]:
+        """A statement to run inside another transaction (the ledger's settle)."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(idempotency_records)
+                .where(idempotency_records.c.scope == scope, idempotency_records.c.key == key)
+                .values(
+                    state="done", meta=json.dumps(result.meta), body=result.body,
+                    expires=self._clock() + idempotency_records.c.ttl_s,
+                )
+            )
+
+        return run
+
+    def complete(self, scope: str, key: str, result: StoredResult) -> None:
+        with self.db.begin() as conn:
+            self.complete_in(scope, key, result)(conn)
+
+    def abandon(self, scope: str, key: str) -> None:
+        """Forget a pending record we own (the call failed; a retry may run it)."""
+        with self.db.begin() as conn:
+            conn.execute(
+                delete(idempotency_records).where(
+                    idempotency_records.c.scope == scope,
+                    idempotency_records.c.key == key,
+                    idempotency_records.c.state == "pending",
+                    idempotency_records.c.owner == self.owner,
+                )
+            )
+
+    def prune(self) -> int:
+        """Delete expired records; returns how many."""
+        with self.db.begin() as conn:
+            return int(conn.execute(delete(idempotency_records).where(idempotency_records.c.expires < self._clock())).rowcount)
+
+    def release_owned_pending(self) -> int:
+        """At startup: pending records of a previous run of this process id can never finish."""
+        with self.db.begin() as conn:
+            return int(
+                conn.execute(delete(idempotency_records).where(idempotency_records.c.state == "pending")).rowcount
+            )
+
+
+class IdempotentRunner:
+    """Runs a call at most once per (scope, key); the async face of `IdempotencyStore`.
+
+    A twin request arriving while the first runs in this process waits for it and then
+    replays its result (or, if the first failed, runs itself). A twin running in another
+    process makes this request answer 409.
+    """
+
+    def __init__(self, store: IdempotencyStore, *, on_replay: Callable[[str], Any] | None = None) -> None:
+        self.store = store
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._on_replay = on_replay
+
+    async def run(
+        self,
+        scope: str,
+        key: tuple[str, float] | None,
+        fp: str,
+        call: Callable[[Completer | None], Awaitable[T]],
+        replay: Callable[[StoredResult], T],
+        kind: str,
+    ) -> T:
+        """`call(complete)` must store its result with `complete` when it succeeds."""
+        if key is None:
+            return await call(None)
+        k, ttl = key
+        while True:
+            state, stored = await asyncio.to_thread(self.store.begin, scope, k, fp, ttl)
+            if state == "done":
+                assert stored is not None
+                if self._on_replay is not None:
+                    self._on_replay(kind)
+                return replay(stored)
+            if state == "pending":
+                twin = self._inflight.get((scope, k))
+                if twin is None:
+                    raise IdempotencyInProgress(
+                        "a request with this Idempotency-Key is still running on another server; retry later",
+                        status_code=409,
+                    )
+                await asyncio.shield(twin)
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._inflight[(scope, k)] = fut
+            try:
+                return await call(lambda result: self.store.complete_in(scope, k, result))
+            except BaseException:
+                await run_cleanup(self.store.abandon, scope, k)
+                raise
+            finally:
+                self._inflight.pop((scope, k), None)
+                fut.set_result(None)
+
+
+async def run_cleanup(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking cleanup in a thread, finishing it even while the caller is being cancelled."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        return await task

@@ -1,0 +1,683 @@
+"""Rollouts as a service: validate → (replay?) → limit → reserve → engine → settle/refund.
+
+Nothing here knows HTTP. Routes hand over raw part bytes and form values; this module
+decodes them with `dream.inputs` (the same checks and messages as the embedded engine),
+runs them, and returns plain result objects that routes encode (JSON envelope, raw mp4
+with headers, or a tar).
+
+The order of a single rollout, and why:
+
+1. decode + validate inputs, look up the spec  → 422 before anything else
+2. idempotency record (explicit key, else the request's content): a finished twin is
+   replayed without running or charging; a running twin is waited for
+3. the key's concurrent-rollout slot             → 429
+4. reserve the expected charge                   → 402 before any engine work
+5. engine (through the dynamic batcher), mp4 encode, store the video
+6. settle, storing the idempotent result in the same transaction; on any failure
+   refund instead (the one failure path: every exception passes through it)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from dream.errors import (
+    DreamError,
+    InputValidationError,
+    ModelNotFoundError,
+    ServerError,
+    ValidationError,
+)
+from dream.server.services.batcher import BatchItem
+from dream.server.services.db import new_id, rollout_records
+from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint, run_cleanup
+from dream.server.services.ledger import Principal, Reservation, usd_to_mils
+from dream.server.services.limiter import slot_for
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dream.engine.specs import EngineSpec
+    from dream.server.services.container import Services
+
+logger = logging.getLogger("dream.server.rollouts")
+
+
+class UnknownModelError(ValidationError):
+    """A request names a model this server does not serve (HTTP 422, never 404: a 404 on
+    /v1/rollouts makes the 0.5.0 client rerun the request on /v1/predict; wire-protocol §7.3)."""
+
+    http_status = 422
+    error_code = "model_not_found"
+
+
+class RolloutNotFound(ModelNotFoundError):
+    """GET /v1/rollouts/{id} for an id this customer does not own (HTTP 404)."""
+
+
+def cost_mils(spec: EngineSpec, num_actions: int, k: int = 1) -> int:
+    """What `k` rollouts of `num_actions` actions are charged, in whole mils."""
+    return usd_to_mils(spec.price_per_frame_usd * spec.frames_for(num_actions)) * k
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class SingleJob:
+    """One validated single rollout."""
+
+    spec: EngineSpec
+    frame: np.ndarray  # uint8 (H, W, 3) as sent (the engine fits it)
+    actions: np.ndarray  # float32 (T, A)
+    seed: int
+    num_steps: int | None
+    guidance: float | None
+
+    def fingerprint(self, kind: str) -> str:
+        return fingerprint(
+            kind, self.spec.slug, self.seed, self.num_steps, self.guidance,
+            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+        )
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    spec: EngineSpec
+    frame: np.ndarray
+    actions: np.ndarray  # float32 (K, T, A)
+    seed: int
+    num_steps: int | None
+    guidance: float | None
+
+    def fingerprint(self) -> str:
+        return fingerprint(
+            "batch", self.spec.slug, self.seed, self.num_steps, self.guidance,
+            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+        )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SingleResult:
+    rollout_id: str
+    request_id: str  # of the request that ran it
+    model: str
+    created: int
+    num_frames: int
+    resolution: tuple[int, int]
+    engine_wall_ms: float
+    cost_mils: int
+    seed: int
+    customer_id: str
+    video_id: str
+    fused: int = 1
+    replayed: bool = False
+    mp4: bytes = field(default=b"", repr=False)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_mils / 10_000
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": "single", "rollout_id": self.rollout_id, "request_id": self.request_id, "model": self.model,
+            "created": self.created, "num_frames": self.num_frames, "resolution": list(self.resolution),
+            "engine_wall_ms": self.engine_wall_ms, "cost_mils": self.cost_mils, "seed": self.seed,
+            "customer_id": self.customer_id, "video_id": self.video_id, "fused": self.fused,
+        }
+
+    @classmethod
+    def from_stored(cls, stored: StoredResult) -> SingleResult:
+        m = stored.meta
+        return cls(
+            rollout_id=m["rollout_id"], request_id=m["request_id"], model=m["model"], created=int(m["created"]),
+            num_frames=int(m["num_frames"]), resolution=(int(m["resolution"][0]), int(m["resolution"][1])),
+            engine_wall_ms=float(m["engine_wall_ms"]), cost_mils=int(m["cost_mils"]), seed=int(m["seed"]),
+            customer_id=m["customer_id"], video_id=m["video_id"], fused=int(m.get("fused", 1)), replayed=True,
+            mp4=stored.body,
+        )
+
+    def envelope(self, video_url: str, expires_at: int) -> dict[str, Any]:
+        """wire-protocol §7.2, keys in the SDK's to_json order (+ status)."""
+        return {
+            "id": self.rollout_id,
+            "object": "rollout",
+            "model": self.model,
+            "created": self.created,
+            "frames": self.num_frames,
+            "resolution": [self.resolution[0], self.resolution[1]],
+            "engine_wall_ms": round(self.engine_wall_ms, 3),
+            "psnr_db": None,
+            "ssim": None,
+            "lpips": None,
+            "cost_usd": self.cost_usd,
+            "video_url": video_url,
+            "video_url_expires_at": expires_at,
+            "seed": self.seed,
+            "status": "succeeded",
+        }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    request_id: str
+    model: str
+    batch_size: int
+    num_frames: int
+    resolution: tuple[int, int]
+    engine_wall_ms: float
+    cost_mils: int
+    seed: int
+    customer_id: str
+    replayed: bool = False
+    tar: bytes = field(default=b"", repr=False)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_mils / 10_000
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": "batch", "request_id": self.request_id, "model": self.model, "batch_size": self.batch_size,
+            "num_frames": self.num_frames, "resolution": list(self.resolution), "engine_wall_ms": self.engine_wall_ms,
+            "cost_mils": self.cost_mils, "seed": self.seed, "customer_id": self.customer_id,
+        }
+
+    @classmethod
+    def from_stored(cls, stored: StoredResult) -> BatchResult:
+        m = stored.meta
+        return cls(
+            request_id=m["request_id"], model=m["model"], batch_size=int(m["batch_size"]),
+            num_frames=int(m["num_frames"]), resolution=(int(m["resolution"][0]), int(m["resolution"][1])),
+            engine_wall_ms=float(m["engine_wall_ms"]), cost_mils=int(m["cost_mils"]), seed=int(m["seed"]),
+            customer_id=m["customer_id"], replayed=True, tar=stored.body,
+        )
+
+
+def tar_of(mp4s: list[bytes]) -> bytes:
+    """rollout_000.mp4, rollout_001.mp4, … (wire-protocol §10; 4 digits past K = 1000)."""
+    width = max(3, len(str(len(mp4s) - 1)))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for k, mp4 in enumerate(mp4s):
+            info = tarfile.TarInfo(f"rollout_{k:0{width}d}.mp4")
+            info.size = len(mp4)
+            info.mtime = 0  # same inputs → same tar bytes
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(mp4))
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- service
+
+
+class RolloutService:
+    """Runs single, batch and async rollouts with billing, limits and idempotency."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.settings = svc.settings
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- parsing
+
+    def spec(self, slug: str | None) -> EngineSpec:
+        """The served spec `slug` (None: the server default); 422 for anything else."""
+        slug = slug or self.settings.default_spec
+        if slug not in self.settings.specs:
+            raise UnknownModelError(
+                f"model {slug!r} is not served here; served: {', '.join(self.settings.specs)} (GET /v1/models)",
+                status_code=422,
+            )
+        return self.svc.engine.spec(slug)
+
+    def _params(self, seed: Any, num_steps: Any, guidance: Any) -> tuple[int, int | None, float | None]:
+        from dream.engine.engine import validate_guidance, validate_num_steps, validate_seed
+
+        def blank(v: Any) -> Any:
+            return None if v is None or (isinstance(v, str) and not v.strip()) else v
+
+        return (
+            validate_seed(0 if blank(seed) is None else seed),
+            validate_num_steps(blank(num_steps)),
+            validate_guidance(blank(guidance)),
+        )
+
+    def _check_T(self, T: int) -> None:
+        if self.settings.max_actions_T < T:
+            raise InputValidationError(f"actions has T={T} steps; this server takes at most {self.settings.max_actions_T}")
+
+    def parse_single(
+        self, *, model: str | None, frame_bytes: bytes, actions_bytes: bytes, seed: Any, num_steps: Any, guidance: Any,
+        frame_part: str = "frame",
+    ) -> SingleJob:
+        """Decode and validate one rollout's parts (CPU: run it in a thread)."""
+        from dream.inputs import actions_to_array, decode_image_bytes
+
+        spec = self.spec(model)
+        s, n, g = self._params(seed, num_steps, guidance)
+        frame = decode_image_bytes(frame_bytes, what=frame_part)
+        actions = actions_to_array(actions_bytes, action_dim=spec.action_dim, chunk_size=spec.chunk_size)
+        self._check_T(int(actions.shape[0]))
+        return SingleJob(spec, frame, actions, s, n, g)
+
+    def parse_batch(
+        self, *, model: str | None, frame_bytes: bytes, actions_list: list[bytes], seed: Any, num_steps: Any, guidance: Any
+    ) -> BatchJob:
+        import numpy as np
+
+        from dream.inputs import actions_to_array, decode_image_bytes
+
+        spec = self.spec(model)
+        s, n, g = self._params(seed, num_steps, guidance)
+        frame = decode_image_bytes(frame_bytes, what="frame")
+        if not actions_list:
+            raise InputValidationError("actions list is empty; need at least one entry.")
+        if len(actions_list) > self.settings.max_batch_k:
+            raise InputValidationError(
+                f"predict_batch takes at most K={self.settings.max_batch_k} candidates here; got K={len(actions_list)}"
+            )
+        arrays = [
+            actions_to_array(b, action_dim=spec.action_dim, chunk_size=spec.chunk_size, what=f"actions[{i}]")
+            for i, b in enumerate(actions_list)
+        ]
+        lengths = sorted({int(a.shape[0]) for a in arrays})
+        if len(lengths) > 1:
+            raise InputValidationError(f"actions for predict_batch must all have the same length T; got lengths {lengths}")
+        self._check_T(lengths[0])
+        return BatchJob(spec, frame, np.stack(arrays), s, n, g)
+
+    # ----------------------------------------------------------------- idempotency
+
+    def _idem_key(self, key: str | None, fp: str) -> tuple[str, float] | None:
+        if key is not None:
+            return check_key(key), self.settings.idempotency_ttl_s
+        if self.settings.implicit_idempotency_s > 0:
+            return f"implicit:{fp}", self.settings.implicit_idempotency_s
+        return None
+
+    # ----------------------------------------------------------------- money
+
+    async def _reserve(self, principal: Principal, amount: int, request_id: str, detail: str) -> Reservation | None:
+        if not principal.billed or amount <= 0:
+            return None
+        return await asyncio.to_thread(self.svc.ledger.reserve, principal.customer_id, amount, request_id=request_id, detail=detail)
+
+    def _settle_now(self, rsv: Reservation | None, also: list[Callable[[Connection], None]]) -> None:
+        """Settle (blocking), running `also` in the same transaction."""
+
+        def run_all(conn: Connection) -> None:
+            for fn in also:
+                fn(conn)
+
+        if rsv is not None:
+            self.svc.ledger.settle(rsv, also=run_all)
+        elif also:
+            with self.svc.db.begin() as conn:
+                run_all(conn)
+
+    async def _settle(self, rsv: Reservation | None, also: list[Callable[[Connection], None]]) -> None:
+        await asyncio.to_thread(self._settle_now, rsv, also)
+
+    async def _refund(self, rsv: Reservation | None, spec: str, reason: str) -> None:
+        if rsv is None:
+            return
+        if await run_cleanup(self.svc.ledger.refund, rsv, reason=reason):
+            self.svc.metrics.refunded_mils.labels(spec).inc(rsv.amount_mils)
+
+    # ----------------------------------------------------------------- engine
+
+    def require_loaded(self, spec: EngineSpec) -> None:
+        ready = self.svc.readiness
+        if not ready.is_loaded(spec.slug):
+            err = ready.errors.get(spec.slug)
+            if err:
+                raise ServerError(f"model {spec.slug!r} cannot run on this server: {err}", status_code=503)
+            raise ServerError(f"model {spec.slug!r} is still loading; retry shortly", status_code=503)
+
+    def run_items(self, items: list[BatchItem]) -> Any:
+        """The batcher's engine call (in the engine executor)."""
+        engine = self.svc.engine
+        first = items[0]
+        t0 = time.perf_counter()
+        if len(items) == 1:
+            res = engine.predict(
+                first.frame, first.actions, spec=first.spec, num_steps=first.num_steps, guidance=first.guidance, seed=first.seed
+            )
+        else:
+            res = engine.predict_fused(
+                [it.frame for it in items], [it.actions for it in items], spec=first.spec, seeds=[it.seed for it in items],
+                num_steps=first.num_steps, guidance=first.guidance,
+            )
+        self.svc.metrics.engine_seconds.labels(first.spec).observe(time.perf_counter() - t0)
+        self.svc.metrics.engine_latency.add(res.wall_ms)
+        return res
+
+    # ----------------------------------------------------------------- single
+
+    async def single(
+        self, principal: Principal, job: SingleJob, *, request_id: str, idempotency_key: str | None
+    ) -> SingleResult:
+        self.require_loaded(job.spec)
+        fp = job.fingerprint("single")
+        return await self.svc.idem.run(
+            principal.customer_id,
+            self._idem_key(idempotency_key, fp),
+            fp,
+            lambda complete: self._run_single(principal, job, request_id, complete),
+            self._replay_single,
+            "single",
+        )
+
+    def _replay_single(self, stored: StoredResult) -> SingleResult:
+        result = SingleResult.from_stored(stored)
+        if not self.svc.videos.exists(result.video_id):
+            self.svc.videos.put(result.video_id, result.mp4)
+        return result
+
+    async def _run_single(
+        self,
+        principal: Principal,
+        job: SingleJob,
+        request_id: str,
+        complete: Completer | None,
+        *,
+        rsv: Reservation | None = None,
+        rollout_id: str | None = None,
+    ) -> SingleResult:
+        spec = job.spec
+        T = int(job.actions.shape[0])
+        amount = cost_mils(spec, T)
+        slot = (
+            contextlib.nullcontext() if rsv is not None else slot_for(self.svc.limiter, principal)
+        )
+        with slot:
+            if rsv is None:
+                rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
+            try:
+                item = await self.svc.batcher.submit(
+                    BatchItem(spec.slug, job.frame, job.actions, job.seed, job.num_steps, job.guidance)
+                )
+
+                def finish() -> SingleResult:
+                    # One worker-thread hop for everything after the engine: encode, store, settle.
+                    mp4 = self.svc.engine.encode_mp4(item.frames, spec.slug)
+                    done = SingleResult(
+                        rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
+                        created=int(time.time()), num_frames=int(item.frames.shape[0]), resolution=spec.resolution,
+                        engine_wall_ms=float(item.result.wall_ms), cost_mils=amount if principal.billed else 0,
+                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=item.fused,
+                        mp4=mp4,
+                    )
+                    self.svc.videos.put(done.video_id, mp4)
+                    also = [self._record_rollout(principal, done)]
+                    if complete is not None:
+                        also.append(complete(StoredResult(done.meta(), mp4)))
+                    self._settle_now(rsv, also)
+                    return done
+
+                result = await asyncio.to_thread(finish)
+            except BaseException as exc:
+                self.svc.metrics.rollouts.labels(spec.slug, "failed").inc()
+                await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict · {spec.slug}")
+                raise
+        m = self.svc.metrics
+        m.rollouts.labels(spec.slug, "succeeded").inc()
+        m.frames.labels(spec.slug).inc(result.num_frames)
+        if rsv is not None:
+            m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
+        logger.info(
+            "rollout %s spec=%s T=%d fused=%d engine_wall_ms=%.1f charged_mils=%d",
+            result.rollout_id, spec.slug, T, item.fused, item.result.wall_ms, result.cost_mils,
+        )
+        return result
+
+    def _record_rollout(self, principal: Principal, result: SingleResult) -> Callable[[Connection], None]:
+        def run(conn: Connection) -> None:
+            envelope = result.envelope("", 0)
+            now = time.time()
+            row = conn.execute(select(rollout_records.c.id).where(rollout_records.c.id == result.rollout_id)).first()
+            values = {
+                "customer_id": principal.customer_id, "status": "succeeded", "updated": now,
+                "envelope": json.dumps(envelope), "video_id": result.video_id, "error": None,
+            }
+            if row is None:
+                conn.execute(rollout_records.insert().values(id=result.rollout_id, created=now, **values))
+            else:
+                conn.execute(update(rollout_records).where(rollout_records.c.id == result.rollout_id).values(**values))
+
+        return run
+
+    # ----------------------------------------------------------------- batch
+
+    async def batch(
+        self, principal: Principal, job: BatchJob, *, request_id: str, idempotency_key: str | None
+    ) -> BatchResult:
+        self.require_loaded(job.spec)
+        fp = job.fingerprint()
+        return await self.svc.idem.run(
+            principal.customer_id,
+            self._idem_key(idempotency_key, fp),
+            fp,
+            lambda complete: self._run_batch(principal, job, request_id, complete),
+            BatchResult.from_stored,
+            "batch",
+        )
+
+    async def _run_batch(
+        self,
+        principal: Principal,
+        job: BatchJob,
+        request_id: str,
+        complete: Completer | None,
+    ) -> BatchResult:
+        spec = job.spec
+        K, T = int(job.actions.shape[0]), int(job.actions.shape[1])
+        amount = cost_mils(spec, T, K)
+        engine = self.svc.engine
+        loop = asyncio.get_running_loop()
+        with slot_for(self.svc.limiter, principal):
+            rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
+            try:
+                self.svc.metrics.fused_batch_size.observe(K)
+                t0 = time.perf_counter()
+                res = await loop.run_in_executor(
+                    self.svc.engine_executor,
+                    lambda: engine.predict_batch(
+                        job.frame, job.actions, spec=spec.slug, num_steps=job.num_steps, guidance=job.guidance, seed=job.seed
+                    ),
+                )
+                self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
+                self.svc.metrics.engine_latency.add(res.wall_ms)
+                mp4s = await asyncio.to_thread(lambda: [engine.encode_mp4(res.frames[k], spec.slug) for k in range(K)])
+                tar = tar_of(mp4s)
+                result = BatchResult(
+                    request_id=request_id, model=spec.slug, batch_size=K, num_frames=T + 1, resolution=spec.resolution,
+                    engine_wall_ms=float(res.wall_ms), cost_mils=amount if principal.billed else 0, seed=job.seed,
+                    customer_id=principal.customer_id, tar=tar,
+                )
+                also = [complete(StoredResult(result.meta(), tar))] if complete is not None else []
+                await self._settle(rsv, also)
+            except BaseException as exc:
+                self.svc.metrics.rollouts.labels(spec.slug, "failed").inc(K)
+                await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict_batch · {spec.slug}")
+                raise
+        m = self.svc.metrics
+        m.rollouts.labels(spec.slug, "succeeded").inc(K)
+        m.frames.labels(spec.slug).inc(K * (T + 1))
+        if rsv is not None:
+            m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
+        logger.info("batch %s spec=%s K=%d T=%d engine_wall_ms=%.1f", request_id, spec.slug, K, T, res.wall_ms)
+        return result
+
+    # ----------------------------------------------------------------- async mode
+
+    async def submit_async(
+        self,
+        principal: Principal,
+        job: SingleJob,
+        *,
+        request_id: str,
+        idempotency_key: str | None,
+        webhook_url: str | None,
+        base_url: str,
+    ) -> dict[str, Any]:
+        """Queue a rollout: 402/429 now, the run in the background; returns the record."""
+        self.require_loaded(job.spec)
+        fp = job.fingerprint("job")
+        rid = await self.svc.idem.run(
+            principal.customer_id,
+            self._idem_key(idempotency_key, fp),
+            fp,
+            lambda complete: self._start_job(principal, job, request_id, complete, webhook_url, base_url),
+            lambda stored: stored.meta["rollout_id"],
+            "job",
+        )
+        return await asyncio.to_thread(self.get_record, principal, rid)
+
+    async def _start_job(
+        self,
+        principal: Principal,
+        job: SingleJob,
+        request_id: str,
+        complete: Completer | None,
+        webhook_url: str | None,
+        base_url: str,
+    ) -> str:
+        spec = job.spec
+        T = int(job.actions.shape[0])
+        slot = contextlib.ExitStack()
+        slot.enter_context(slot_for(self.svc.limiter, principal))
+        try:
+            rsv = await self._reserve(principal, cost_mils(spec, T), request_id, f"predict · {spec.slug} · {T + 1} frames")
+        except BaseException:
+            slot.close()
+            raise
+        rollout_id = new_id("rollout")
+        queued = {
+            "id": rollout_id, "object": "rollout", "model": spec.slug, "created": int(time.time()), "frames": 0,
+            "resolution": [spec.resolution[0], spec.resolution[1]], "engine_wall_ms": 0.0, "psnr_db": None,
+            "ssim": None, "lpips": None, "cost_usd": 0.0, "video_url": "", "video_url_expires_at": 0,
+            "seed": job.seed, "status": "queued",
+        }
+
+        def record(conn: Connection) -> None:
+            now = time.time()
+            conn.execute(
+                rollout_records.insert().values(
+                    id=rollout_id, customer_id=principal.customer_id, status="queued", created=now, updated=now,
+                    envelope=json.dumps(queued), video_id=None, error=None,
+                )
+            )
+            if complete is not None:
+                complete(StoredResult({"kind": "job", "rollout_id": rollout_id}, b""))(conn)
+
+        try:
+            def write() -> None:
+                with self.svc.db.begin() as conn:
+                    record(conn)
+
+            await asyncio.to_thread(write)
+        except BaseException:
+            await self._refund(rsv, spec.slug, "could not queue the rollout")
+            slot.close()
+            raise
+        task = asyncio.get_running_loop().create_task(
+            self._run_job(principal, job, request_id, rsv, rollout_id, webhook_url, base_url, slot)
+        )
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return rollout_id
+
+    async def _run_job(
+        self,
+        principal: Principal,
+        job: SingleJob,
+        request_id: str,
+        rsv: Reservation | None,
+        rollout_id: str,
+        webhook_url: str | None,
+        base_url: str,
+        slot: contextlib.ExitStack,
+    ) -> None:
+        with slot:
+            await asyncio.to_thread(self._set_status, rollout_id, "running", None)
+            try:
+                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id)
+            except Exception as exc:
+                logger.warning("async rollout %s failed: %s", rollout_id, exc)
+                message = exc.message if isinstance(exc, DreamError) else "internal error (see the server log)"
+                if not isinstance(exc, DreamError):
+                    logger.error("async rollout %s crashed", rollout_id, exc_info=exc)
+                await asyncio.to_thread(self._set_status, rollout_id, "failed", message)
+        if webhook_url:
+            envelope = self.public_envelope(await asyncio.to_thread(self.get_record, principal, rollout_id), base_url)
+            await self.svc.webhooks.deliver(webhook_url, envelope)
+
+    def _set_status(self, rollout_id: str, status: str, error: str | None) -> None:
+        with self.svc.db.begin() as conn:
+            row = conn.execute(select(rollout_records).where(rollout_records.c.id == rollout_id)).mappings().first()
+            if row is None:
+                return
+            env = json.loads(row["envelope"])
+            if row["status"] == "succeeded":
+                return
+            env["status"] = status
+            if error:
+                env["error"] = {"code": "rollout_failed", "message": error}
+            conn.execute(
+                update(rollout_records).where(rollout_records.c.id == rollout_id).values(
+                    status=status, envelope=json.dumps(env), error=error, updated=time.time()
+                )
+            )
+
+    def get_record(self, principal: Principal, rollout_id: str) -> dict[str, Any]:
+        """The stored record of a rollout owned by this customer; 404 otherwise."""
+        with self.svc.db.begin() as conn:
+            row = conn.execute(
+                select(rollout_records).where(
+                    rollout_records.c.id == rollout_id, rollout_records.c.customer_id == principal.customer_id
+                )
+            ).mappings().first()
+        if row is None:
+            raise RolloutNotFound(f"no rollout {rollout_id!r} for this API key", status_code=404)
+        return dict(row)
+
+    def public_envelope(self, record: dict[str, Any], base_url: str) -> dict[str, Any]:
+        """A record's envelope with a freshly signed video_url when it has a video."""
+        env = json.loads(record["envelope"])
+        if record.get("video_id") and record["status"] == "succeeded":
+            path, expires = self.svc.videos.signed_path(record["video_id"])
+            env["video_url"] = base_url + path
+            env["video_url_expires_at"] = expires
+        return env
+
+    def recover(self) -> int:
+        """At startup (single-server databases): rollouts queued or running in a dead process failed."""
+        with self.svc.db.begin() as conn:
+            rows = conn.execute(
+                select(rollout_records.c.id).where(rollout_records.c.status.in_(("queued", "running")))
+            ).all()
+        for (rid,) in rows:
+            self._set_status(rid, "failed", "the server restarted before this rollout ran; it was refunded")
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Let queued async rollouts finish (shutdown)."""
+        if self._jobs:
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)

@@ -1,0 +1,98 @@
+"""Server settings: one dataclass, filled by `dream serve` flags or by tests.
+
+Plain data with no heavy imports, so the CLI can build it before FastAPI, SQLAlchemy or
+torch are loaded. Everything a test wants to control (the engine, the payment provider,
+the limiter's clock) can be injected here instead of patched.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dream import DEFAULT_SPEC
+
+if TYPE_CHECKING:
+    from dream.engine.engine import Engine
+    from dream.server.services.payments import PaymentProvider
+
+MIB = 1024 * 1024
+
+
+def default_db_url() -> str:
+    """DREAM_DB_URL, else a SQLite file in the working directory (shared by `serve` and `keys`)."""
+    return os.environ.get("DREAM_DB_URL") or "sqlite:///dream-ledger.sqlite3"
+
+
+@dataclass
+class Settings:
+    """Everything `create_app` needs. Defaults suit `dream serve` on one machine."""
+
+    # --- models
+    specs: list[str] = field(default_factory=lambda: [DEFAULT_SPEC])  # first = default for /v1/predict
+    device: str | None = None  # None: CUDA when available
+    threads: int | None = None  # torch CPU threads
+    weights: dict[str, str] = field(default_factory=dict)  # slug -> weights file/folder
+    engine: Engine | None = None  # inject a ready Engine (tests, embedding); built from the fields above otherwise
+    load_on_startup: bool = True  # load + warm up every spec at startup (readiness waits for it)
+
+    # --- ledger and auth
+    db_url: str = field(default_factory=default_db_url)
+    auth: bool = True  # False: --no-auth, local development only (no keys, no charges)
+
+    # --- limits
+    rate_limit_rps: float = 20.0  # sustained requests per second per key (0: unlimited)
+    rate_limit_burst: int = 40  # bucket size
+    max_concurrent_rollouts: int = 8  # rollouts in flight per key (0: unlimited)
+    concurrency_retry_after_s: float = 1.0  # Retry-After when the concurrency cap is hit
+    max_body_bytes: int = 64 * MIB  # larger request bodies get 413
+    max_batch_k: int = 64  # K candidates per /v1/predict/batch
+    max_actions_T: int = 4096  # actions per rollout
+
+    # --- dynamic batching
+    batch_window_ms: float = 5.0  # 0: off (every rollout runs alone)
+    max_fused_batch: int = 16  # rollouts fused into one engine call at most
+
+    # --- results
+    data_dir: str | None = None  # videos for video_url; None: a temporary folder for this process
+    public_base_url: str | None = None  # base of video_url / ws_url; None: from each request's Host
+    url_secret: str | None = None  # HMAC key of signed video URLs and webhooks; None: random per process
+    video_url_ttl_s: int = 3600
+    idempotency_ttl_s: float = 24 * 3600.0  # explicit Idempotency-Key records
+    # Requests without an Idempotency-Key are deduplicated on their content for this long,
+    # so the 0.5.0 client's blind retries of /v1/predict (wire-protocol §5) never run or
+    # charge twice. The engine is deterministic, so a replay is the same video. 0: off.
+    implicit_idempotency_s: float = 600.0
+    webhook_timeout_s: float = 10.0
+
+    # --- sessions
+    session_idle_s: float = 600.0  # idle sessions are closed after this long
+    session_chunk_actions: int = 8  # actions per engine call in a streaming session (rounded up to chunk_size)
+
+    # --- payments
+    payment_provider: PaymentProvider | str | None = None  # None: top-up off; "stripe": from env; "module:attr"
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    checkout_success_url: str = "https://example.invalid/dream/topup/success"
+    checkout_cancel_url: str = "https://example.invalid/dream/topup/cancel"
+
+    # --- test hooks
+    clock: Callable[[], float] = time.monotonic  # the limiter's clock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_spec(self) -> str:
+        return self.specs[0] if self.specs else DEFAULT_SPEC
+
+    def validate(self) -> None:
+        if not self.specs:
+            raise ValueError("a server needs at least one spec (--spec SLUG)")
+        if len(set(self.specs)) != len(self.specs):
+            raise ValueError(f"--spec repeated: {self.specs}")
+        if self.batch_window_ms < 0:
+            raise ValueError("batch_window_ms must be >= 0 (0 turns dynamic batching off)")
+        if self.max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be positive")
