@@ -13,3 +13,15 @@ def clean_dream_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("DREAM_"):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def shift_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the tiny `shift-test` runner family and its specs for one test, then remove them."""
+    from dream.engine import runner, specs
+    from tests.shift_runner import shift_spec
+
+    monkeypatch.setitem(runner.RUNNERS, "shift-test", "tests.shift_runner:ShiftRunner")
+    for s in (shift_spec(), shift_spec("shift-seeded", uses_seed=True), shift_spec("shift-noweights"),
+              shift_spec("shift-chunk4", chunk_size=4)):
+        monkeypatch.setitem(specs._REGISTRY, s.slug, s)
