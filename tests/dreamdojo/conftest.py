@@ -64,6 +64,12 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     """No DREAM_* settings, an empty weights root, an empty offline Hub cache."""
     import os
 
+    try:
+        # Import before the environment changes: huggingface_hub reads HF_HUB_OFFLINE and
+        # HF_HUB_CACHE once, at import, and monkeypatch must restore the real values.
+        import huggingface_hub.constants as hf_constants
+    except ImportError:
+        hf_constants = None
     for name in list(os.environ):
         if name.startswith("DREAM_") or name in (
             "HF_TOKEN",
@@ -75,13 +81,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("DREAM_WEIGHTS_DIR", str(tmp_path_factory.mktemp("weights-root")))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        import huggingface_hub.constants as hf_constants
-
+    if hf_constants is not None:
         monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", os.environ["HF_HUB_CACHE"], raising=False)
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True, raising=False)
-    except ImportError:
-        pass
 
 
 @pytest.fixture(scope="session")
