@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import textwrap
+
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
 
 CHILD = textwrap.dedent(
     """
@@ -81,14 +81,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
 def run_one(rows: int, concurrency: int) -> dict:
@@ -112,7 +104,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     results = [run_one(n, args.concurrency) for n in args.rows]
     for r in results:
         print(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,18 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
 
 Predict = Callable[[bytes, bytes], bytes]  # (frame_bytes, actions_bytes) -> mp4 bytes
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
 def write_rows(
@@ -169,7 +160,7 @@ def main() -> None:
         print(f"bulk_overhead: skipped — {setup}. (Try --stand-in-ms 30 to measure the harness alone.)")
         return
     predict, run_many, info = setup
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(
         f"engine: {info['engine']}; {args.rows} rows of {info['hw'][0]}x{info['hw'][1]} frames, T={info['t']}"
     )

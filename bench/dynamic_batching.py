@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "bench"), str(REPO)]
 
-from server_overhead import machine  # noqa: E402
+from _machine import describe_machine  # noqa: E402
 
 
 def run(window_ms: float, spec, key: str, db: str, tmp: str, serve_module: str) -> tuple[float, float]:
@@ -87,7 +87,7 @@ def main() -> int:
         key = Ledger(Database(db)).create_key("bench", credits_mils=10**12).key
         off, off_k = run(0, spec, key, db, tmp, serve_module)
         on, on_k = run(args.window_ms, spec, key, db, tmp, serve_module)
-    print(f"machine: {machine()}; server torch threads {args.threads}; {args.spec}, T={args.T}")
+    print(f"machine: {describe_machine()}; server torch threads {args.threads}; {args.spec}, T={args.T}")
     print(f"{args.concurrency} concurrent single rollouts x {args.rounds} rounds:")
     print(f"  batching off (window 0 ms):       {off:7.2f} rollouts/s  (mean engine batch {off_k:.2f})")
     print(f"  batching on  (window {args.window_ms:g} ms): {on:7.2f} rollouts/s  (mean engine batch {on_k:.2f})")

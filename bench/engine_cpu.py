@@ -13,24 +13,11 @@ Absolute figures are printed with the machine they came from.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.system()}"
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -69,7 +56,7 @@ def main() -> None:
 
     video_s = spec.canonical_frames / spec.fps
     s1, enc, s8 = statistics.median(single), statistics.median(encode), statistics.median(batch)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"spec {spec.slug}: T={spec.canonical_T} → {spec.canonical_frames} frames ({video_s:.1f} s of video at {spec.fps} fps)")
     print(f"canonical rollout, engine only : median {s1 * 1000:7.1f} ms  (p90 {np.percentile(single, 90) * 1000:.1f} ms)"
           f"  → {video_s / s1:5.1f}x real time, {spec.canonical_frames / s1:.0f} frames/s")

@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "bench"), str(REPO)]
 
-from server_overhead import machine  # noqa: E402
+from _machine import describe_machine  # noqa: E402
 
 CREDITS_MILS = 10**9
 
@@ -114,7 +114,7 @@ def main() -> int:
         audit["balance_mils"] == CREDITS_MILS - charged_mils == audit["transactions_sum_mils"]
         and audit["settled_mils"] == charged_mils and audit["held_reservations"] == 0
     )
-    print(f"machine: {machine()}; server torch threads {args.threads}; {spec.slug}, T={args.T}")
+    print(f"machine: {describe_machine()}; server torch threads {args.threads}; {spec.slug}, T={args.T}")
     print(f"{args.clients} clients, {args.requests} requests in {wall:.1f} s ({args.requests / wall:.1f} req/s)")
     print(f"  ok {outcomes['ok']}, failed {failed}, lost {lost}   (target: 0 failed, 0 lost)")
     for k, v in sorted(outcomes.items()):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,20 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -133,7 +123,7 @@ def main() -> int:
                 results["lb"] += timed(local_bytes, n, 2 * 10**5 + b)
                 results["hb"] += timed(http_bytes, n, 3 * 10**5 + b)
 
-            print(f"machine: {machine()}; torch threads {args.threads}; {args.spec}, T={args.T} ({args.T + 1} frames)")
+            print(f"machine: {describe_machine()}; torch threads {args.threads}; {args.spec}, T={args.T} ({args.T + 1} frames)")
             print(f"{'path':<44}{'in-process p50':>15}{'HTTP p50':>10}{'added p50':>11}{'added p99':>11}")
             rows = (
                 ("Client.predict (/v1/predict, raw mp4)", "lb", "hb"),
