@@ -32,9 +32,9 @@ def test_every_command_has_help(cmd: str) -> None:
 
 def test_models_lists_the_built_in_model_as_active() -> None:
     out = run("models").stdout
-    line = next(l for l in out.splitlines() if l.startswith("pusht-96"))
+    line = next(row for row in out.splitlines() if row.startswith("pusht-96"))
     assert " yes " in line and "96x96" in line
-    dd = next(l for l in out.splitlines() if l.startswith("dreamdojo-2b-gr1"))
+    dd = next(row for row in out.splitlines() if row.startswith("dreamdojo-2b-gr1"))
     assert " no " in dd and "dream pull dreamdojo-2b-gr1" in dd
 
 

@@ -71,7 +71,7 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
 
     import dream
     from dream.engine.video import decode_mp4
-    from dream.eval.metrics import changed_pixel_psnr, psnr
+    from dream.eval.pusht_eval import score_rollouts
     from dream.examples import pusht_episodes, write_pusht_dir
     from dream.io import RolloutSink, frames_from_dir
 
@@ -90,12 +90,15 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
         Image.fromarray(comparison_grid(ep.frames, pred, [0, 8, 16, 32, 48])).save(out / f"compare_{name}.png")
         comparison_gif(ep.frames, pred, out / f"compare_{name}.gif", model.spec.fps)
         raw = decode_mp4(bytes(rollout.mp4_bytes))
+        horizon = len(ep.frames) - 1
+        (model_score,) = score_rollouts(raw[None], ep.frames[None], horizons=(horizon,))
+        repeat = np.broadcast_to(ep.frames[0], ep.frames.shape)[None].copy()
+        (repeat_score,) = score_rollouts(repeat, ep.frames[None], horizons=(horizon,))
         print(
             f"  {name}: {rollout.num_frames} frames in {rollout.engine_wall_ms:.0f} ms engine "
-            f"({rollout.num_frames / max(rollout.wall_s, 1e-9):.0f} frames/s); "
-            f"PSNR vs simulator at t=48: {psnr(raw[48], ep.frames[48]):.1f} dB "
-            f"(changed pixels {changed_pixel_psnr(raw[48], ep.frames[48], ep.frames[0]):.1f} dB; "
-            f"repeating the start frame: {changed_pixel_psnr(np.asarray(ep.frames[0]), ep.frames[48], ep.frames[0]):.1f} dB)"
+            f"({rollout.num_frames / max(rollout.wall_s, 1e-9):.0f} frames/s); at t={horizon} vs the simulator: "
+            f"PSNR {model_score.psnr_db:.1f} dB, on changed pixels {model_score.changed_psnr_db:.1f} dB "
+            f"(repeating the start frame: {repeat_score.psnr_db:.1f} / {repeat_score.changed_psnr_db:.1f} dB)"
         )
 
     src_dir = write_pusht_dir(out / "episodes")

@@ -13,7 +13,9 @@ def test_score_rollouts_of_ground_truth_is_perfect_on_changed_pixels():
     gt = rng.integers(0, 256, (2, 5, 96, 96, 3), dtype=np.uint8)
     scores = score_rollouts(gt, gt, horizons=(1, 4))
     assert [s.horizon for s in scores] == [1, 4]
-    assert all(s.psnr_db == np.inf and s.changed_psnr_db == np.inf and s.ssim == pytest.approx(1.0) for s in scores)
+    assert all(
+        s.psnr_db == np.inf and s.changed_psnr_db == np.inf and s.ssim == pytest.approx(1.0) for s in scores
+    )
 
 
 def test_changed_pixel_mask_marks_any_channel():
@@ -25,8 +27,12 @@ def test_changed_pixel_mask_marks_any_channel():
 
 def test_markdown_table_lists_every_predictor_and_horizon():
     rows = [HorizonScores(1, 40.0, 20.0, 0.99, 2), HorizonScores(8, 30.0, 15.0, 0.95, 2)]
-    result = EvalResult(num_episodes=2, horizons=(1, 8), seed_offset=2_000_000,
-                        scores={"model": rows, "repeat-start": rows, "no-action": rows})
+    result = EvalResult(
+        num_episodes=2,
+        horizons=(1, 8),
+        seed_offset=2_000_000,
+        scores={"model": rows, "repeat-start": rows, "no-action": rows},
+    )
     table = result.to_markdown()
     assert "| h=1 | h=8 |" in table
     assert table.count("| model |") == 3 and table.count("| no-action |") == 3

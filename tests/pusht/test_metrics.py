@@ -39,7 +39,9 @@ def test_psnr_refuses_mixed_dtypes_and_shapes():
 
 def test_ssim_is_symmetric_and_below_one_for_noise():
     a = _image(1)
-    noisy = np.clip(a.astype(int) + np.random.default_rng(2).integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    noisy = np.clip(a.astype(int) + np.random.default_rng(2).integers(-40, 40, a.shape), 0, 255).astype(
+        np.uint8
+    )
     assert ssim(a, noisy) == pytest.approx(ssim(noisy, a))
     assert ssim(a, noisy) < 0.99
 

@@ -91,7 +91,8 @@ def test_actions_outside_the_workspace_are_clipped(runner):
     wild[::2] = [[-100.0, 900.0]]
     clipped = np.clip(wild, 0.0, 512.0)
     np.testing.assert_array_equal(
-        _rollout(runner, ep.start_frame[None], wild[None]), _rollout(runner, ep.start_frame[None], clipped[None])
+        _rollout(runner, ep.start_frame[None], wild[None]),
+        _rollout(runner, ep.start_frame[None], clipped[None]),
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("gym_pusht")
 
-from dream.sim.pusht import PushTSim, generate_episode, policy_for_seed, replay_actions  # noqa: E402
+from dream.sim.pusht import PushTSim, generate_episode, policy_for_seed, replay_actions
 
 
 @pytest.fixture(scope="module")

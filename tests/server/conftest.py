@@ -1,8 +1,7 @@
 """Fixtures of the server tests.
 
 * `live_server` (session): a real ``dream serve`` in a uvicorn subprocess on 127.0.0.1 and
-  a free port, serving the built-in ``pusht-96`` (the tiny test spec until its weights
-  exist) plus ``tiny-16``; stopped by pid. Keys are minted in its SQLite ledger first.
+  a free port, serving the built-in ``pusht-96`` plus ``tiny-16``; stopped by pid. Keys are minted in its SQLite ledger first.
 * `make_client` (function): an in-process app (tiny-16 by default) behind a Starlette
   TestClient, for everything that does not need a socket.
 """
@@ -33,19 +32,9 @@ def tiny_specs() -> Iterator[None]:
         yield
 
 
-def _pusht_ready() -> bool:
-    try:
-        from dream.engine.engine import Engine
-
-        return Engine(["pusht-96"]).weights_status("pusht-96").available
-    except Exception:  # the built-in model is still being trained / wired in
-        return False
-
-
-PUSHT_READY = _pusht_ready()
-# The spec the end-to-end tests run: the real built-in model once its weights ship.
-SPEC = "pusht-96" if PUSHT_READY else "tiny-16"
-SPEC_RES = 96 if PUSHT_READY else 16
+# The spec the end-to-end tests run: the real built-in model, whose weights ship in the package.
+SPEC = "pusht-96"
+SPEC_RES = 96
 
 
 # --------------------------------------------------------------------------- inputs
@@ -126,7 +115,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     }
     ledger.revoke_key(keys["revoked"])
     ledger.db.dispose()
-    specs = [SPEC] if SPEC == "tiny-16" else [SPEC, "tiny-16"]
+    specs = [SPEC, "tiny-16"]
     args = ["--db", db_url, "--rate-limit", "1000", "--burst", "1000", "--max-concurrent", "64", "--threads", "1",
             "--data-dir", str(d / "data"), "--url-secret", "test-secret", "--max-body-mb", "4"]
     for s in specs:

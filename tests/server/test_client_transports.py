@@ -28,7 +28,7 @@ def engine():
     from dream.engine.engine import Engine
 
     threads = torch.get_num_threads()
-    specs = [SPEC] if SPEC == "tiny-16" else [SPEC, "tiny-16"]
+    specs = [SPEC, "tiny-16"]
     eng = Engine(specs, threads=1)  # the live server also runs with one torch thread: bit-identical frames
     for s in specs:
         eng.load(s)

@@ -285,9 +285,9 @@ class DreamDojoRunner(Runner):
     # ------------------------------------------------------------------ Runner interface
 
     @classmethod
-    def weights_status(cls, spec: EngineSpec) -> WeightsStatus:
+    def weights_status(cls, spec: EngineSpec, weights: str | Path | None = None) -> WeightsStatus:
         try:
-            resolved = resolve_weights(spec)
+            resolved = resolve_weights(spec, weights)
         except WeightsNotFoundError as exc:
             return WeightsStatus(available=False, message=str(exc))
         return WeightsStatus(available=True, location=str(resolved.dit.path))
