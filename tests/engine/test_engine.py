@@ -120,3 +120,42 @@ def test_fused_rollouts_keep_their_own_seed(engine: Engine) -> None:
 def test_rollout_wall_is_measured(engine: Engine) -> None:
     wall = engine.rollout_wall_s("shift-test")
     assert wall is not None and wall > 0
+
+
+def test_model_work_runs_on_one_engine_thread_whoever_calls(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.shift_runner import ShiftRunner
+
+    seen: list[int] = []
+    original = ShiftRunner.rollout
+
+    def recording(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(threading.get_ident())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ShiftRunner, "rollout", recording)
+    first = engine.predict(FRAME, ACTS, spec="shift-test").frames
+    with ThreadPoolExecutor(3) as pool:
+        others = list(pool.map(lambda _: engine.predict(FRAME, ACTS, spec="shift-test").frames, range(6)))
+    # 7 rollouts (+ the warm-up's at load), all on one thread that is not the caller's
+    assert len(seen) >= 7 and len(set(seen)) == 1 and seen[0] != threading.get_ident()
+    assert all(np.array_equal(first, o) for o in others)
+    engine.close()
+    before = len(seen)
+    engine.predict(FRAME, ACTS, spec="shift-test")  # a closed engine starts a new thread when used again
+    assert len(seen) == before + 1
+
+
+def test_runner_errors_cross_the_engine_thread(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dream.errors import EngineError
+    from tests.shift_runner import ShiftRunner
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kernel exploded")
+
+    engine.load("shift-test")
+    monkeypatch.setattr(ShiftRunner, "rollout", broken)
+    with pytest.raises(EngineError, match="shift-test rollout failed: RuntimeError: kernel exploded"):
+        engine.predict(FRAME, ACTS, spec="shift-test")
