@@ -162,8 +162,9 @@ def test_same_inputs_same_bytes_and_seed_matters(client: dream.Client) -> None:
 
 def test_ignored_knobs_warn_on_deterministic_specs(client: dream.Client) -> None:
     h = client.models.get("shift-test")
-    with pytest.warns(UserWarning, match="seed=3 has no effect"):
+    with pytest.warns(UserWarning, match="seed=3 has no effect") as caught:
         h.predict(start_frame=FRAME, actions=ACTS, seed=3)
+    assert caught[0].filename == __file__  # points at the caller's line, not inside dream
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         h.predict(start_frame=FRAME, actions=ACTS)

@@ -159,3 +159,20 @@ def test_runner_errors_cross_the_engine_thread(engine: Engine, monkeypatch: pyte
     monkeypatch.setattr(ShiftRunner, "rollout", broken)
     with pytest.raises(EngineError, match="shift-test rollout failed: RuntimeError: kernel exploded"):
         engine.predict(FRAME, ACTS, spec="shift-test")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_engine_thread(engine: Engine) -> None:
+    import os
+
+    engine.predict(FRAME, ACTS, spec="shift-test")  # the parent's engine thread exists now
+    pid = os.fork()
+    if pid == 0:  # child: the parent's thread did not survive the fork; this must not hang
+        try:
+            ok = engine.predict(FRAME, ACTS, spec="shift-test").frames.shape == (1, 5, 16, 16, 3)
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import warnings
@@ -35,6 +36,19 @@ MAX_SEED = 2**63 - 1
 MAX_BATCH = 256
 
 _T = TypeVar("_T")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _outside_dream() -> int:
+    """The `stacklevel` of the nearest caller outside the dream package (for warnings)."""
+    import sys
+
+    frame = sys._getframe(1)  # the function that will call warnings.warn: level 1
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,7 @@ class Engine:
         self._worker: ThreadPoolExecutor | None = None
         self._worker_lock = threading.Lock()
         self._worker_ident: int | None = None
+        self._worker_pid = 0
         self._ms_per_frame: dict[str, float] = {}  # single-rollout wall per output frame, smoothed
 
     # ----------------------------------------------------------------- catalog
@@ -213,9 +228,11 @@ class Engine:
         if threading.get_ident() == self._worker_ident:
             return fn(*args)
         with self._worker_lock:
-            if self._worker is None:
+            # A forked child inherits the executor object but not its thread: start anew.
+            if self._worker is None or self._worker_pid != os.getpid():
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix="dream-engine")
                 self._worker_ident = self._worker.submit(threading.get_ident).result()
+                self._worker_pid = os.getpid()
             worker = self._worker
         return worker.submit(fn, *args).result()
 
@@ -275,7 +292,7 @@ class Engine:
         if any(seed_values) and not spec.uses_seed:
             notes.append(f"{spec.slug} is deterministic; seed={seed_values[0]} has no effect")
         for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=4)
+            warnings.warn(note, UserWarning, stacklevel=_outside_dream())
         if spec.uses_num_steps and steps is None and spec.default_num_steps:
             steps = spec.default_num_steps
         if spec.uses_guidance and g is None:
