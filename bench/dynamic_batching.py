@@ -12,37 +12,28 @@ reports in /metrics.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "bench"), str(REPO)]
-
-from _machine import describe_machine  # noqa: E402
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
+from _server import bench_server, funded_key, served_spec
 
 
-def run(window_ms: float, spec, key: str, db: str, tmp: str, serve_module: str) -> tuple[float, float]:
+def run(window_ms: float, spec, key: str, db: str, tmp: str) -> tuple[float, float]:
     import httpx
 
     import dream
     from dream.inputs import encode_npy, encode_png
-    from dream.server.process import ServerProcess
 
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    serve_args = ["--spec", spec.slug, "--db", db, "--threads", str(args.threads), "--batch-window-ms", str(window_ms),
-                  "--max-batch", str(args.concurrency), "--rate-limit", "0", "--max-concurrent", "0",
-                  "--data-dir", f"{tmp}/data", "--log-level", "warning"]
     h, w = spec.resolution
     frame = encode_png(np.full((h, w, 3), 235, np.uint8))
 
-    with ServerProcess(serve_args, module=serve_module, env=env, cwd=REPO, log_path=f"{tmp}/serve-{window_ms}.log") as server:
+    with bench_server(tmp, db, spec.slug, threads=args.threads, batch_window_ms=window_ms,
+                      extra_args=("--max-batch", str(args.concurrency)), log_name=f"serve-{window_ms}.log") as server:
         client = dream.Client(base_url=server.url, api_key=key)
 
         def one(i: int) -> None:
@@ -63,30 +54,15 @@ def run(window_ms: float, spec, key: str, db: str, tmp: str, serve_module: str) 
 
 
 def main() -> int:
-    from dream.engine.engine import Engine
-    from dream.server.services.db import Database
-    from dream.server.services.ledger import Ledger
-
-    serve_module = "dream.server.commands"
-    if args.test_specs:
-        from tests.server import standin, tiny
-
-        tiny.install()
-        standin.install()
-        serve_module = "tests.server.serve_main"
-    from dream.server.services.readiness import weights_status
-
-    engine = Engine([args.spec])
-    status = weights_status(engine, args.spec)
-    if not status.available:
-        print(f"skipped: {args.spec} cannot run here ({status.message})")
+    served = served_spec(args.spec)
+    if served is None:
         return 0
-    spec = engine.spec(args.spec)
+    _, spec = served
     with tempfile.TemporaryDirectory(prefix="dream-bench-") as tmp:
         db = f"sqlite:///{tmp}/ledger.sqlite3"
-        key = Ledger(Database(db)).create_key("bench", credits_mils=10**12).key
-        off, off_k = run(0, spec, key, db, tmp, serve_module)
-        on, on_k = run(args.window_ms, spec, key, db, tmp, serve_module)
+        key, _ = funded_key(db, "bench", 10**12)
+        off, off_k = run(0, spec, key, db, tmp)
+        on, on_k = run(args.window_ms, spec, key, db, tmp)
     print(f"machine: {describe_machine()}; server torch threads {args.threads}; {args.spec}, T={args.T}")
     print(f"{args.concurrency} concurrent single rollouts x {args.rounds} rounds:")
     print(f"  batching off (window 0 ms):       {off:7.2f} rollouts/s  (mean engine batch {off_k:.2f})")
@@ -103,8 +79,5 @@ if __name__ == "__main__":
     parser.add_argument("--window-ms", type=float, default=10.0)
     parser.add_argument("--T", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
-    parser.add_argument("--test-specs", action="store_true",
-                        help="also register the test suite's specs (tiny-16, pusht-96-standin: the built-in architecture with "
-                        "random weights) for measuring before the trained weights ship")
     args = parser.parse_args()
     sys.exit(main())

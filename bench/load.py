@@ -15,63 +15,43 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "bench"), str(REPO)]
-
-from _machine import describe_machine  # noqa: E402
+from _machine import describe_machine  # bench/ is on sys.path when run as a script
+from _server import bench_server, funded_key, served_spec
 
 CREDITS_MILS = 10**9
 
 
 def main() -> int:
     import dream
-    from dream.engine.engine import Engine
     from dream.errors import DreamError
-    from dream.server.process import ServerProcess
     from dream.server.services.db import Database
     from dream.server.services.ledger import Ledger
 
-    serve_module = "dream.server.commands"
-    if args.test_specs:
-        from tests.server import standin, tiny
-
-        tiny.install()
-        standin.install()
-        serve_module = "tests.server.serve_main"
-    from dream.server.services.readiness import weights_status
-
-    engine = Engine([args.spec])
-    status = weights_status(engine, args.spec)
-    if not status.available:
-        print(f"skipped: {args.spec} cannot run here ({status.message})")
+    served = served_spec(args.spec)
+    if served is None:
         return 0
-    spec = engine.spec(args.spec)
+    _, spec = served
     h, w = spec.resolution
     frame = np.full((h, w, 3), 235, np.uint8)
     frame[h // 3 : h // 3 + 6, w // 2 : w // 2 + 6] = (30, 60, 200)
 
     with tempfile.TemporaryDirectory(prefix="dream-bench-") as tmp:
         db = f"sqlite:///{tmp}/ledger.sqlite3"
-        issued = Ledger(Database(db)).create_key("load", credits_mils=CREDITS_MILS)
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        serve_args = ["--spec", spec.slug, "--db", db, "--threads", str(args.threads), "--batch-window-ms", "5",
-                      "--rate-limit", "0", "--max-concurrent", str(args.clients), "--data-dir", f"{tmp}/data",
-                      "--log-level", "warning"]
+        key, customer_id = funded_key(db, "load", CREDITS_MILS)
         outcomes: collections.Counter[str] = collections.Counter()
         charged_mils = 0
         lock = threading.Lock()
-        with ServerProcess(serve_args, module=serve_module, env=env, cwd=REPO, log_path=f"{tmp}/serve.log") as server:
-            client = dream.Client(base_url=server.url, api_key=issued.key)
+        server_process = bench_server(tmp, db, spec.slug, threads=args.threads, batch_window_ms=5,
+                                      max_concurrent=args.clients)
+        with server_process as server:
+            client = dream.Client(base_url=server.url, api_key=key)
             model = client.models.get(spec.slug)
 
             def one(i: int) -> None:
@@ -106,7 +86,7 @@ def main() -> int:
                 list(pool.map(one, range(args.requests)))
             wall = time.perf_counter() - t0
             client.close()
-        audit = Ledger(Database(db)).audit(issued.customer_id)
+        audit = Ledger(Database(db)).audit(customer_id)
 
     lost = sum(v for k, v in outcomes.items() if k.startswith("lost"))
     failed = sum(v for k, v in outcomes.items() if k.startswith("failed"))
@@ -133,8 +113,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--T", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
-    parser.add_argument("--test-specs", action="store_true",
-                        help="also register the test suite's specs (tiny-16, pusht-96-standin: the built-in architecture with "
-                        "random weights) for measuring before the trained weights ship")
     args = parser.parse_args()
     sys.exit(main())

@@ -14,20 +14,15 @@ so the server's deduplication never answers from its cache.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from _machine import describe_machine  # bench/ is on sys.path when run as a script
-
-REPO = Path(__file__).resolve().parents[1]
-
-
+from _server import bench_server, funded_key, served_spec
 
 
 def pct(values: list[float], q: float) -> float:
@@ -57,39 +52,20 @@ def timed(fn, n: int, offset: int) -> list[float]:
 
 def main() -> int:
     import dream
-    from dream.engine.engine import Engine
     from dream.inputs import encode_npy, encode_png
-    from dream.server.process import ServerProcess
-    from dream.server.services.db import Database
-    from dream.server.services.ledger import Ledger
 
-    serve_module = "dream.server.commands"
-    if args.test_specs:  # development only: the tests' tiny spec, when the built-in weights are not there yet
-        sys.path.insert(0, str(REPO))
-        from tests.server import standin, tiny
-
-        tiny.install()
-        standin.install()
-        serve_module = "tests.server.serve_main"
-    from dream.server.services.readiness import weights_status
-
-    engine = Engine([args.spec], threads=args.threads)
-    status = weights_status(engine, args.spec)
-    if not status.available:
-        print(f"skipped: {args.spec} cannot run here ({status.message})")
+    served = served_spec(args.spec, threads=args.threads)
+    if served is None:
         return 0
+    engine, spec = served
     engine.load(args.spec)
-    spec = engine.spec(args.spec)
     local = dream.Client(engine=engine)
     lm = local.models.get(args.spec)
 
     with tempfile.TemporaryDirectory(prefix="dream-bench-") as tmp:
         db = f"sqlite:///{tmp}/ledger.sqlite3"
-        key = Ledger(Database(db)).create_key("bench", credits_mils=10**12).key
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        serve_args = ["--spec", args.spec, "--db", db, "--threads", str(args.threads), "--batch-window-ms", "0",
-                      "--rate-limit", "0", "--max-concurrent", "0", "--data-dir", f"{tmp}/data", "--log-level", "warning"]
-        with ServerProcess(serve_args, module=serve_module, env=env, cwd=REPO, log_path=f"{tmp}/serve.log") as server:
+        key, _ = funded_key(db, "bench", 10**12)
+        with bench_server(tmp, db, args.spec, threads=args.threads, batch_window_ms=0) as server:
             remote = dream.Client(base_url=server.url, api_key=key)
             rm = remote.models.get(args.spec)
 
@@ -157,8 +133,5 @@ if __name__ == "__main__":
     parser.add_argument("--rps-calls", type=int, default=48, help="requests per concurrency level")
     parser.add_argument("--T", type=int, default=48, help="actions per rollout (default 48: canonical)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, in-process and in the server")
-    parser.add_argument("--test-specs", action="store_true",
-                        help="also register the test suite's specs (tiny-16, pusht-96-standin: the built-in architecture with "
-                        "random weights) for measuring before the trained weights ship")
     args = parser.parse_args()
     sys.exit(main())
