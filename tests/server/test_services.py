@@ -21,7 +21,7 @@ from dream.server.services.db import Database, api_keys
 from dream.server.services.idempotency import IdempotencyKeyReused, IdempotencyStore, StoredResult
 from dream.server.services.ledger import Ledger, usd_to_mils
 from dream.server.services.limiter import Limiter
-from dream.server.services.rollouts import UnknownModelError
+from dream.server.services.rollouts import BatchResult, SingleResult, UnknownModelError
 from dream.server.services.videos import VideoStore
 
 
@@ -269,3 +269,20 @@ def test_error_codes_name_the_class() -> None:
     assert error_code(UnknownModelError("x")) == "model_not_found"
     assert error_code(InsufficientCreditsError("x")) == "insufficient_credits"
     assert error_code(RateLimitError("x")) == "rate_limit"
+
+
+def test_results_round_trip_through_their_idempotency_record_json() -> None:
+    import dataclasses
+    import json
+
+    single = SingleResult("rollout_1", "req_1", "pusht-96", 1_700_000_000, 49, (96, 96), 207.5, 49, 3, "acme", "vid_1",
+                          fused=4, mp4=b"mp4")
+    batch = BatchResult("batch_1", "pusht-96", 8, 49, (96, 96), 1037.0, 392, 0, "acme", tar=b"tar")
+    for result, body in ((single, b"mp4"), (batch, b"tar")):
+        meta = json.loads(json.dumps(result.meta()))
+        assert meta["kind"] == type(result).KIND and "replayed" not in meta and not {"mp4", "tar"} & set(meta)
+        again = type(result).from_stored(StoredResult(meta, body))
+        assert again == dataclasses.replace(result, replayed=True) and again.cost_usd == result.cost_usd
+    older = json.loads(json.dumps(single.meta()))
+    del older["fused"]  # records written before `fused` existed
+    assert SingleResult.from_stored(StoredResult(older, b"mp4")).fused == 1

@@ -27,8 +27,8 @@ import logging
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
@@ -112,8 +112,41 @@ class BatchJob:
 # --------------------------------------------------------------------------- results
 
 
+class _StoredMeta:
+    """What single and batch results share: their price in USD, and their idempotency
+    record's JSON meta (every field but the body).
+
+    `replayed` and the body (mp4 / tar bytes, stored beside the meta) are left out; a
+    field missing from an older record takes its default.
+    """
+
+    KIND: ClassVar[str]
+    _NOT_IN_META: ClassVar[frozenset[str]] = frozenset({"replayed", "mp4", "tar"})
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_mils / 10_000  # type: ignore[attr-defined]
+
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.KIND}
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name not in self._NOT_IN_META:
+                out[f.name] = getattr(self, f.name)
+        out["resolution"] = list(out["resolution"])
+        return out
+
+    @classmethod
+    def _from_stored(cls, stored: StoredResult, **body: Any) -> Any:
+        m = stored.meta
+        values = {f.name: m[f.name] for f in fields(cls) if f.name not in cls._NOT_IN_META and f.name in m}  # type: ignore[arg-type]
+        values["resolution"] = (int(m["resolution"][0]), int(m["resolution"][1]))
+        return cls(**values, replayed=True, **body)
+
+
 @dataclass(frozen=True)
-class SingleResult:
+class SingleResult(_StoredMeta):
+    KIND = "single"
+
     rollout_id: str
     request_id: str  # of the request that ran it
     model: str
@@ -129,28 +162,9 @@ class SingleResult:
     replayed: bool = False
     mp4: bytes = field(default=b"", repr=False)
 
-    @property
-    def cost_usd(self) -> float:
-        return self.cost_mils / 10_000
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "kind": "single", "rollout_id": self.rollout_id, "request_id": self.request_id, "model": self.model,
-            "created": self.created, "num_frames": self.num_frames, "resolution": list(self.resolution),
-            "engine_wall_ms": self.engine_wall_ms, "cost_mils": self.cost_mils, "seed": self.seed,
-            "customer_id": self.customer_id, "video_id": self.video_id, "fused": self.fused,
-        }
-
     @classmethod
     def from_stored(cls, stored: StoredResult) -> SingleResult:
-        m = stored.meta
-        return cls(
-            rollout_id=m["rollout_id"], request_id=m["request_id"], model=m["model"], created=int(m["created"]),
-            num_frames=int(m["num_frames"]), resolution=(int(m["resolution"][0]), int(m["resolution"][1])),
-            engine_wall_ms=float(m["engine_wall_ms"]), cost_mils=int(m["cost_mils"]), seed=int(m["seed"]),
-            customer_id=m["customer_id"], video_id=m["video_id"], fused=int(m.get("fused", 1)), replayed=True,
-            mp4=stored.body,
-        )
+        return cls._from_stored(stored, mp4=stored.body)
 
     def envelope(self, video_url: str, expires_at: int) -> dict[str, Any]:
         """wire-protocol §7.2, keys in the SDK's to_json order (+ status)."""
@@ -174,7 +188,9 @@ class SingleResult:
 
 
 @dataclass(frozen=True)
-class BatchResult:
+class BatchResult(_StoredMeta):
+    KIND = "batch"
+
     request_id: str
     model: str
     batch_size: int
@@ -187,26 +203,9 @@ class BatchResult:
     replayed: bool = False
     tar: bytes = field(default=b"", repr=False)
 
-    @property
-    def cost_usd(self) -> float:
-        return self.cost_mils / 10_000
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "kind": "batch", "request_id": self.request_id, "model": self.model, "batch_size": self.batch_size,
-            "num_frames": self.num_frames, "resolution": list(self.resolution), "engine_wall_ms": self.engine_wall_ms,
-            "cost_mils": self.cost_mils, "seed": self.seed, "customer_id": self.customer_id,
-        }
-
     @classmethod
     def from_stored(cls, stored: StoredResult) -> BatchResult:
-        m = stored.meta
-        return cls(
-            request_id=m["request_id"], model=m["model"], batch_size=int(m["batch_size"]),
-            num_frames=int(m["num_frames"]), resolution=(int(m["resolution"][0]), int(m["resolution"][1])),
-            engine_wall_ms=float(m["engine_wall_ms"]), cost_mils=int(m["cost_mils"]), seed=int(m["seed"]),
-            customer_id=m["customer_id"], replayed=True, tar=stored.body,
-        )
+        return cls._from_stored(stored, tar=stored.body)
 
 
 def tar_of(mp4s: list[bytes]) -> bytes:
