@@ -169,20 +169,16 @@ def _model_rollouts(
                 guidance=None,
             )
         )
-        if bar is not None:
-            bar.update(k)
-    if bar is not None:
-        bar.close()
+        bar.update(k)
+    bar.close()
     return np.concatenate(frames), time.perf_counter() - started
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    """A progress bar counting episodes, or None."""
-    if not enabled:
-        return None
+    """A progress bar counting episodes (a silent one unless `enabled`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="episode")
+    return tqdm(total=total, desc=desc, unit="episode", disable=not enabled)
 
 
 def run_pusht_eval(
@@ -217,10 +213,8 @@ def run_pusht_eval(
     for i in range(num_episodes):
         episode = generate_episode(offset + i, num_steps, sim=sim)
         gt[i], actions[i] = episode.frames, episode.actions
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     sim.close()
 
     result = EvalResult(num_episodes=num_episodes, horizons=horizons, seed_offset=offset)
