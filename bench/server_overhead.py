@@ -1,9 +1,11 @@
 """What serving costs: the same rollout in-process vs over HTTP on loopback.
 
-Prints the latency HTTP adds (p50/p99 of HTTP minus in-process, per call; target ≤ 15 ms
-p50 with the built-in model) for the JSON-envelope path (POST /v1/rollouts + video
-download) and the raw-mp4 path (POST /v1/predict), then requests/s at concurrency 1, 4
-and 16. Dynamic batching is off here (its window adds latency by design;
+Prints the latency HTTP adds (target ≤ 15 ms p50 with the built-in model). Each call's
+time outside the engine is its wall minus the engine wall it reports, so the rollout's
+own run-to-run noise (tens of ms on a shared CPU) cancels; the added latency is the
+p50 / p99 of that outside time over HTTP minus the same in-process. It is printed for
+the JSON-envelope path (POST /v1/rollouts, with and without the video download) and the
+raw-mp4 path (POST /v1/predict), then requests/s at concurrency 1, 4 and 16. Dynamic batching is off here (its window adds latency by design;
 bench/dynamic_batching.py measures what it buys). Every request has distinct actions,
 so the server's deduplication never answers from its cache.
 
@@ -41,12 +43,14 @@ def inputs(spec, i: int) -> tuple[np.ndarray, np.ndarray]:
     return frame, acts
 
 
-def timed(fn, n: int, offset: int) -> list[float]:
+def timed(fn, n: int, offset: int) -> list[tuple[float, float]]:
+    """(wall ms, wall ms outside the engine) per call; `fn` returns the engine wall it reports."""
     out = []
     for i in range(n):
         t0 = time.perf_counter()
-        fn(offset + i)
-        out.append((time.perf_counter() - t0) * 1000)
+        engine_ms = fn(offset + i)
+        wall = (time.perf_counter() - t0) * 1000
+        out.append((wall, wall - engine_ms))
     return out
 
 
@@ -69,27 +73,31 @@ def main() -> int:
             remote = dream.Client(base_url=server.url, api_key=key)
             rm = remote.models.get(args.spec)
 
-            def local_rollout(i: int) -> None:
-                bytes(lm.predict(*inputs(spec, i)).mp4_bytes)
+            def local_rollout(i: int) -> float:
+                r = lm.predict(*inputs(spec, i))
+                bytes(r.mp4_bytes)
+                return r.engine_wall_ms
 
-            def http_rollout(i: int) -> None:
-                bytes(rm.predict(*inputs(spec, i)).mp4_bytes)  # JSON envelope + signed video download
+            def http_rollout(i: int) -> float:
+                r = rm.predict(*inputs(spec, i))
+                bytes(r.mp4_bytes)  # JSON envelope + signed video download
+                return r.engine_wall_ms
 
-            def http_envelope(i: int) -> None:
-                rm.predict(*inputs(spec, i))  # JSON envelope only (the video stays on the server)
+            def http_envelope(i: int) -> float:
+                return rm.predict(*inputs(spec, i)).engine_wall_ms  # the video stays on the server
 
-            def local_bytes(i: int) -> None:
+            def local_bytes(i: int) -> float:
                 f, a = inputs(spec, i)
-                local.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).mp4_bytes  # noqa: B018
+                return local.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).engine_wall_ms
 
-            def http_bytes(i: int) -> None:
+            def http_bytes(i: int) -> float:
                 f, a = inputs(spec, i)
-                remote.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).mp4_bytes  # noqa: B018
+                return remote.predict(frame_bytes=encode_png(f), actions_bytes=encode_npy(a)).engine_wall_ms
 
             for fn in (local_rollout, http_rollout, http_envelope, local_bytes, http_bytes):  # warm up
                 timed(fn, 3, 10**6)
             # Interleave the sides in blocks, so background load hits them alike.
-            results: dict[str, list[float]] = {k: [] for k in ("lr", "hr", "he", "lb", "hb")}
+            results: dict[str, list[tuple[float, float]]] = {k: [] for k in ("lr", "hr", "he", "lb", "hb")}
             block = max(1, args.calls // 5)
             for b in range(0, args.calls, block):
                 n = min(block, args.calls - b)
@@ -108,8 +116,9 @@ def main() -> int:
             )
             for label, lk, hk in rows:
                 lo, hi = results[lk], results[hk]
-                print(f"{label:<44}{statistics.median(lo):>12.1f} ms{statistics.median(hi):>7.1f} ms"
-                      f"{pct(hi, 50) - pct(lo, 50):>8.1f} ms{pct(hi, 99) - pct(lo, 99):>8.1f} ms")
+                lo_out, hi_out = [o for _, o in lo], [o for _, o in hi]
+                print(f"{label:<44}{statistics.median(w for w, _ in lo):>12.1f} ms{statistics.median(w for w, _ in hi):>7.1f} ms"
+                      f"{pct(hi_out, 50) - pct(lo_out, 50):>8.1f} ms{pct(hi_out, 99) - pct(lo_out, 99):>8.1f} ms")
             print("(the video_url download opens a fresh httpx client per video, as the 0.5.0 SDK does: "
                   "most of that row is client construction)")
 
