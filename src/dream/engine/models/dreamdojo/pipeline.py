@@ -20,22 +20,16 @@ One chunk, for K rollouts at once (all tensors batched over K):
    branches are identical (the zero-embedding fallback), the unconditional pass is skipped.
 4. Decode the 4 latent frames → 13 frames; frames 1..12 are the chunk's output.
 
-Actions (see :func:`preprocess_actions`): by default ("model" mode) the (K, T, 384) array
-is taken as DreamDojo's model input, i.e. already normalised and relative, as the hosted
-API receives it. "gr1_absolute" mode accepts absolute GR-1 joint commands in dims [0:29)
-and applies the training preprocessing: min-max normalisation to [−1, 1] with the stats
-of ``action_stats.json`` in the weights folder, then relative per group of 4,
-``a[t:t+4] − a[t−1]`` (the first group is relative to ``a[0]``), other dims zeroed.
+Actions: the (K, T, 384) array is DreamDojo's model input (normalised and relative, as
+the hosted API receives it) and goes to the network unchanged. Raw GR-1 robot data is
+turned into that form by :func:`dream.actions.gr1_actions`, outside the engine.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -44,105 +38,12 @@ from dream.engine.models.dreamdojo.config import DreamDojoConfig
 from dream.engine.models.dreamdojo.dit import CrossKV, DreamDojoDiT, StepCache
 from dream.engine.models.dreamdojo.vae import WanVAE
 from dream.engine.sampling import UniPCMultistep, flow_timestep, shifted_sigmas
-from dream.errors import EngineError, InputValidationError
+from dream.errors import InputValidationError
 
-__all__ = [
-    "GR1_ACTION_SLICE",
-    "ActionMode",
-    "ActionStats",
-    "DreamDojoPipeline",
-    "PipelineOptions",
-    "RolloutStats",
-    "preprocess_actions",
-]
+__all__ = ["DreamDojoPipeline", "PipelineOptions", "RolloutStats"]
 
 logger = logging.getLogger(__name__)
 
-ActionMode = Literal["model", "gr1_absolute"]
-GR1_ACTION_SLICE = slice(0, 29)
-ACTION_STATS_FILENAME = "action_stats.json"
-
-
-# ----------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class ActionStats:
-    """Per-dimension min/max of the GR-1 action slice, for min-max normalisation to [−1, 1].
-
-    File format (``action_stats.json`` in the weights folder)::
-
-        {"min": [29 floats], "max": [29 floats]}
-
-    The default (no file) is min = −1, max = 1: values are passed through unchanged.
-    """
-
-    minimum: tuple[float, ...]
-    maximum: tuple[float, ...]
-
-    @classmethod
-    def identity(cls, dims: int = 29) -> ActionStats:
-        return cls((-1.0,) * dims, (1.0,) * dims)
-
-    @classmethod
-    def from_file(cls, path: Path) -> ActionStats:
-        try:
-            payload = json.loads(Path(path).read_text())
-            lo, hi = [float(v) for v in payload["min"]], [float(v) for v in payload["max"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EngineError(
-                f"could not read action stats {str(path)!r}: expected {{'min': [...], 'max': [...]}} ({exc})"
-            ) from exc
-        if len(lo) != len(hi):
-            raise EngineError(f"action stats {str(path)!r}: min has {len(lo)} values, max {len(hi)}")
-        return cls(tuple(lo), tuple(hi))
-
-    @classmethod
-    def from_folder(cls, folder: Path | None, dims: int = 29) -> ActionStats | None:
-        """Stats from ``folder/action_stats.json``; None when the file is absent."""
-        if folder is None or not (folder / ACTION_STATS_FILENAME).is_file():
-            return None
-        stats = cls.from_file(folder / ACTION_STATS_FILENAME)
-        if len(stats.minimum) != dims:
-            raise EngineError(
-                f"action stats in {str(folder)!r} have {len(stats.minimum)} dims; the GR-1 slice has {dims}"
-            )
-        return stats
-
-
-def preprocess_actions(
-    actions: np.ndarray,
-    mode: ActionMode,
-    stats: ActionStats | None = None,
-    *,
-    group: int = 4,
-    action_slice: slice = GR1_ACTION_SLICE,
-) -> np.ndarray:
-    """Actions as the user gave them (K, T, A) → the DiT's action input (K, T, A) float32.
-
-    "model": returned unchanged. "gr1_absolute": dims in `action_slice` are min-max
-    normalised with `stats` (identity when None) and made relative per group of `group`
-    consecutive actions to the action just before the group (``a[−1] := a[0]``); all other
-    dims are set to zero.
-    """
-    actions = np.asarray(actions, dtype=np.float32)
-    if mode == "model":
-        return actions
-    if mode != "gr1_absolute":
-        raise ValueError(f"unknown action mode {mode!r}; expected 'model' or 'gr1_absolute'")
-    t = actions.shape[1]
-    part = actions[:, :, action_slice].astype(np.float64)
-    dims = part.shape[-1]
-    stats = stats or ActionStats.identity(dims)
-    lo, hi = np.asarray(stats.minimum, np.float64), np.asarray(stats.maximum, np.float64)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    normed = np.where(hi > lo, 2.0 * (part - lo) / span - 1.0, 0.0)
-    group_start = (np.arange(t) // group) * group  # [T]: first index of each action's group
-    ref_index = np.maximum(group_start - 1, 0)
-    relative = normed - normed[:, ref_index, :]
-    out = np.zeros_like(actions)
-    out[:, :, action_slice] = relative.astype(np.float32)
-    return out
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -158,7 +59,6 @@ class PipelineOptions:
     step_cache_warmup_steps: int = 3
     # Decode at most this many rollouts at once (None: all K) to bound VAE memory.
     vae_batch_size: int | None = None
-    action_mode: ActionMode = "model"
 
 
 @dataclass
@@ -184,14 +84,12 @@ class DreamDojoPipeline:
         config: DreamDojoConfig,
         *,
         text_embedding: torch.Tensor | None = None,
-        action_stats: ActionStats | None = None,
         options: PipelineOptions | None = None,
     ) -> None:
         self.dit = dit
         self.vae = vae
         self.config = config
         self.options = options or PipelineOptions()
-        self.action_stats = action_stats
         self.device = next(dit.parameters()).device
         self.last_stats = RolloutStats()
         with torch.inference_mode():
@@ -219,7 +117,6 @@ class DreamDojoPipeline:
         cfg = self.config
         k, t_total = actions.shape[:2]
         self._check_inputs(frames, actions, seeds, num_steps)
-        model_actions = preprocess_actions(actions, self.options.action_mode, self.action_stats)
         stats = RolloutStats()
         h, w = frames.shape[1:3]
         out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
@@ -230,7 +127,7 @@ class DreamDojoPipeline:
         lat_t = cfg.latent_frames_per_chunk
         with torch.inference_mode():
             cond_pixels = torch.from_numpy(np.ascontiguousarray(frames))
-            actions_t = torch.from_numpy(model_actions).to(self.device)
+            actions_t = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32)).to(self.device)
             for c in range(t_total // cfg.chunk_size):
                 t0 = time.perf_counter()
                 cond_latent = self.vae.encode_frames(cond_pixels)  # [1 or K, 16, 1, h, w]
