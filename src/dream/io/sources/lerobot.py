@@ -188,6 +188,39 @@ def _gr1_model_actions(data: _DataFile, rows: Any) -> Any:
     return gr1_actions(data.actions[rows], data.states[rows[0]])
 
 
+def _decode_frames(path: Path, timestamps: Sequence[float], tolerance_s: float) -> list[Any]:
+    """RGB uint8 arrays of the frames closest to increasing `timestamps`, in one forward decode."""
+    av = require("av", "frames_from_lerobot (video decoding)")
+    out: list[Any] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        time_base = stream.time_base
+        container.seek(max(0, int(timestamps[0] / time_base)), stream=stream, backward=True, any_frame=False)
+        previous: tuple[float, Any] | None = None
+        wanted = iter(timestamps)
+        target = next(wanted, None)
+        for frame in container.decode(stream):
+            if frame.pts is None or target is None:
+                continue
+            t = float(frame.pts * time_base)
+            while target is not None and t >= target:
+                # The nearer of this frame and the one before it.
+                best = (t, frame) if previous is None or abs(t - target) <= abs(previous[0] - target) else previous
+                if abs(best[0] - target) > tolerance_s:
+                    raise ValueError(f"video {path.name}: no frame at t={target:.4f} s (nearest {best[0]:.4f} s)")
+                out.append(best[1].to_ndarray(format="rgb24"))
+                target = next(wanted, None)
+            previous = (t, frame)
+            if target is None:
+                break
+        if target is not None and previous is not None and abs(previous[0] - target) <= tolerance_s:
+            out.append(previous[1].to_ndarray(format="rgb24"))
+            target = next(wanted, None)
+    if target is not None:
+        raise ValueError(f"video {path.name}: ends before t={target:.4f} s")
+    return out
+
+
 class _DataFile:
     """One data parquet, read once: per-episode slices of timestamps, actions (and images)."""
 
@@ -524,6 +557,21 @@ class LeRobotSource(IterableSource):
                     yield SourceRow(row_id, frame, buf.getvalue(), metadata)
         finally:
             reader.close()
+
+    def row_frames(self, metadata: dict[str, Any], count: int) -> list[Any]:
+        """The `count` video frames of a row from its start frame on, at the row's rate (RGB uint8).
+
+        The ground truth a rollout from that row is compared with (``dream eval``). Needs a
+        video camera.
+        """
+        if not self.camera_is_video:
+            raise ValueError(f"{self.repo}: row_frames needs a video camera, {self.camera!r} is an image feature")
+        ep = next((e for e in self.episodes if e.index == metadata["episode_index"]), None)
+        if ep is None or ep.video_file is None:
+            raise ValueError(f"{self.repo}: no video for episode {metadata.get('episode_index')!r}")
+        start = ep.video_from_s + float(metadata["timestamp"])
+        times = [start + i * self.step / self.fps for i in range(count)]
+        return _decode_frames(self.files.path(ep.video_file), times, 0.5 / self.fps)
 
     def __repr__(self) -> str:
         return f"LeRobotSource({self.repo!r}, {self.version}, camera={self.camera!r}, rows={self.rows_hint})"

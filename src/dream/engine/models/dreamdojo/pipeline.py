@@ -15,10 +15,22 @@ One chunk, for K rollouts at once (all tensors batched over K):
 3. Sampling: UniPC (order 2, bh2) over the shifted σ schedule. Before every network call
    latent frame 0 is overwritten with the conditioning latent (condition-mask channel = 1)
    and its velocity with ``ε − x0_cond``. Guidance g: ``v = v_c + g·(v_c − v_u)`` where the
-   unconditional branch uses the zero text embedding (Cosmos's text dropout) and the same
-   actions; both branches run as one batched forward. With g = 0, or when the two
-   branches are identical (the zero-embedding fallback), the unconditional pass is skipped.
+   unconditional branch uses the negative-prompt embedding when the weights folder has one
+   (as NVIDIA's sampler does), else the zero text embedding (Cosmos's text dropout; logged),
+   and the same actions; both branches run as one batched forward. With g = 0, or when the
+   two branches are identical, the unconditional pass is skipped.
 4. Decode the 4 latent frames → 13 frames; frames 1..12 are the chunk's output.
+
+NVIDIA's evaluation protocol, as options of :meth:`DreamDojoPipeline.rollout` (defaults are ours):
+
+- ``noise="nvidia"``: chunk c's noise is ``numpy.random.RandomState(12·c)
+  .standard_normal((1, 16, 4, h, w))`` (the chunk's start index as seed, the same for every
+  rollout of a batch) instead of one seeded torch generator per rollout;
+- ``assembly="nvidia"``: the video is chunk 0's 13 decoded frames, then frames 0..11 of
+  every later chunk (its re-decoded conditioning frame kept, its last frame dropped), and
+  decoded pixels are truncated to uint8, not rounded (also the frame that conditions the
+  next chunk). Ours (``"aligned"``): the start frame, then frames 1..12 of every chunk, so
+  frame i is the prediction for time step i.
 
 Actions: the (K, T, 384) array is DreamDojo's model input (normalised and relative, as
 the hosted API receives it) and goes to the network unchanged. Raw GR-1 robot data is
@@ -40,7 +52,16 @@ from dream.engine.models.dreamdojo.vae import WanVAE
 from dream.engine.sampling import UniPCMultistep, flow_timestep, shifted_sigmas
 from dream.errors import InputValidationError
 
-__all__ = ["DreamDojoPipeline", "PipelineOptions", "RolloutStats"]
+__all__ = ["ASSEMBLIES", "NOISES", "DreamDojoPipeline", "PipelineOptions", "RolloutStats", "nvidia_noise"]
+
+NOISES = ("torch", "nvidia")
+ASSEMBLIES = ("aligned", "nvidia")
+
+
+def nvidia_noise(chunk_start: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """NVIDIA's evaluation noise for the chunk starting at action `chunk_start`: (1, C, T, h, w) float32."""
+    draw = np.random.RandomState(chunk_start).standard_normal((1, *shape))
+    return torch.from_numpy(draw).float()
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +105,7 @@ class DreamDojoPipeline:
         config: DreamDojoConfig,
         *,
         text_embedding: torch.Tensor | None = None,
+        negative_text_embedding: torch.Tensor | None = None,
         options: PipelineOptions | None = None,
     ) -> None:
         self.dit = dit
@@ -95,12 +117,14 @@ class DreamDojoPipeline:
         with torch.inference_mode():
             # Computed once: the projected text context and every block's cross-attention K/V.
             context = dit.project_context(text_embedding)
-            uncond_context = dit.project_context(None, batch=1)
+            uncond_context = dit.project_context(negative_text_embedding, batch=1)
             self.cross_kv: CrossKV = dit.cross_attention_kv(context)
             self._uncond_kv: CrossKV = dit.cross_attention_kv(uncond_context)
             self.uncond_is_cond = context.shape == uncond_context.shape and bool(
                 torch.equal(context, uncond_context)
             )
+        self.has_negative_embedding = negative_text_embedding is not None
+        self._logged_zero_uncond = False
 
     # ------------------------------------------------------------------ public
 
@@ -112,11 +136,21 @@ class DreamDojoPipeline:
         seeds: list[int],
         num_steps: int,
         guidance: float,
+        noise: str = "torch",
+        assembly: str = "aligned",
     ) -> np.ndarray:
-        """uint8 frames (1 or K, H, W, 3), float32 actions (K, T, A) → uint8 (K, T + 1, H, W, 3)."""
+        """uint8 frames (1 or K, H, W, 3), float32 actions (K, T, A) → uint8 (K, T + 1, H, W, 3).
+
+        `noise` and `assembly` select NVIDIA's evaluation protocol (module docstring).
+        """
         cfg = self.config
         k, t_total = actions.shape[:2]
         self._check_inputs(frames, actions, seeds, num_steps)
+        if noise not in NOISES or assembly not in ASSEMBLIES:
+            raise InputValidationError(
+                f"noise must be one of {NOISES} and assembly one of {ASSEMBLIES}; got {noise!r}, {assembly!r}"
+            )
+        nvidia_frames = assembly == "nvidia"
         stats = RolloutStats()
         h, w = frames.shape[1:3]
         out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
@@ -126,7 +160,7 @@ class DreamDojoPipeline:
         lat_h, lat_w = h // cfg.vae.spatial_compression, w // cfg.vae.spatial_compression
         lat_t = cfg.latent_frames_per_chunk
         with torch.inference_mode():
-            cond_pixels = torch.from_numpy(np.ascontiguousarray(frames))
+            cond_pixels = torch.from_numpy(np.array(frames, dtype=np.uint8))  # a copy: callers may pass read-only views
             actions_t = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32)).to(self.device)
             for c in range(t_total // cfg.chunk_size):
                 t0 = time.perf_counter()
@@ -135,20 +169,28 @@ class DreamDojoPipeline:
                     cond_latent = cond_latent.expand(k, -1, -1, -1, -1)
                 stats.add_time("encode", time.perf_counter() - t0)
 
-                noise = torch.stack(
-                    [torch.randn((cfg.dit.latent_channels, lat_t, lat_h, lat_w), generator=g) for g in gens]
-                ).to(self.device)
+                shape = (cfg.dit.latent_channels, lat_t, lat_h, lat_w)
+                if noise == "nvidia":
+                    eps = nvidia_noise(c * cfg.chunk_size, shape).expand(k, -1, -1, -1, -1).to(self.device)
+                else:
+                    eps = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
                 chunk_actions = actions_t[:, c * cfg.chunk_size : (c + 1) * cfg.chunk_size]
                 t0 = time.perf_counter()
-                latents = self.sample_chunk(cond_latent, chunk_actions, noise, num_steps, guidance, stats)
+                latents = self.sample_chunk(cond_latent, chunk_actions, eps, num_steps, guidance, stats)
                 self._sync()
                 stats.add_time("denoise", time.perf_counter() - t0)
 
                 t0 = time.perf_counter()
                 video = self.vae.decode_to_uint8(
-                    latents, batch_size=self.options.vae_batch_size
+                    latents, batch_size=self.options.vae_batch_size, truncate=nvidia_frames
                 )  # [K, 13, H, W, 3]
-                out[:, 1 + c * cfg.chunk_size : 1 + (c + 1) * cfg.chunk_size] = video[:, 1:].cpu().numpy()
+                lo = c * cfg.chunk_size
+                if nvidia_frames and c == 0:
+                    out[:, : cfg.chunk_size + 1] = video.cpu().numpy()
+                elif nvidia_frames:
+                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, :-1].cpu().numpy()
+                else:
+                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, 1:].cpu().numpy()
                 cond_pixels = video[:, -1]  # the last decoded frame conditions the next chunk
                 stats.add_time("decode", time.perf_counter() - t0)
         self.last_stats = stats
@@ -178,6 +220,14 @@ class DreamDojoPipeline:
         mask = is_cond.to(noise.dtype).expand(k, 1, -1, noise.shape[3], noise.shape[4])
 
         use_uncond = guidance != 0.0 and not self.uncond_is_cond
+        if guidance != 0.0 and not self.has_negative_embedding and not self._logged_zero_uncond:
+            logger.warning(
+                "guidance %g: no negative-prompt embedding, so the unconditional branch uses the all-zero text "
+                "embedding%s",
+                guidance,
+                " (identical to the conditional one: guidance has no effect)" if self.uncond_is_cond else "",
+            )
+            self._logged_zero_uncond = True
         if use_uncond:
             kv = [
                 (

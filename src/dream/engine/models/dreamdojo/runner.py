@@ -301,7 +301,10 @@ class DreamDojoRunner(Runner):
 
         from dream.engine.models.dreamdojo.dit import DreamDojoDiT
         from dream.engine.models.dreamdojo.loader import expected_shapes, load_dit_state_dict
-        from dream.engine.models.dreamdojo.text_embedding import load_empty_prompt_embedding
+        from dream.engine.models.dreamdojo.text_embedding import (
+            load_empty_prompt_embedding,
+            load_negative_prompt_embedding,
+        )
         from dream.engine.models.dreamdojo.vae import WanVAE
 
         resolved = resolve_weights(self.spec, self.weights)
@@ -317,9 +320,11 @@ class DreamDojoRunner(Runner):
         vae = WanVAE.from_pretrained(
             resolved.vae_folder, device=device, dtype=_torch_dtype(self.options.vae_dtype or "fp32", device)
         )
-        text = load_empty_prompt_embedding(resolved.folder, self.config.dit.crossattn_proj_in_channels)
+        channels = self.config.dit.crossattn_proj_in_channels
+        text = load_empty_prompt_embedding(resolved.folder, channels)
+        negative = load_negative_prompt_embedding(resolved.folder, channels)
         self._loaded = _Loaded(
-            pipeline=self._assemble(dit, vae, device, dtype, text), report=report, resolved=resolved
+            pipeline=self._assemble(dit, vae, device, dtype, text, negative), report=report, resolved=resolved
         )
         logger.info(
             "loaded %s from %s (%s) on %s/%s", self.spec.slug, resolved.dit, resolved.source, device, dtype
@@ -388,6 +393,7 @@ class DreamDojoRunner(Runner):
         device: str = "cpu",
         dtype: str | None = None,
         text_embedding: torch.Tensor | None = None,
+        negative_text_embedding: torch.Tensor | None = None,
         options: DreamDojoOptions | None = None,
     ) -> DreamDojoRunner:
         """A loaded runner around modules built in memory (benchmarks with random weights)."""
@@ -396,12 +402,12 @@ class DreamDojoRunner(Runner):
         runner = cls(spec, device=device, dtype=dtype, options=options or DreamDojoOptions())
         dev = torch.device(device)
         runner._loaded = _Loaded(
-            pipeline=runner._assemble(dit, vae, dev, _torch_dtype(dtype, dev), text_embedding),
+            pipeline=runner._assemble(dit, vae, dev, _torch_dtype(dtype, dev), text_embedding, negative_text_embedding),
             notes=["built from in-memory modules"],
         )
         return runner
 
-    def _assemble(self, dit, vae, device, dtype, text) -> DreamDojoPipeline:  # type: ignore[no-untyped-def]
+    def _assemble(self, dit, vae, device, dtype, text, negative=None) -> DreamDojoPipeline:  # type: ignore[no-untyped-def]
         import torch
 
         from dream.engine.models.dreamdojo.pipeline import DreamDojoPipeline, PipelineOptions
@@ -421,5 +427,5 @@ class DreamDojoRunner(Runner):
             vae_batch_size=opts.vae_batch_size,
         )
         return DreamDojoPipeline(
-            dit, vae, self.config, text_embedding=text, options=pipe_opts
+            dit, vae, self.config, text_embedding=text, negative_text_embedding=negative, options=pipe_opts
         )
