@@ -153,6 +153,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.spec not in (None, "pusht-96"):
         return cmd_eval_gr1(args)
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation; add --spec dreamdojo-2b-gr1")
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))

@@ -178,5 +178,7 @@ def test_dream_eval_cli_gr1(
     assert (tmp_path / "t.md").read_text().strip() == out.strip()
     with pytest.raises(SystemExit, match=r"^error: dream eval --spec dreamdojo-2b-gr1 needs a SOURCE"):
         main(["eval", "--spec", "dreamdojo-2b-gr1"])
+    with pytest.raises(SystemExit, match=r"^error: SOURCE './ds' is for GR-1 evaluation; add --spec"):
+        main(["eval", "./ds"])
     with pytest.raises(SystemExit, match=r"^error: .*neither a local folder nor a Hub repo id"):
         main(["eval", "--spec", TINY_SLUG, "./no/such/dataset"])
