@@ -87,3 +87,20 @@ def test_fps_and_gr1_refusals(gr1_root: Path, tmp_path: Path) -> None:
     other = make_lerobot_v21(tmp_path / "pusht", [9])
     (row,) = list(frames_from_lerobot(other, actions="gr1"))
     assert row.error is not None and "(T + 1, 44) raw GR-1 vectors, got shape (9, 3)" in row.error
+
+
+def test_row_frames_are_the_rows_ground_truth_at_its_rate(gr1_root: Path) -> None:
+    src = frames_from_lerobot(gr1_root, fps=10, actions="gr1", horizon=12, stride=12, episodes=[1])
+    row = list(src)[1]  # episode 1 starts 1.5 s into the shared video file; the row at frame 26
+    frames = src.row_frames(row.metadata, 13)
+    assert len(frames) == 13 and frames[0].shape == (64, 64, 3)
+    for i, frame in enumerate(frames):
+        np.testing.assert_allclose(frame.reshape(-1, 3).mean(0), lerobot_color(1, 26 + 2 * i), atol=8)
+    with pytest.raises(ValueError, match=r"episode 1 has 53 frames; 20 frames from frame 26 .* end at frame 64"):
+        src.row_frames(row.metadata, 20)
+    # Episode 0 shares the video file with episode 1: its frames must not run into it.
+    first = next(iter(frames_from_lerobot(gr1_root, fps=10, episodes=[0])))
+    with pytest.raises(ValueError, match="episode 0 has 30 frames"):
+        src_0 = frames_from_lerobot(gr1_root, fps=10, episodes=[0])
+        src_0.row_frames(first.metadata, 16)
+    assert len(frames_from_lerobot(gr1_root, fps=10, episodes=[0]).row_frames(first.metadata, 15)) == 15

@@ -569,6 +569,12 @@ class LeRobotSource(IterableSource):
         ep = next((e for e in self.episodes if e.index == metadata["episode_index"]), None)
         if ep is None or ep.video_file is None:
             raise ValueError(f"{self.repo}: no video for episode {metadata.get('episode_index')!r}")
+        last = int(metadata["start_frame_index"]) + self.step * (count - 1)
+        if last >= ep.length:
+            raise ValueError(
+                f"episode {ep.index} has {ep.length} frames; {count} frames from frame "
+                f"{metadata['start_frame_index']} at every {self.step} step(s) end at frame {last}"
+            )
         start = ep.video_from_s + float(metadata["timestamp"])
         times = [start + i * self.step / self.fps for i in range(count)]
         return _decode_frames(self.files.path(ep.video_file), times, 0.5 / self.fps)
