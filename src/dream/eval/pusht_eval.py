@@ -21,7 +21,12 @@ Metrics at each horizon h (frame h of the rollout, i.e. after h actions):
 * changed-pixel PSNR: the same over the pixels where the ground-truth frame h differs
   from the start frame (any channel), per-episode MSE on those pixels averaged over the
   episodes where any pixel changed — the agent and the block, not the static background;
-* SSIM (`dream.eval.metrics.ssim`, 11×11 Gaussian σ=1.5), averaged over episodes.
+* SSIM (`dream.eval.metrics.ssim`, 11×11 Gaussian σ=1.5), averaged over episodes;
+* block IoU (`dream.eval.metrics.block_iou`): the block's pixels are those within RGB
+  distance `BLOCK_COLOR_THRESHOLD` (30) of the T's fill or outline colour; IoU of the
+  predicted and true masks, averaged over episodes;
+* block centroid error: the distance (96² px) between the two masks' centroids, averaged
+  over the episodes where both masks are non-empty.
 
 LPIPS and FVD are not reported: they need downloaded network weights that this
 evaluation does not fetch.
@@ -36,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from dream.eval.metrics import masked_mse, mse, psnr_from_mse, ssim
+from dream.eval.metrics import block_centroid_error, block_iou, masked_mse, mse, psnr_from_mse, ssim
 
 __all__ = [
     "DEFAULT_HORIZONS",
@@ -61,6 +66,8 @@ class HorizonScores:
     changed_psnr_db: float  # pixels where ground truth h differs from the start frame
     ssim: float
     changed_episodes: int  # episodes with at least one changed pixel at this horizon
+    block_iou: float = float("nan")  # block-mask IoU, mean over episodes
+    block_centroid_px: float = float("nan")  # block-mask centroid distance (px), mean over episodes with both masks
 
 
 @dataclass
@@ -90,6 +97,8 @@ class EvalResult:
             ("psnr_db", "PSNR (dB)", "{:.2f}"),
             ("changed_psnr_db", "changed-pixel PSNR (dB)", "{:.2f}"),
             ("ssim", "SSIM", "{:.4f}"),
+            ("block_iou", "block IoU", "{:.3f}"),
+            ("block_centroid_px", "block centroid error (px)", "{:.2f}"),
         )
         for attr, label, fmt in metrics:
             for name, rows in self.scores.items():
@@ -132,8 +141,18 @@ def score_rollouts(
         changed_mse, count = masked_mse(p, g, changed_pixel_mask(g, gt[:, 0]))
         has_change = count > 0
         changed = psnr_from_mse(changed_mse[has_change].mean(), 255.0) if has_change.any() else float("nan")
+        centroid = block_centroid_error(p, g)
+        found = ~np.isnan(centroid)
         out.append(
-            HorizonScores(h, float(full), float(changed), float(ssim(p, g).mean()), int(has_change.sum()))
+            HorizonScores(
+                h,
+                float(full),
+                float(changed),
+                float(ssim(p, g).mean()),
+                int(has_change.sum()),
+                block_iou=float(block_iou(p, g).mean()),
+                block_centroid_px=float(centroid[found].mean()) if found.any() else float("nan"),
+            )
         )
     return out
 
