@@ -75,7 +75,7 @@ def fit_start_pose(
     pad = 4
     y0, y1 = max(by.min() - pad, 0), min(by.max() + pad + 1, size)
     x0, x1 = max(bx.min() - pad, 0), min(bx.max() + pad + 1, size)
-    window = (slice(y0, y1), slice(x0, x1))
+    window = (int(y0), int(y1), int(x0), int(x1))
 
     gy = renderer.params.cog_local[1]
 
@@ -84,9 +84,11 @@ def fit_start_pose(
         d = gy - _AREA_CENTROID_Y
         return [centroid[0] - math.sin(angle) * d, centroid[1] + math.cos(angle) * d, angle]
 
+    crop = target[window[0] : window[1], window[2] : window[3]]
+
     def block_score(pose: list[float], agent=None) -> float:
-        img, _ = renderer.render(agent, (pose[0], pose[1], pose[2]))
-        diff = img[window] - target[window]
+        img = renderer.render_layers(agent, (pose[0], pose[1], pose[2]), window)[0]
+        diff = img - crop
         return float(np.sum(diff * diff))
 
     candidates = [cog_from_centroid(math.radians(5 * k)) for k in range(72)]
@@ -102,12 +104,13 @@ def _fit_agent(target: np.ndarray, renderer: SceneRenderer, agent0: list[float],
     size = renderer.size
     cx = int(round((agent0[0] + 0.5) * size / WORKSPACE - 0.5))
     cy = int(round((agent0[1] + 0.5) * size / WORKSPACE - 0.5))
-    window = (slice(max(cy - 6, 0), min(cy + 7, size)), slice(max(cx - 6, 0), min(cx + 7, size)))
+    window = (max(cy - 6, 0), min(cy + 7, size), max(cx - 6, 0), min(cx + 7, size))
+    crop = target[window[0] : window[1], window[2] : window[3]]
     blk = None if block is None else (block[0], block[1], block[2])
 
     def score(p: list[float]) -> float:
-        img, _ = renderer.render((p[0], p[1]), blk)
-        diff = img[window] - target[window]
+        img = renderer.render_layers((p[0], p[1]), blk, window)[0]
+        diff = img - crop
         return float(np.sum(diff * diff))
 
     return _pattern_search(score, list(agent0), [2.0, 2.0], shrink=4)

@@ -95,37 +95,46 @@ class SceneRenderer:
         return x - (c * gx - s * gy), y - (s * gx + c * gy), a
 
     def draw_samples(
-        self, agent: tuple[float, float] | None, block_cog: tuple[float, float, float] | None
+        self,
+        agent: tuple[float, float] | None,
+        block_cog: tuple[float, float, float] | None,
+        window: tuple[int, int, int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The drawing at the sample grid, float (2S, 2S, 3), and bool grids of block and agent coverage."""
-        img = self.static.copy()
-        covered = np.zeros(self.sx.shape, bool)
+        """The drawing at the sample grid, float (2S, 2S, 3), and bool grids of block and agent coverage.
+
+        window: (y0, y1, x0, x1) in output pixels, to draw only the samples of that crop.
+        """
+        y0, y1, x0, x1 = window or (0, self.size, 0, self.size)
+        crop = (slice(2 * y0, 2 * y1), slice(2 * x0, 2 * x1))
+        sx, sy = self.sx[crop], self.sy[crop]
+        img = self.static[crop].copy()
+        covered = np.zeros(sx.shape, bool)
         if block_cog is not None:
             for poly in body_polygons(*self.cog_to_origin(block_cog)):
                 poly = [(round(x), round(y)) for x, y in poly]
-                fill = _inside_convex(self.sx, self.sy, poly)
-                edge = _near_boundary(self.sx, self.sy, poly, 2.0)
+                fill = _inside_convex(sx, sy, poly)
+                edge = _near_boundary(sx, sy, poly, 2.0)
                 img[fill] = BLOCK_FILL
                 img[edge] = BLOCK_OUTLINE
                 covered |= fill | edge
         block_covered = covered
-        covered = np.zeros(self.sx.shape, bool)
+        covered = np.zeros(sx.shape, bool)
         if agent is not None:
             cx, cy = round(agent[0]), round(agent[1])
-            d2 = (self.sx - cx) ** 2 + (self.sy - cy) ** 2
+            d2 = (sx - cx) ** 2 + (sy - cy) ** 2
             disc = d2 <= self.params.agent_radius**2
             img[disc] = AGENT_RGB
             img[d2 <= (self.params.agent_radius - 4) ** 2] = AGENT_CORE
             covered |= disc
         return img, block_covered, covered
 
-    def resize(self, samples: np.ndarray) -> np.ndarray:
-        """Blend the (2S, 2S, ...) sample grid to (S, S, ...) bilinearly."""
-        s = self.size
-        f = self.frac
-        g = samples.reshape(s, 2, s, 2, *samples.shape[2:])
-        wy = f.reshape(s, 1, *([1] * (samples.ndim - 2)))
-        wx = f.reshape(1, s, *([1] * (samples.ndim - 2)))
+    def resize(self, samples: np.ndarray, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Blend the (2h, 2w, ...) sample grid of `window` (default: the frame) to (h, w, ...) bilinearly."""
+        y0, y1, x0, x1 = window or (0, self.size, 0, self.size)
+        h, w = y1 - y0, x1 - x0
+        g = samples.reshape(h, 2, w, 2, *samples.shape[2:])
+        wy = self.frac[y0:y1].reshape(h, 1, *([1] * (samples.ndim - 2)))
+        wx = self.frac[x0:x1].reshape(1, w, *([1] * (samples.ndim - 2)))
         top = g[:, 0, :, 0] * (1 - wx) + g[:, 0, :, 1] * wx
         bottom = g[:, 1, :, 0] * (1 - wx) + g[:, 1, :, 1] * wx
         return top * (1 - wy) + bottom * wy
@@ -138,12 +147,18 @@ class SceneRenderer:
         return img, block | agent
 
     def render_layers(
-        self, agent: tuple[float, float] | None, block_cog: tuple[float, float, float] | None
+        self,
+        agent: tuple[float, float] | None,
+        block_cog: tuple[float, float, float] | None,
+        window: tuple[int, int, int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(float RGB frame (S, S, 3), bool (S, S) pixels touched by the block, the same for the agent)."""
-        samples, block, disc = self.draw_samples(agent, block_cog)
+        """(float RGB frame (S, S, 3), bool (S, S) pixels touched by the block, the same for the agent).
+
+        window: (y0, y1, x0, x1) to render only that crop (the arrays are then the crop's).
+        """
+        samples, block, disc = self.draw_samples(agent, block_cog, window)
         return (
-            self.resize(samples),
-            self.resize(block.astype(np.float64)) > 0,
-            self.resize(disc.astype(np.float64)) > 0,
+            self.resize(samples, window),
+            self.resize(block.astype(np.float64), window) > 0,
+            self.resize(disc.astype(np.float64), window) > 0,
         )

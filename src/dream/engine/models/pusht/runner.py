@@ -177,18 +177,48 @@ class PushTRunner(Runner):
 
         assert self.renderer is not None
         agents, blocks = rollout_poses(agent, block, actions.tolist(), self.params)
-        _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0])
         frames = np.empty((len(agents), 96, 96, 3), np.uint8)
         frames[0] = start
+        # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
+        drawn = [(round(x), round(y)) for x, y in agents]
         for i in range(1, len(agents)):
-            if agents[i] == agents[0] and blocks[i] == blocks[0]:
-                frames[i] = start
+            frames[i] = start
+            if drawn[i] == drawn[0] and blocks[i] == blocks[0]:
                 continue
-            img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i])
-            region = agent0 | agent_t
+            # only a crop around the objects' start and current places can change
+            y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
+            _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0], window)
+            img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
+            region = agent0 | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent0)
             if blocks[i] != blocks[0]:
                 region |= block0 | block_t
-            frame = start.copy()
-            frame[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
-            frames[i] = frame
+            crop = frames[i, y0:y1, x0:x1]
+            crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
         return frames
+
+    def _window(self, agents, blocks) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1): the output pixels that the agents' discs and the blocks' Ts can touch."""
+        import math
+
+        from dream.engine.models.pusht.render import body_polygons
+
+        assert self.renderer is not None and self.params is not None
+        xs, ys = [], []
+        r = self.params.agent_radius + 2
+        for ax, ay in agents:
+            xs += [ax - r, ax + r]
+            ys += [ay - r, ay + r]
+        for b in blocks:
+            for poly in body_polygons(*self.renderer.cog_to_origin(b)):
+                xs += [x for x, _ in poly]
+                ys += [y for _, y in poly]
+        scale = 96 / 512
+
+        def lo(v: float) -> int:
+            return min(max(math.floor((v - 3) * scale) - 1, 0), 96)
+
+        def hi(v: float) -> int:
+            return max(min(math.ceil((v + 3) * scale) + 2, 96), 0)
+
+        y0, y1, x0, x1 = lo(min(ys)), hi(max(ys)), lo(min(xs)), hi(max(xs))
+        return (y0, max(y1, y0), x0, max(x1, x0))
