@@ -30,8 +30,8 @@ def test_mask_takes_both_colours_within_the_threshold_and_nothing_else():
     f = np.full((4, 4, 3), BACKGROUND, np.uint8)
     f[0, 0] = BLOCK_FILL_RGB
     f[0, 1] = BLOCK_OUTLINE_RGB
-    f[0, 2] = np.array(BLOCK_FILL_RGB) + [int(BLOCK_COLOR_THRESHOLD), 0, 0]  # exactly on the threshold
-    f[0, 3] = np.array(BLOCK_FILL_RGB) + [18, 18, 18]  # distance 31.2: outside
+    f[0, 2] = np.add(BLOCK_FILL_RGB, (int(BLOCK_COLOR_THRESHOLD), 0, 0))  # exactly on the threshold
+    f[0, 3] = np.add(BLOCK_FILL_RGB, (18, 18, 18))  # distance 31.2: outside
     f[1, 0] = (144, 238, 144)  # the goal's LightGreen
     f[1, 1] = (65, 105, 225)  # the agent's RoyalBlue
     expected = np.zeros((4, 4), bool)

@@ -102,8 +102,8 @@ def fit_start_pose(
 
 def _fit_agent(target: np.ndarray, renderer: SceneRenderer, agent0: list[float], block) -> list[float]:
     size = renderer.size
-    cx = int(round((agent0[0] + 0.5) * size / WORKSPACE - 0.5))
-    cy = int(round((agent0[1] + 0.5) * size / WORKSPACE - 0.5))
+    cx = round((agent0[0] + 0.5) * size / WORKSPACE - 0.5)
+    cy = round((agent0[1] + 0.5) * size / WORKSPACE - 0.5)
     window = (max(cy - 6, 0), min(cy + 7, size), max(cx - 6, 0), min(cx + 7, size))
     crop = target[window[0] : window[1], window[2] : window[3]]
     blk = None if block is None else (block[0], block[1], block[2])

@@ -76,7 +76,7 @@ class SceneRenderer:
         self.static = self._static_layer()
 
     def _static_layer(self) -> np.ndarray:
-        img = np.empty(self.sx.shape + (3,), np.float64)
+        img = np.empty((*self.sx.shape, 3), np.float64)
         img[:] = WHITE
         for poly in body_polygons(*GOAL_POSE):
             poly = [(round(x), round(y)) for x, y in poly]

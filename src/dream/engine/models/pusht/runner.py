@@ -14,7 +14,6 @@ count can change a row's bytes):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
