@@ -25,7 +25,7 @@ checks them against simulated episodes and stores them with the shipped file.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["PhysicsParams", "PushTState", "rollout_poses", "t_polygons_local"]
 
@@ -118,10 +118,30 @@ def _polygon_sign(poly: list[tuple[float, float]]) -> float:
     return sum(poly[i][0] * poly[(i + 1) % len(poly)][1] - poly[(i + 1) % len(poly)][0] * poly[i][1] for i in range(len(poly)))
 
 
+# (outward normal, direction from the segment's a end to its b end) of the four walls
+_WALLS = (
+    (-1.0, 0.0, (0.0, -1.0)),  # left: (5, 506) → (5, 5)
+    (1.0, 0.0, (0.0, 1.0)),  # right: (506, 5) → (506, 506)
+    (0.0, -1.0, (1.0, 0.0)),  # top: (5, 5) → (506, 5)
+    (0.0, 1.0, (1.0, 0.0)),  # bottom: (5, 506) → (506, 506)
+)
+
+
+def _wall_depth(w: int, x: float, y: float) -> float:
+    if w == 0:
+        return WALL_LOW + WALL_RADIUS - x
+    if w == 1:
+        return x - (WALL_HIGH - WALL_RADIUS)
+    if w == 2:
+        return WALL_LOW + WALL_RADIUS - y
+    return y - (WALL_HIGH - WALL_RADIUS)
+
+
 def _contacts(state: PushTState, params: PhysicsParams) -> list[tuple]:
     """Contacts as (key, nx, ny, r2x, r2y, dist, kinematic_velocity_normal)."""
     cx, cy, _ = state.block
     out = []
+    pushes = []
     ax, ay = state.agent
     for k, poly in enumerate(_world_polys(state.block, params)):
         if _polygon_sign(poly) < 0:
@@ -130,21 +150,21 @@ def _contacts(state: PushTState, params: PhysicsParams) -> list[tuple]:
         if hit is not None:
             nx, ny, p1, p2, edge = hit
             dist = (p2[0] - p1[0]) * nx + (p2[1] - p1[1]) * ny
-            out.append((("agent", k, edge), nx, ny, p2[0] - cx, p2[1] - cy, dist, True))
-        for j, (vx, vy) in enumerate(poly):
-            # walls: static segments of radius WALL_RADIUS along x = 5, x = 506, y = 5, y = 506
-            for w, (nx, ny, depth) in enumerate(
-                (
-                    (-1.0, 0.0, WALL_LOW + WALL_RADIUS - vx),
-                    (1.0, 0.0, vx - (WALL_HIGH - WALL_RADIUS)),
-                    (0.0, -1.0, WALL_LOW + WALL_RADIUS - vy),
-                    (0.0, 1.0, vy - (WALL_HIGH - WALL_RADIUS)),
-                )
-            ):
+            pushes.append((("agent", k, edge), nx, ny, p2[0] - cx, p2[1] - cy, dist, True))
+        # walls: static segments of radius WALL_RADIUS along x = 5, x = 506, y = 5, y = 506,
+        # each drawn from a to b; a wall's contacts are ordered from its a end to its b end
+        for w, (nx, ny, along) in enumerate(_WALLS):
+            hits = []
+            for j, (vx, vy) in enumerate(poly):
+                depth = _wall_depth(w, vx, vy)
                 if depth > 0:
-                    # normal from the wall (body a) into the block (body b)
-                    out.append((("wall", k, j, w), -nx, -ny, vx - cx, vy - cy, -depth, False))
-    return out
+                    hits.append((along[0] * vx + along[1] * vy, j, vx, vy, depth))
+            for _, j, vx, vy, depth in sorted(hits):
+                # normal from the wall (body a) into the block (body b)
+                out.append((("wall", k, j, w), -nx, -ny, vx - cx, vy - cy, -depth, False))
+    # when the agent pins the block against a wall the constraints conflict and the
+    # solving order decides; pushes first matched the simulator best on training episodes
+    return pushes + out
 
 
 def step(state: PushTState, target: tuple[float, float], params: PhysicsParams) -> None:
@@ -221,6 +241,9 @@ def rollout_poses(
     """Agent positions and block poses (cog x, y, angle) at frames 0..T for T targets, from rest."""
     params = params or PhysicsParams()
     state = PushTState(agent=[float(agent[0]), float(agent[1])], block=[float(v) for v in block])
+    # the simulator's reset ends with one substep with the agent at rest: an agent that
+    # starts inside the block gives it a velocity that shows only from frame 1 on
+    step(state, (state.agent[0], state.agent[1]), replace(params, substeps=1))
     agents = [tuple(state.agent)]
     blocks = [tuple(state.block)]
     for tx, ty in targets:

@@ -188,9 +188,11 @@ class PushTRunner(Runner):
             y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
             _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0], window)
             img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
-            region = agent0 | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent0)
+            # the start frame's objects are erased with a 1-px margin: their blended edge
+            # pixels may reach one pixel beyond the drawing at the fitted pose
+            region = _dilate(agent0) | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent0)
             if blocks[i] != blocks[0]:
-                region |= block0 | block_t
+                region |= _dilate(block0) | block_t
             crop = frames[i, y0:y1, x0:x1]
             crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
         return frames
@@ -214,10 +216,23 @@ class PushTRunner(Runner):
         scale = 96 / 512
 
         def lo(v: float) -> int:
-            return min(max(math.floor((v - 3) * scale) - 1, 0), 96)
+            return min(max(math.floor((v - 3) * scale) - 2, 0), 96)
 
         def hi(v: float) -> int:
-            return max(min(math.ceil((v + 3) * scale) + 2, 96), 0)
+            return max(min(math.ceil((v + 3) * scale) + 3, 96), 0)
 
         y0, y1, x0, x1 = lo(min(ys)), hi(max(ys)), lo(min(xs)), hi(max(xs))
         return (y0, max(y1, y0), x0, max(x1, x0))
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """`mask` grown by one pixel (8-neighbourhood)."""
+    import numpy as np
+
+    padded = np.pad(mask, 1)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
