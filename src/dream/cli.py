@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="built-in model vs baselines on held-out simulator episodes",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
-        "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
-        "model that ignores actions. Needs the [sim] extra.",
+        "print PSNR / changed-pixel PSNR / SSIM / block-mask IoU / block centroid error per horizon for the "
+        "model, repeat-the-start-frame and the model with its agent held still. Needs the [sim] extra.",
     )
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")

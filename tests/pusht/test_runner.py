@@ -195,3 +195,17 @@ def test_loader_rejects_a_file_of_another_format(tmp_path):
     save_file({"x": np.zeros(2)}, str(path))
     with pytest.raises(EngineError, match="not a pusht-96 parameter file"):
         load_params(path)
+
+
+def test_mp4_bytes_are_the_same_with_one_or_two_torch_threads():
+    from dream.engine.engine import Engine
+
+    ep = pusht_episode(7)
+    videos = []
+    for threads in (1, 2):
+        engine = Engine(["pusht-96"], device="cpu", threads=threads)
+        engine.load("pusht-96")
+        frames = engine.predict(ep.start_frame, ep.actions[:10]).frames[0]
+        videos.append(engine.encode_mp4(frames))
+        engine.close()
+    assert videos[0] == videos[1]

@@ -86,13 +86,13 @@ def fit_start_pose(
 
     crop = target[window[0] : window[1], window[2] : window[3]]
 
-    def block_score(pose: list[float], agent=None) -> float:
-        img = renderer.render_layers(agent, (pose[0], pose[1], pose[2]), window)[0]
+    def block_score(pose: list[float], agent=None, outline: bool = True) -> float:
+        img = renderer.render_layers(agent, (pose[0], pose[1], pose[2]), window, outline)[0]
         diff = img - crop
         return float(np.sum(diff * diff))
 
     candidates = [cog_from_centroid(math.radians(5 * k)) for k in range(72)]
-    block = min(candidates, key=lambda p: (block_score(p, tuple(agent0)), candidates.index(p)))
+    block = min(candidates, key=lambda p: (block_score(p, tuple(agent0), outline=False), candidates.index(p)))
     agent = _fit_agent(target, renderer, agent0, block)
     block = _pattern_search(lambda p: block_score(p, tuple(agent)), block, [4.0, 4.0, math.radians(4)], shrink=6)
     agent = _fit_agent(target, renderer, agent, block)

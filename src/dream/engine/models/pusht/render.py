@@ -99,10 +99,12 @@ class SceneRenderer:
         agent: tuple[float, float] | None,
         block_cog: tuple[float, float, float] | None,
         window: tuple[int, int, int, int] | None = None,
+        outline: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The drawing at the sample grid, float (2S, 2S, 3), and bool grids of block and agent coverage.
 
         window: (y0, y1, x0, x1) in output pixels, to draw only the samples of that crop.
+        outline: False draws the block without its outline (cheaper; for coarse pose search).
         """
         y0, y1, x0, x1 = window or (0, self.size, 0, self.size)
         crop = (slice(2 * y0, 2 * y1), slice(2 * x0, 2 * x1))
@@ -113,10 +115,12 @@ class SceneRenderer:
             for poly in body_polygons(*self.cog_to_origin(block_cog)):
                 poly = [(round(x), round(y)) for x, y in poly]
                 fill = _inside_convex(sx, sy, poly)
-                edge = _near_boundary(sx, sy, poly, 2.0)
                 img[fill] = BLOCK_FILL
-                img[edge] = BLOCK_OUTLINE
-                covered |= fill | edge
+                covered |= fill
+                if outline:
+                    edge = _near_boundary(sx, sy, poly, 2.0)
+                    img[edge] = BLOCK_OUTLINE
+                    covered |= edge
         block_covered = covered
         covered = np.zeros(sx.shape, bool)
         if agent is not None:
@@ -151,12 +155,14 @@ class SceneRenderer:
         agent: tuple[float, float] | None,
         block_cog: tuple[float, float, float] | None,
         window: tuple[int, int, int, int] | None = None,
+        outline: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(float RGB frame (S, S, 3), bool (S, S) pixels touched by the block, the same for the agent).
 
         window: (y0, y1, x0, x1) to render only that crop (the arrays are then the crop's).
+        outline: False draws the block without its outline (cheaper; for coarse pose search).
         """
-        samples, block, disc = self.draw_samples(agent, block_cog, window)
+        samples, block, disc = self.draw_samples(agent, block_cog, window, outline)
         return (
             self.resize(samples, window),
             self.resize(block.astype(np.float64), window) > 0,

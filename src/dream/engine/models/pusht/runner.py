@@ -178,6 +178,10 @@ class PushTRunner(Runner):
         agents, blocks = rollout_poses(agent, block, actions.tolist(), self.params)
         frames = np.empty((len(agents), 96, 96, 3), np.uint8)
         frames[0] = start
+        # where the start frame's objects were, grown by a pixel: their blended edge pixels
+        # may reach one pixel beyond the drawing at the fitted pose
+        _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0])
+        block0, agent0 = _dilate(block0), _dilate(agent0)
         # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
         drawn = [(round(x), round(y)) for x, y in agents]
         for i in range(1, len(agents)):
@@ -186,13 +190,10 @@ class PushTRunner(Runner):
                 continue
             # only a crop around the objects' start and current places can change
             y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
-            _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0], window)
             img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
-            # the start frame's objects are erased with a 1-px margin: their blended edge
-            # pixels may reach one pixel beyond the drawing at the fitted pose
-            region = _dilate(agent0) | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent0)
+            region = agent0[y0:y1, x0:x1] | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent_t)
             if blocks[i] != blocks[0]:
-                region |= _dilate(block0) | block_t
+                region |= block0[y0:y1, x0:x1] | block_t
             crop = frames[i, y0:y1, x0:x1]
             crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
         return frames
