@@ -19,7 +19,7 @@ from simulated episodes, and writes the shipped parameter file:
 The test seeds (2 000 000 …) belong to `dream eval` and are never used here. Runs in a
 few minutes on a 2-core CPU; there is nothing for a GPU to do.
 
-    python training/fit_pusht.py --train 400 --val 128
+    python training/fit_pusht.py --train 200 --val 100
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def pose_errors(data: dict[str, np.ndarray], params: PhysicsParams) -> np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=400, help="train episodes (seeds 0 …)")
-    parser.add_argument("--val", type=int, default=128, help="validation episodes (seeds 1 000 000 …)")
+    parser.add_argument("--train", type=int, default=200, help="train episodes (seeds 0 …)")
+    parser.add_argument("--val", type=int, default=100, help="validation episodes (seeds 1 000 000 …)")
     parser.add_argument("--steps", type=int, default=48)
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR / "pusht-96.safetensors")
     args = parser.parse_args()
