@@ -65,7 +65,8 @@ class PushTState:
     agent_vel: list[float] = field(default_factory=lambda: [0.0, 0.0])
     block: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # cog x, y, angle
     block_vel: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # vx, vy, w
-    cache: dict = field(default_factory=dict)  # contact key -> accumulated normal impulse
+    bias_vel: tuple[float, float, float] = (0.0, 0.0, 0.0)  # last position-correction velocity
+    cache: dict[tuple, float] = field(default_factory=dict)  # contact key -> accumulated normal impulse
 
 
 def _world_polys(block: list[float], params: PhysicsParams) -> list[list[tuple[float, float]]]:
@@ -138,7 +139,7 @@ def _wall_depth(w: int, x: float, y: float) -> float:
 
 
 def _contacts(state: PushTState, params: PhysicsParams) -> list[tuple]:
-    """Contacts as (key, nx, ny, r2x, r2y, dist, kinematic_velocity_normal)."""
+    """Contacts as (key, normal x, normal y, contact point − cog x, y, signed distance, is-the-agent)."""
     cx, cy, _ = state.block
     out = []
     pushes = []
@@ -178,11 +179,11 @@ def step(state: PushTState, target: tuple[float, float], params: PhysicsParams) 
         ap = state.agent
         av[0] += (params.k_p * (tx - ap[0]) + params.k_v * (0.0 - av[0])) * dt
         av[1] += (params.k_p * (ty - ap[1]) + params.k_v * (0.0 - av[1])) * dt
-        # positions (the block's velocity already includes nothing of the bias: that is kept apart)
+        # positions advance by the velocities plus the last position correction
         ap[0] += av[0] * dt
         ap[1] += av[1] * dt
         b, bv = state.block, state.block_vel
-        bias_v = getattr(state, "_bias", (0.0, 0.0, 0.0))
+        bias_v = state.bias_vel
         b[0] += (bv[0] + bias_v[0]) * dt
         b[1] += (bv[1] + bias_v[1]) * dt
         b[2] += (bv[2] + bias_v[2]) * dt
@@ -232,7 +233,7 @@ def step(state: PushTState, target: tuple[float, float], params: PhysicsParams) 
             new_cache[c[0]] = c[9]
         state.cache = new_cache
         state.block_vel = [vx, vy, w]
-        state._bias = (bvx, bvy, bw)  # type: ignore[attr-defined]
+        state.bias_vel = (bvx, bvy, bw)
 
 
 def rollout_poses(
