@@ -292,9 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="built-in model vs baselines on held-out simulator episodes",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
-        "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
-        "model that ignores actions. Needs the [sim] extra. With --spec dreamdojo-2b-gr1 SOURCE: DreamDojo on "
-        "a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame over 49 frames (NVIDIA's protocol).",
+        "print PSNR / changed-pixel PSNR / SSIM / block-mask IoU / block centroid error per horizon for the "
+        "model, repeat-the-start-frame and the model with its agent held still. Needs the [sim] extra. With "
+        "--spec dreamdojo-2b-gr1 SOURCE: DreamDojo on a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame "
+        "over 49 frames (NVIDIA's protocol).",
     )
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")

@@ -21,7 +21,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["masked_mse", "mse", "psnr", "psnr_from_mse", "ssim", "ssim_downsample_factor"]
+__all__ = [
+    "BLOCK_COLOR_THRESHOLD",
+    "BLOCK_FILL_RGB",
+    "BLOCK_OUTLINE_RGB",
+    "block_centroid",
+    "block_centroid_error",
+    "block_iou",
+    "block_mask",
+    "masked_mse",
+    "mse",
+    "psnr",
+    "psnr_from_mse",
+    "ssim",
+    "ssim_downsample_factor",
+]
+
+# gym-pusht draws the T-block as a fill of (143, 163, 184) inside a 2-px outline of
+# (119, 136, 153) (pygame's LightSlateGray); a pixel is "block" when its RGB lies within
+# this Euclidean distance of either colour.
+BLOCK_FILL_RGB = (143, 163, 184)
+BLOCK_OUTLINE_RGB = (119, 136, 153)
+BLOCK_COLOR_THRESHOLD = 30.0
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * σ + 0.5): an 11×11 window
@@ -122,3 +143,48 @@ def ssim(
     c2 = (SSIM_K2 * rng) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     return s.mean(axis=(-3, -2, -1))
+
+
+def block_mask(frames: np.ndarray) -> np.ndarray:
+    """bool (..., H, W): pixels within `BLOCK_COLOR_THRESHOLD` (RGB distance) of the block's fill or outline."""
+    if frames.dtype != np.uint8 or frames.shape[-1] != 3:
+        raise ValueError(f"block_mask expects uint8 (..., H, W, 3) frames, got {frames.dtype}{frames.shape}")
+    x = frames.astype(np.int32)
+    limit = BLOCK_COLOR_THRESHOLD * BLOCK_COLOR_THRESHOLD
+    masks = []
+    for colour in (BLOCK_FILL_RGB, BLOCK_OUTLINE_RGB):
+        d = x - np.asarray(colour, np.int32)
+        masks.append(np.sum(d * d, axis=-1) <= limit)
+    return masks[0] | masks[1]
+
+
+def block_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Block-mask IoU per image (shape pred.shape[:-3]); 1.0 where neither image shows any block."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"images differ in shape: {pred.shape} vs {gt.shape}")
+    p, g = block_mask(pred), block_mask(gt)
+    inter = np.sum(p & g, axis=(-2, -1))
+    union = np.sum(p | g, axis=(-2, -1))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def block_centroid(frames: np.ndarray) -> np.ndarray:
+    """(..., 2) float64 (x, y) centroid of the block mask in pixel units (pixel centres at integers); nan if empty."""
+    m = block_mask(frames)
+    h, w = m.shape[-2:]
+    count = m.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = np.sum(m * np.arange(w), axis=(-2, -1)) / count
+        cy = np.sum(m * np.arange(h)[:, None], axis=(-2, -1)) / count
+    return np.stack([cx, cy], axis=-1)
+
+
+def block_centroid_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Distance in pixels between the block-mask centroids of `pred` and `gt`, per image.
+
+    nan where either mask is empty (callers report how many images that excluded).
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"images differ in shape: {pred.shape} vs {gt.shape}")
+    d = block_centroid(pred) - block_centroid(gt)
+    return np.hypot(d[..., 0], d[..., 1])
