@@ -182,6 +182,48 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- view
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    import threading
+    import webbrowser
+
+    try:
+        import uvicorn
+
+        from dream.view import open_view
+    except ImportError as exc:
+        raise ImportError(f"dream view needs the server and io extras: pip install 'dream-engine[server,io]' ({exc})") from exc
+    app = open_view(args.output, parent_key=args.parent_key)
+    url = f"http://{args.host}:{args.port}/"
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    if args.open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    print(f"dream view of {args.output} on {url} (Ctrl-C stops it)", flush=True)
+    server.run()
+    return 0
+
+
+def _add_view(sub: Any) -> None:
+    p = sub.add_parser(
+        "view",
+        help="browse a bulk run's rollouts in a browser page",
+        description="Serve a page over a sink's output (./dir, s3://bucket/prefix or hf://datasets/org/name): "
+        "a grid of rows with first/last-frame thumbnails, status filter, row-id search, the metadata table, "
+        "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR.",
+    )
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--parent-key", default=None,
+                   help="source-metadata key naming a row's parent row (default: parent_row_id, parent_id, "
+                   "parent, source_episode, whichever a row has)")
+    p.set_defaults(func=cmd_view)
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -277,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a .pt that holds pickled objects (only for checkpoints you trust)",
     )
     p.set_defaults(func=cmd_convert)
+
+    _add_view(sub)
 
     try:
         from dream.server.commands import register
