@@ -215,7 +215,7 @@ def _add_view(sub: Any) -> None:
         "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR.",
     )
     p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.add_argument("--parent-key", default=None,

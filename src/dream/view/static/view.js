@@ -64,7 +64,7 @@ function renderGrid(page) {
   const grid = $("#grid");
   grid.replaceChildren();
   for (const row of page.rows) {
-    const img = el("img", { alt: row.has_video ? "first and last frame" : "no video" });
+    const img = row.has_video ? el("img", { alt: "first and last frame" }) : el("div", { class: "no-video" }, "no video");
     const card = el("div", { class: "card", "data-row-id": row.row_id, "data-status": row.status, onclick: () => openRow(row.row_id) },
       img, el("div", { class: "id", title: row.row_id }, row.row_id), el("span", { class: "badge " + row.status }, row.status));
     if (row.qc && row.qc.drift_db != null) {
@@ -153,7 +153,7 @@ async function openRow(rowId) {
   player.replaceChildren();
   if (!row.has_video) return;
   const frames = Number(row.columns.frames) || 0;
-  const label = el("span", { id: "frame-label" });
+  const label = el("span", { id: "frame-label" }, `frame 1 / ${frames}`);
   const scrubber = el("input", { id: "scrubber", type: "range", min: "0", max: String(Math.max(0, frames - 1)), value: "0" });
   if (canPlayMp4()) {
     const video = el("video", { id: "video", muted: "", autoplay: "", loop: "", playsinline: "", controls: "" });
