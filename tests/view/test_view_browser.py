@@ -1,83 +1,34 @@
-"""The viewer in a real browser: Debian's headless Chromium driven by Playwright.
-
-Playwright never downloads a browser here: it launches /usr/bin/chromium (the `chromium`
-Debian package, which `.ci/run` installs when missing). Screenshots are saved under
-pytest's tmp dir as test artefacts; their paths are printed (`pytest -s` shows them).
-"""
+"""The viewer in a real browser: Debian's headless Chromium driven by Playwright
+(tests/view/browser.py). Screenshots are saved under pytest's tmp dir as test artefacts;
+their paths are printed (`pytest -s` shows them)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("DREAM_TEST_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium's own outbound connections hang on a
-# closed network; --no-sandbox because CI runs as root.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-sync_api = pytest.importorskip("playwright.sync_api")
-if not shutil.which(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
+from tests.view.browser import launch, require_browser, serve
+from tests.view.browser import screenshot as _shot
 
-def serve(app: object) -> Iterator[str]:
-    """Run `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
-    import time
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+require_browser()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from launch()
 
 
 @pytest.fixture(scope="module")
 def view_url(bulk_output: Path) -> Iterator[str]:
     from dream.view import open_view
 
-    yield from serve(open_view(str(bulk_output)))
-
-
-def _shot(page: object, tmp_path: Path, name: str, selector: str | None = None) -> Path:
-    path = tmp_path / f"{name}.png"
-    if selector:
-        page.locator(selector).screenshot(path=str(path))
-    else:
-        page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-    return path
+    with serve(open_view(str(bulk_output))) as url:
+        yield url
 
 
 def test_page_filters_plays_and_compares_in_chromium(browser: object, view_url: str, tmp_path: Path) -> None:
