@@ -311,6 +311,7 @@ class Catalog:
 
     def parent_video(self, parent_row_id: str) -> str:
         """Relative path of a parent's mp4: the row in this output, else the one `dream qc` rolled out."""
+        self.refresh()
         row = self._by_id.get(parent_row_id)
         if row is not None and row.video is not None:
             return row.video

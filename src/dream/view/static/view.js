@@ -56,6 +56,8 @@ async function loadPage() {
   $("#prev").disabled = page.offset === 0;
   $("#next").disabled = end >= page.total;
   showMessage(page.total ? "" : "No rows match.");
+  $("#drift-sort").hidden = !page.columns.includes("qc_drift_db");
+  $("#drift-sort").classList.toggle("active", state.sort === "qc_drift_db" && state.desc);
   if (state.mode === "grid") renderGrid(page); else renderTable(page);
   document.body.dataset.loaded = String(Date.now());
 }
@@ -140,7 +142,8 @@ async function openRow(rowId) {
   const view = $("#row-view");
   view.hidden = false;
   view.dataset.rowId = rowId;
-  $("#row-title").textContent = rowId + " · " + row.status;
+  $("#row-title").textContent = rowId + " · " + row.status +
+    (row.qc && row.qc.drift_db != null ? ` · drift ${row.qc.drift_db.toFixed(2)} dB vs ${row.qc.parent_row_id}${row.qc.flagged ? " (flagged)" : ""}` : "");
   $("#row-error").hidden = !row.error;
   $("#row-error").textContent = row.error || "";
   $("#compare-view").hidden = true;
@@ -237,7 +240,7 @@ function plotPsnr(container, cmp) {
     add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#dde1e6" });
     add("text", { x: L - 4, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#5b6674" }, v.toFixed(0));
   }
-  add("text", { x: L, y: H - 6, "font-size": 11, fill: "#5b6674" }, `PSNR (dB) per frame vs ${cmp.reference.label}; mean ${cmp.mean_db == null ? "identical" : cmp.mean_db.toFixed(2) + " dB"}`);
+  add("text", { x: L, y: H - 6, "font-size": 11, fill: "#5b6674" }, `PSNR (dB) per frame vs ${cmp.reference.label} (identical frames at the top); mean ${cmp.mean_db == null ? "identical" : cmp.mean_db.toFixed(2) + " dB"}`);
   add("polyline", { points: vals.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: "#2f6fdf", "stroke-width": 2, class: "psnr-line" });
   const cursor = add("line", { y1: T, y2: H - B, stroke: "#d33", "stroke-width": 1 });
   container.replaceChildren(svg);
@@ -273,6 +276,7 @@ function wire() {
     clearTimeout(timer);
     timer = setTimeout(() => { state.q = e.target.value; state.offset = 0; loadPage(); }, 200);
   });
+  $("#drift-sort").addEventListener("click", () => { state.sort = "qc_drift_db"; state.desc = true; state.offset = 0; loadPage(); });
   $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadPage(); });
   $("#next").addEventListener("click", () => { state.offset += state.limit; loadPage(); });
   $("#close-row").addEventListener("click", closeRow);
