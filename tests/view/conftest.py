@@ -14,6 +14,9 @@ import pytest
 
 from dream.io.types import IterableSource, SourceRow
 
+# The S3 (moto) and Hub stand-in fixtures of the dream.io tests, for the viewer's store tests.
+from tests.io.conftest import _hf_offline_cache, hub, hub_repo, moto_endpoint, s3_bucket, s3_kwargs  # noqa: F401
+
 HORIZON = 8  # short rows keep the suite fast; pusht-96 takes any T
 
 
