@@ -87,3 +87,35 @@ def test_page_filters_plays_and_compares_in_chromium(browser: object, view_url: 
     page.wait_for_function("document.querySelector('#table tbody tr').dataset.rowId === 'ep01_bad'")
     _shot(page, tmp_path, "table")
     assert errors == []
+
+
+def test_qc_scores_sort_worst_first_and_open_side_by_side(browser: object, bulk_output: Path,
+                                                          tmp_path: Path) -> None:
+    import shutil
+
+    from dream.view import open_view
+    from dream.view.qc import run_qc
+
+    output = Path(shutil.copytree(bulk_output, tmp_path / "bulk"))
+    run_qc(output, parent_key="source_episode", progress=False)
+    with serve(open_view(str(output))) as url:
+        page = browser.new_page(viewport={"width": 1200, "height": 700})
+        page.goto(url)
+        page.wait_for_selector("#drift-sort:not([hidden])")
+        page.click("#drift-sort")
+        page.wait_for_function("document.querySelector('#grid .card').dataset.rowId === 'ep00_aug2'")
+        first = page.locator("#grid .card").first
+        assert "drift" in first.inner_text() and first.locator(".badge.flagged").count() == 1
+        page.wait_for_function("[...document.querySelectorAll('#grid .card img')].every(i => i.naturalWidth > 0)")
+        _shot(page, tmp_path, "qc_grid")
+        page.click("#filters button[data-status=flagged]")
+        page.wait_for_function("document.querySelectorAll('#grid .card').length === 1")
+        first.click()
+        page.wait_for_selector("#compare-btn:not([hidden])")
+        assert "flagged" in page.inner_text("#row-title")
+        page.click("#compare-btn")
+        page.wait_for_selector("#compare-view:not([hidden]) #psnr-plot svg polyline")
+        assert page.inner_text("#cmp-right-label") == "parent ep00"
+        page.fill("#cmp-scrubber", "6")
+        page.dispatch_event("#cmp-scrubber", "input")
+        _shot(page, tmp_path, "qc_side_by_side", "#compare-view")
