@@ -48,3 +48,9 @@ def test_dream_view_of_a_missing_folder_is_one_error_line(tmp_path: Path) -> Non
     res = subprocess.run([*DREAM, "view", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [f"error: no such output folder: {str(tmp_path / 'nope')!r}"]
+
+
+@pytest.mark.parametrize("cmd", ["view", "qc"])
+def test_view_and_qc_have_help(cmd: str) -> None:
+    res = subprocess.run([*DREAM, cmd, "--help"], capture_output=True, text=True, timeout=120, check=True)
+    assert "usage: dream" in res.stdout and "hf://datasets/org/name" in res.stdout

@@ -25,7 +25,7 @@ import json
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dream.io._records import COLUMN_NAMES, require
@@ -73,17 +73,74 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass
 class Row:
-    """One metadata row: its columns as written, plus what the viewer derives."""
+    """One metadata row: its columns as written, plus what the viewer derives.
 
-    row_id: str
-    status: str  # "ok" | "failed"
-    error: str | None
-    video: str | None  # relative path of its mp4, None for failed rows
-    columns: dict[str, Any]
-    source: dict[str, Any]
-    qc: dict[str, Any] = field(default_factory=dict)
+    Columns stay in the catalog's column lists and the source metadata stays JSON text
+    until asked for, so opening a 20,000-row output builds no per-row dicts.
+    """
+
+    __slots__ = ("_extra", "_index", "_source", "_table", "error", "qc", "row_id", "status", "video")
+
+    def __init__(self, row_id: str, status: str, error: str | None, video: str | None,
+                 table: dict[str, list[Any]], index: int, extra: tuple[str, ...]) -> None:
+        self.row_id = row_id
+        self.status = status  # "ok" | "failed"
+        self.error = error
+        self.video = video  # relative path of its mp4, None for failed rows
+        self.qc: dict[str, Any] = {}
+        self._table = table
+        self._index = index
+        self._extra = extra  # top-level columns that are source metadata (issue 11's layout)
+        self._source: dict[str, Any] | None = None
+
+    def value(self, column: str) -> Any:
+        """One column's value (the QC columns come from `qc_scores.parquet`)."""
+        if column == "qc_drift_db":
+            return self.qc.get("drift_db")
+        if column == "qc_flagged":
+            return bool(self.qc.get("flagged")) if self.qc else None
+        values = self._table.get(column)
+        return None if values is None else values[self._index]
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        out = {name: values[self._index] for name, values in self._table.items()}
+        if self.qc:
+            out["qc_drift_db"] = self.value("qc_drift_db")
+            out["qc_flagged"] = self.value("qc_flagged")
+        return out
+
+    def source_value(self, key: str) -> Any:
+        """One source-metadata value, parsing the JSON text only when it can hold the key."""
+        if key in self._extra:
+            value = self.value(key)
+            if value is not None:
+                return value
+        if self._source is None:
+            text = self.value("source_metadata")
+            if isinstance(text, str) and f'"{key}"' not in text:
+                return None
+        return self.source.get(key)
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """The source row's metadata: the JSON column merged with the top-level extra columns."""
+        if self._source is None:
+            merged: dict[str, Any] = {}
+            text = self.value("source_metadata")
+            if isinstance(text, str) and text:
+                try:
+                    parsed = json.loads(text)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    merged.update(parsed)
+            elif isinstance(text, Mapping):
+                merged.update(text)
+            merged.update({k: self.value(k) for k in self._extra if self.value(k) is not None})
+            self._source = merged
+        return self._source
 
     def to_json(self, parent: str | None) -> dict[str, Any]:
         return {
@@ -112,13 +169,17 @@ class Page:
                 "columns": self.columns}
 
 
-def _read_parquet_rows(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_parquet_columns(data: bytes) -> dict[str, list[Any]]:
     pq = require("pyarrow.parquet", "Reading the metadata table")
-    table = pq.read_table(io.BytesIO(data))
-    return list(table.column_names), table.to_pylist()
+    return pq.read_table(io.BytesIO(data)).to_pydict()
 
 
-def _read_jsonl_rows(data: bytes, *, last_wins: bool) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_parquet_rows(data: bytes) -> list[dict[str, Any]]:
+    pq = require("pyarrow.parquet", "Reading the metadata table")
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def _read_jsonl_columns(data: bytes, *, last_wins: bool) -> dict[str, list[Any]]:
     rows: dict[str, dict[str, Any]] = {}
     ordered: list[dict[str, Any]] = []
     for raw in data.splitlines(keepends=True):
@@ -135,11 +196,11 @@ def _read_jsonl_rows(data: bytes, *, last_wins: bool) -> tuple[list[str], list[d
             rows[entry["row_id"]] = entry
         else:
             ordered.append(entry)
-    out = list(rows.values()) if last_wins else ordered
-    columns: list[str] = []
-    for entry in out[:1] or []:
-        columns = list(entry)
-    return columns, out
+    entries = list(rows.values()) if last_wins else ordered
+    names: dict[str, None] = {}
+    for entry in entries:
+        names.update(dict.fromkeys(entry))
+    return {name: [e.get(name) for e in entries] for name in names}
 
 
 def _sort_key(value: Any) -> tuple:
@@ -202,52 +263,51 @@ class Catalog:
 
     def _load(self) -> None:
         self._metadata_files = self._find_metadata()
-        columns: list[str] = []
-        entries: list[dict[str, Any]] = []
+        table: dict[str, list[Any]] = {}
+        size = 0
         for name in self._metadata_files:
             data = self.store.read_bytes(name)
             if name.endswith(".parquet"):
-                cols, rows = _read_parquet_rows(data)
+                part = _read_parquet_columns(data)
             else:
-                cols, rows = _read_jsonl_rows(data, last_wins=name.endswith(".journal.jsonl"))
-            columns += [c for c in cols if c not in columns]
-            entries += rows
+                part = _read_jsonl_columns(data, last_wins=name.endswith(".journal.jsonl"))
+            n = len(next(iter(part.values()), []))
+            for column in part:
+                if column not in table:
+                    table[column] = [None] * size
+            for column, values in table.items():
+                values.extend(part.get(column, [None] * n))
+            size += n
+        extra = tuple(c for c in table if c not in _RECORD_COLUMNS)
+        ids, statuses = table.get("row_id", []), table.get("status", [None] * size)
+        files, errors = table.get("file_name", [None] * size), table.get("error", [None] * size)
+        status_of: dict[Any, str] = {}
         rows_out: list[Row] = []
-        for entry in entries:
-            row_id = entry.get("row_id")
+        for i in range(size):
+            row_id = ids[i]
             if row_id is None:
                 continue
             row_id = str(row_id)
-            status = normalize_status(entry.get("status"))
-            source: dict[str, Any] = {}
-            text = entry.get("source_metadata")
-            if isinstance(text, str) and text:
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    parsed = None
-                if isinstance(parsed, dict):
-                    source.update(parsed)
-            elif isinstance(text, Mapping):
-                source.update(text)
-            source.update({k: v for k, v in entry.items() if k not in _RECORD_COLUMNS})
-            file_name = entry.get("file_name")
+            raw_status = statuses[i]
+            status = status_of.get(raw_status)
+            if status is None:
+                status = status_of[raw_status] = normalize_status(raw_status)
             video = None
             if status == "ok":
+                file_name = files[i]
                 video = file_name if isinstance(file_name, str) and file_name else f"videos/{row_id}.mp4"
-            error = entry.get("error")
-            rows_out.append(Row(row_id, status, None if error is None else str(error), video, entry, source))
+            error = errors[i]
+            rows_out.append(Row(row_id, status, None if error is None else str(error), video, table, i, extra))
         self._rows = rows_out
         self._by_id = {r.row_id: r for r in rows_out}
-        self._columns = columns
+        self._columns = list(table)
         self._load_qc()
         self._link_parents()
 
     def _load_qc(self) -> None:
         if not self.store.exists(QC_SCORES_FILE):
             return
-        _, scores = _read_parquet_rows(self.store.read_bytes(QC_SCORES_FILE))
-        for score in scores:
+        for score in _read_parquet_rows(self.store.read_bytes(QC_SCORES_FILE)):
             row = self._by_id.get(str(score.get("row_id")))
             if row is None:
                 continue
@@ -257,8 +317,6 @@ class Catalog:
                 "flagged": bool(score.get("flagged")),
                 "error": score.get("error"),
             }
-            row.columns["qc_drift_db"] = score.get("drift_db")
-            row.columns["qc_flagged"] = bool(score.get("flagged"))
         for name in ("qc_drift_db", "qc_flagged"):
             if name not in self._columns:
                 self._columns.append(name)
@@ -270,20 +328,30 @@ class Catalog:
         }
         keys = [self.parent_key] if self.parent_key else list(DEFAULT_PARENT_KEYS)
         self._parent_of = {}
-        for row in self._rows:
-            if row.video is None:
-                continue  # a failed row has nothing to put beside its parent
-            if row.qc.get("parent_row_id"):
+        # A row's parent is its first parent key with a value. Keys are cheap to rule out
+        # on the JSON text (a substring test), so only rows that may hold one are parsed.
+        texts = [row.value("source_metadata") for row in self._rows]
+        decided = [row.video is None for row in self._rows]  # failed rows: nothing to put beside a parent
+        for i, row in enumerate(self._rows):
+            if not decided[i] and row.qc.get("parent_row_id"):
                 self._parent_of[row.row_id] = str(row.qc["parent_row_id"])
-                continue
-            for key in keys:
-                value = row.source.get(key)
+                decided[i] = True
+        for key in keys:
+            needle = f'"{key}"'
+            in_column = key in self._columns and key not in _RECORD_COLUMNS
+            for i, row in enumerate(self._rows):
+                if decided[i]:
+                    continue
+                text = texts[i]
+                if not in_column and isinstance(text, str) and needle not in text:
+                    continue
+                value = row.source_value(key)
                 if value is None or value == "":
                     continue
+                decided[i] = True
                 parent = str(value)
                 if parent != row.row_id and (parent in self._parent_videos or self._has_video(parent)):
                     self._parent_of[row.row_id] = parent
-                break
 
     def _has_video(self, row_id: str) -> bool:
         row = self._by_id.get(row_id)
@@ -347,9 +415,9 @@ class Catalog:
         if sort:
             if sort not in self._columns and sort != "row_id":
                 raise ValueError(f"cannot sort by {sort!r}: the table's columns are {self._columns}")
-            selected.sort(key=lambda r: _sort_key(r.columns.get(sort)), reverse=descending)
+            selected.sort(key=lambda r: _sort_key(r.value(sort)), reverse=descending)
             if descending:  # keep missing values last either way
-                selected.sort(key=lambda r: r.columns.get(sort) is None)
+                selected.sort(key=lambda r: r.value(sort) is None)
         counts = {
             "all": len(self._rows),
             "ok": sum(r.status == "ok" for r in self._rows),

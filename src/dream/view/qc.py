@@ -136,8 +136,8 @@ def _roll_out_parents(store: OutputStore, parents: IterableSource, wanted: set[s
     """Roll out the wanted parents into `qc_parents/` of the output; returns the ids done."""
     from dream.io import RolloutSink
 
-    specs = Counter(str(r.columns.get("spec")) for r in children if r.columns.get("spec"))
-    seeds = Counter(int(r.columns["seed"]) for r in children if r.columns.get("seed") is not None)
+    specs = Counter(str(r.value("spec")) for r in children if r.value("spec"))
+    seeds = Counter(int(r.value("seed")) for r in children if r.value("seed") is not None)
     spec = spec or (specs.most_common(1)[0][0] if specs else None)
     seed = seeds.most_common(1)[0][0] if seeds else 0
     local = store.local_dir()
@@ -189,7 +189,7 @@ def run_qc(
         raise ValueError(f"threshold_db must be a finite number >= 0, got {threshold_db!r}")
     store = output if isinstance(output, OutputStore) else open_store(output)
     catalog = Catalog(store, parent_key=parent_key)
-    children = [r for r in catalog.rows if r.source.get(parent_key) not in (None, "")]
+    children = [r for r in catalog.rows if r.source_value(parent_key) not in (None, "")]
     if not children:
         keys = sorted({k for r in catalog.rows for k in r.source})
         raise ValueError(f"no row of {store.uri!r} has source metadata {parent_key!r}; the rows have {keys}")
