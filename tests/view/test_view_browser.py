@@ -119,3 +119,23 @@ def test_qc_scores_sort_worst_first_and_open_side_by_side(browser: object, bulk_
         page.fill("#cmp-scrubber", "6")
         page.dispatch_event("#cmp-scrubber", "input")
         _shot(page, tmp_path, "qc_side_by_side", "#compare-view")
+
+
+def test_a_browser_without_h264_gets_the_frame_strip(browser: object, view_url: str, tmp_path: Path) -> None:
+    """Chromium builds without proprietary codecs say '' to canPlayType('video/mp4'): the strip plays instead."""
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.add_init_script("HTMLMediaElement.prototype.canPlayType = () => '';")
+    page.goto(view_url)
+    page.wait_for_selector("#grid .card[data-row-id=ep00]")
+    page.click("#grid .card[data-row-id=ep00]")
+    page.wait_for_function("Number(document.querySelector('#strip')?.dataset.frame) > 0", timeout=20_000)
+    assert page.locator("#player video").count() == 0
+    page.click("#strip-play")  # pause, then scrub to the last frame
+    page.fill("#scrubber", "8")
+    page.dispatch_event("#scrubber", "input")
+    assert page.get_attribute("#strip", "data-frame") == "8"
+    assert page.inner_text("#frame-label") == "frame 9 / 9"
+    _shot(page, tmp_path, "strip", "#row-view .panel")
+    assert errors == []

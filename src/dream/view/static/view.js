@@ -183,7 +183,10 @@ async function fallbackToStrip(rowId, frames, player) {
   const scrubber = el("input", { id: "scrubber", type: "range", min: "0", value: "0" });
   const play = el("button", { id: "strip-play" }, "⏸");
   player.append(el("p", {}, "This browser cannot play the mp4; showing its frames."), box, el("div", { class: "scrub" }, play, scrubber, label));
-  const strip = await stripPlayer(box, "api/strip?" + q(rowId), frames, (i) => { scrubber.value = String(i); label.textContent = `frame ${i + 1} / ${strip ? strip.frames : frames}`; });
+  let total = frames;
+  const strip = await stripPlayer(box, "api/strip?" + q(rowId), frames, (i) => { scrubber.value = String(i); label.textContent = `frame ${i + 1} / ${total}`; });
+  total = strip.frames;
+  strip.show(0);
   scrubber.max = String(strip.frames - 1);
   scrubber.addEventListener("input", () => { stopStrip(); play.textContent = "▶"; strip.show(Number(scrubber.value)); });
   const run = () => { stripTimer = setInterval(() => strip.show((Number(scrubber.value) + 1) % strip.frames), 100); };
