@@ -240,17 +240,29 @@ class Catalog:
         shards = [f for f in self.store.list("metadata") if f.startswith("metadata/data-") and f.endswith(".parquet")]
         if shards:
             return shards
-        for name in ("metadata.parquet", "metadata.jsonl", "metadata.journal.jsonl"):
-            if self.store.exists(name):
-                return [name]
-        raise FileNotFoundError(
-            f"{self.store.uri!r} holds no metadata table (metadata.parquet, metadata.jsonl, "
-            "metadata.journal.jsonl or metadata/data-*.parquet): is it a dream sink output?"
-        )
+        found = [name for name in ("metadata.parquet", "metadata.jsonl", "metadata.journal.jsonl")
+                 if self.store.exists(name)]
+        if not found:
+            raise FileNotFoundError(
+                f"{self.store.uri!r} holds no metadata table (metadata.parquet, metadata.jsonl, "
+                "metadata.journal.jsonl or metadata/data-*.parquet): is it a dream sink output?"
+            )
+        table, journal = found[0], "metadata.journal.jsonl"
+        if table != journal and journal in found:
+            # A dir sink run in progress appends to the journal; the table is rebuilt only
+            # at finalize(), so a journal newer than the table holds rows the table lacks.
+            t, j = self.store.version(table), self.store.version(journal)
+            if isinstance(t, tuple) and isinstance(j, tuple) and j[0] > t[0]:
+                return [journal]
+        return [table]
 
     def _version(self) -> object:
-        files = self._metadata_files or self._find_metadata()
-        return tuple(self.store.version(f) for f in [*files, QC_SCORES_FILE])
+        # Local outputs are looked at again on every call (a run may be writing into them);
+        # remote ones once, to keep each page one request to S3 / the Hub at most.
+        if self.store.local_dir() is not None or not self._metadata_files:
+            self._metadata_files = self._find_metadata()
+        return (tuple(self._metadata_files),
+                tuple(self.store.version(f) for f in [*self._metadata_files, QC_SCORES_FILE]))
 
     def refresh(self) -> None:
         """Re-read the table if it changed since the last read."""
@@ -262,7 +274,6 @@ class Catalog:
             self._loaded_version = version
 
     def _load(self) -> None:
-        self._metadata_files = self._find_metadata()
         table: dict[str, list[Any]] = {}
         size = 0
         for name in self._metadata_files:
