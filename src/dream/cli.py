@@ -186,6 +186,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    import socket
     import threading
     import webbrowser
 
@@ -196,6 +197,12 @@ def cmd_view(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f"dream view needs the server and io extras: pip install 'dream-engine[server,io]' ({exc})") from exc
     app = open_view(args.output, parent_key=args.parent_key)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise SystemExit(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
     url = f"http://{args.host}:{args.port}/"
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)

@@ -54,3 +54,15 @@ def test_dream_view_of_a_missing_folder_is_one_error_line(tmp_path: Path) -> Non
 def test_view_and_qc_have_help(cmd: str) -> None:
     res = subprocess.run([*DREAM, cmd, "--help"], capture_output=True, text=True, timeout=120, check=True)
     assert "usage: dream" in res.stdout and "hf://datasets/org/name" in res.stdout
+
+
+def test_dream_view_on_a_busy_port_is_one_error_line(bulk_output: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = subprocess.run([*DREAM, "view", str(bulk_output), "--port", str(port)], capture_output=True, text=True,
+                             timeout=120)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                                               "pick another --port"]
