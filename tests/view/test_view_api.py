@@ -205,3 +205,18 @@ def test_rows_of_a_run_still_writing_into_the_folder_show_up(tmp_path: Path) -> 
     assert sorted(r["row_id"] for r in client.get("/api/rows").json()["rows"]) == ["a", "b"]
     sink.finalize()
     assert client.get("/api/rows").json()["total"] == 2
+
+
+def test_a_missing_or_broken_mp4_is_a_clear_error_not_a_crash(bulk_output: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = Path(shutil.copytree(bulk_output, tmp_path / "bulk"))
+    (out / "videos" / "ep00.mp4").unlink()
+    (out / "videos" / "ep01.mp4").write_bytes(b"not an mp4")
+    client = TestClient(open_view(str(out)))
+    r = client.get("/api/thumb", params={"id": "ep00"})
+    assert r.status_code == 404 and "'videos/ep00.mp4' is not in" in r.json()["detail"]
+    r = client.get("/api/compare", params={"id": "ep00_aug1"})  # its parent's video is gone
+    assert r.status_code == 404 and "ep00.mp4" in r.json()["detail"]
+    r = client.get("/api/strip", params={"id": "ep01"})
+    assert r.status_code == 422

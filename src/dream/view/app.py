@@ -31,8 +31,8 @@ def _static(name: str) -> bytes:
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except RowNotFound as exc:
-        raise HTTPException(404, detail=str(exc)) from None
+    except (RowNotFound, FileNotFoundError) as exc:
+        raise HTTPException(404, detail=str(exc) if isinstance(exc, RowNotFound) else exc.args[0]) from None
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from None
 
