@@ -151,6 +151,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.spec not in (None, "pusht-96"):
+        return cmd_eval_gr1(args)
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation; add --spec dreamdojo-2b-gr1")
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -160,6 +164,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(table + "\n")
     return 0
+
+
+def cmd_eval_gr1(args: argparse.Namespace) -> int:
+    from dream.eval.gr1_eval import run_gr1_eval
+
+    if not args.source:
+        raise SystemExit(f"error: dream eval --spec {args.spec} needs a SOURCE: a GR-1 LeRobot dataset (folder or org/name)")
+    try:
+        result = run_gr1_eval(
+            args.source, spec=args.spec, episodes=args.episodes, protocol=args.protocol, num_steps=args.num_steps,
+            guidance=args.guidance, seed=args.seed, camera=args.camera, weights=args.weights, device=args.device,
+            progress=not args.no_progress,
+        )
+    except (ValueError, KeyError) as exc:  # bad source or unknown spec: one line, no traceback
+        raise SystemExit(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}") from exc
+    table = result.to_markdown()
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def _add_gr1_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default=None, help="with --spec dreamdojo-*: a GR-1 LeRobot dataset")
+    p.add_argument("--spec", default=None, help="pusht-96 (default) or a DreamDojo GR-1 spec, e.g. dreamdojo-2b-gr1")
+    p.add_argument(
+        "--protocol", choices=["ours", "nvidia"], default="ours",
+        help="GR-1: time-aligned frames + seeded torch noise (ours), or NVIDIA's frame assembly + "
+        "RandomState(chunk start) noise to reproduce their reference outputs",
+    )
+    p.add_argument("--camera", default=None, help="GR-1: video feature (default: the first one)")
+    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint")
+    p.add_argument("--device", default=None, help="GR-1: torch device (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="GR-1: noise seed of the 'ours' protocol (default 0)")
+    p.add_argument("--num-steps", type=int, default=None, help="GR-1: sampler steps (default: the spec's)")
+    p.add_argument("--guidance", type=float, default=None, help="GR-1: guidance (default: the spec's)")
 
 
 # --------------------------------------------------------------------------- weights
@@ -351,12 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="built-in model vs baselines on held-out simulator episodes",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
         "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
-        "model that ignores actions. Needs the [sim] extra.",
+        "model that ignores actions. Needs the [sim] extra. With --spec dreamdojo-2b-gr1 SOURCE: DreamDojo on "
+        "a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame over 49 frames (NVIDIA's protocol).",
     )
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_gr1_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")

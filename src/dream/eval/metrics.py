@@ -12,14 +12,16 @@ use_sample_covariance=False)``, truncated at 3.5σ), K1 = 0.01, K2 = 0.03, compu
 channel on the valid region (borders of 5 px, where the window does not fit, are left
 out) and averaged over pixels and channels. It agrees with scikit-image's
 ``structural_similarity(..., channel_axis=-1, gaussian_weights=True, sigma=1.5,
-use_sample_covariance=False, data_range=...)`` to float precision.
+use_sample_covariance=False, data_range=...)`` to float precision. ``downsample=f``
+first average-pools both images over f×f blocks (as piq's ``ssim(downsample=True)`` does
+with f = round(min(H, W) / 256), i.e. 2 at 480p: see :func:`ssim_downsample_factor`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["masked_mse", "mse", "psnr", "psnr_from_mse", "ssim"]
+__all__ = ["masked_mse", "mse", "psnr", "psnr_from_mse", "ssim", "ssim_downsample_factor"]
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * σ + 0.5): an 11×11 window
@@ -88,13 +90,29 @@ def _filter_valid(x: np.ndarray) -> np.ndarray:
     return sum(k[i] * rows[..., :, i : w - n + 1 + i, :] for i in range(n))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float | None = None) -> np.ndarray:
+def ssim_downsample_factor(height: int, width: int) -> int:
+    """piq's SSIM downsampling factor: max(1, round(min(H, W) / 256)); 2 for 480×640."""
+    return max(1, round(min(height, width) / 256))
+
+
+def _avg_pool(x: np.ndarray, f: int) -> np.ndarray:
+    """Mean over non-overlapping f×f blocks of (..., H, W, C); a ragged border is dropped."""
+    h, w = x.shape[-3] // f * f, x.shape[-2] // f * f
+    x = x[..., :h, :w, :]
+    return x.reshape(*x.shape[:-3], h // f, f, w // f, f, x.shape[-1]).mean(axis=(-4, -2))
+
+
+def ssim(
+    a: np.ndarray, b: np.ndarray, *, data_range: float | None = None, downsample: int = 1
+) -> np.ndarray:
     """Mean SSIM per image (shape a.shape[:-3]); 1.0 for identical images. Settings: module docstring."""
     rng = _data_range(a, b, data_range)
-    if min(a.shape[-3], a.shape[-2]) < 2 * SSIM_RADIUS + 1:
-        raise ValueError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1}² px, got {a.shape[-3:-1]}")
     x = a.astype(np.float64)
     y = b.astype(np.float64)
+    if downsample > 1:
+        x, y = _avg_pool(x, downsample), _avg_pool(y, downsample)
+    if min(x.shape[-3], x.shape[-2]) < 2 * SSIM_RADIUS + 1:
+        raise ValueError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1}² px, got {x.shape[-3:-1]}")
     mu_x = _filter_valid(x)
     mu_y = _filter_valid(y)
     var_x = _filter_valid(x * x) - mu_x * mu_x
