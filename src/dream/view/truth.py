@@ -2,15 +2,14 @@
 
 A LeRobot row's source metadata names its dataset (local folder or Hub repo id), episode,
 camera, start frame and timestamp; the frames the model had to predict are the camera's
-next `frames` video frames. They are decoded once per request (the viewer caches the
-result), then fitted to the rollout's resolution with the same scale-to-cover and
-centre-crop the engine applied to the start frame (`dream.inputs.fit_frame`), so the two
-videos compare pixel for pixel.
+next video frames, at the row's rate. They are decoded by the source itself
+(`LeRobotSource.row_frames`, the ground truth of `dream eval`) on demand, then fitted to
+the rollout's resolution with the scale-to-cover and centre-crop the engine applied to
+the start frame (`dream.inputs.fit_frame`), so the two videos compare pixel for pixel.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,60 +33,33 @@ class LeRobotTruth:
     """Opens each dataset once and decodes a row's real frames on demand."""
 
     def __init__(self) -> None:
-        self._sources: dict[tuple[str, str], LeRobotSource] = {}
+        self._sources: dict[tuple[str, str, float | None], LeRobotSource] = {}
         self._lock = threading.Lock()
 
-    def _source(self, dataset: str, camera: str) -> LeRobotSource:
+    def _source(self, dataset: str, camera: str, fps: float | None) -> LeRobotSource:
         from dream.io.sources.lerobot import LeRobotSource
 
-        key = (dataset, camera)
+        key = (dataset, camera, fps)
         with self._lock:
             if key not in self._sources:
-                self._sources[key] = LeRobotSource(dataset, camera=camera)
+                self._sources[key] = LeRobotSource(dataset, camera=camera, fps=fps)
             return self._sources[key]
 
     def frames(self, source_meta: Mapping[str, Any], *, count: int, resolution: tuple[int, int]) -> np.ndarray:
-        """uint8 (count, H, W, 3): the start frame and the next count-1 real frames of the row's episode.
+        """uint8 (count, H, W, 3): the row's start frame and the next count-1 real frames, at the row's rate.
 
-        Raises ValueError naming the dataset / episode when they cannot be read, or when
-        the episode has fewer frames than the rollout.
+        Decoding is `LeRobotSource.row_frames` (what `dream eval` compares with). Raises
+        ValueError naming the dataset / episode when they cannot be read, or when the
+        episode has fewer frames than the rollout.
         """
         import numpy as np
 
         from dream.inputs import fit_frame
-        from dream.io._records import require
 
-        dataset, camera = str(source_meta["dataset"]), str(source_meta["camera"])
-        episode_index, start = int(source_meta["episode_index"]), int(source_meta["start_frame_index"])
-        src = self._source(dataset, camera)
-        episode = next((ep for ep in src.episodes if ep.index == episode_index), None)
-        if episode is None:
-            raise ValueError(f"{dataset}: no episode {episode_index}")
-        if not src.camera_is_video or episode.video_file is None:
-            raise ValueError(f"{dataset}: camera {camera!r} is not a video; ground truth needs a video camera")
-        if start + count > episode.length:
-            raise ValueError(f"{dataset}: episode {episode_index} has {episode.length} frames; the rollout needs "
-                             f"{count} from frame {start}")
-        timestamp = source_meta.get("timestamp")
-        base = episode.video_from_s + (float(timestamp) if timestamp is not None else start / src.fps)
-        targets = [base + k / src.fps for k in range(count)]
-        tolerance = 0.5 / src.fps
-        av = require("av", "Ground-truth frames (video decoding)")
-        found: list[Any] = [None] * count
-        gaps = [math.inf] * count
-        with av.open(str(src.files.path(episode.video_file))) as container:
-            stream = container.streams.video[0]
-            container.seek(max(0, int(base / stream.time_base)), stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * stream.time_base)
-                k = round((t - base) * src.fps)
-                if 0 <= k < count and abs(t - targets[k]) < gaps[k]:
-                    found[k], gaps[k] = frame.to_ndarray(format="rgb24"), abs(t - targets[k])
-                if t > targets[-1] + tolerance:
-                    break
-        missing = [k for k in range(count) if found[k] is None or gaps[k] > tolerance]
-        if missing:
-            raise ValueError(f"{dataset}: episode {episode_index} video has no frame at t={targets[missing[0]]:.3f} s")
-        return np.stack([fit_frame(f, resolution) for f in found])
+        if source_meta.get("timestamp") is None:
+            raise ValueError("the row's metadata has no timestamp (was the row read by frames_from_lerobot?)")
+        fps = source_meta.get("fps")
+        src = self._source(str(source_meta["dataset"]), str(source_meta["camera"]),
+                           None if fps is None else float(fps))
+        frames = src.row_frames(dict(source_meta), count)
+        return np.stack([fit_frame(np.asarray(f, np.uint8), resolution) for f in frames])
