@@ -109,6 +109,7 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
     result = client.predict_many(src, RolloutSink.dir(out / "bulk"), concurrency=2, progress=progress)
     print(f"bulk: {result.ok} ok, {result.failed} failed, {result.skipped} already done → {result.output_uri}")
     print(f"done: look at {out / 'compare_ep00.gif'} and {out / 'compare_ep00.png'}")
+    print(f"browse the bulk run in a browser: dream view {out / 'bulk'} --open")
     return 0 if result.failed == 0 else 1
 
 
