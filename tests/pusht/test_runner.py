@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 from dream.engine import specs  # noqa: E402
-from dream.engine.models.pusht.physics import PhysicsParams  # noqa: E402
-from dream.engine.models.pusht.runner import PushTRunner, load_params  # noqa: E402
+from dream.engine.models.pusht.dynamics import BlockDynamics  # noqa: E402
+from dream.engine.models.pusht.runner import PushTRunner  # noqa: E402
 from dream.errors import EngineError, WeightsNotFoundError  # noqa: E402
 from dream.examples.pusht import pusht_episode  # noqa: E402
 
@@ -170,22 +170,27 @@ def _tamper(tmp_path: Path, edit) -> Path:
 
 def test_loader_names_missing_unexpected_and_misshaped_entries(tmp_path):
     def edit(tensors):
-        del tensors["k_p"]
+        del tensors["layers.1.bias"]
         tensors["extra"] = np.zeros(3)
 
     with pytest.raises(EngineError) as info:
-        load_params(_tamper(tmp_path, edit))
-    assert "missing entries ['k_p']" in str(info.value) and "unexpected entries ['extra']" in str(info.value)
+        BlockDynamics.load(_tamper(tmp_path, edit))
+    assert "missing entries ['layers.1.bias']" in str(info.value) and "unexpected entries ['extra']" in str(info.value)
 
     def reshape(tensors):
-        tensors["cog_local"] = np.zeros(3)
+        tensors["layers.1.weight"] = np.zeros((3, 3))
 
-    with pytest.raises(EngineError, match="'cog_local' has shape"):
-        load_params(_tamper(tmp_path, reshape))
+    with pytest.raises(EngineError, match="layer 1 has weight"):
+        BlockDynamics.load(_tamper(tmp_path, reshape))
 
 
 def test_loader_accepts_the_untampered_file(tmp_path):
-    assert load_params(_tamper(tmp_path, lambda tensors: None)) == PhysicsParams()
+    loaded = BlockDynamics.load(_tamper(tmp_path, lambda tensors: None))
+    shipped = BlockDynamics.load(PushTRunner.weights_path(specs.get("pusht-96")))
+    assert len(loaded.layers) == len(shipped.layers) >= 2
+    for (w, b), (w2, b2) in zip(loaded.layers, shipped.layers, strict=True):
+        np.testing.assert_array_equal(w, w2)
+        np.testing.assert_array_equal(b, b2)
 
 
 def test_loader_rejects_a_file_of_another_format(tmp_path):
@@ -193,8 +198,8 @@ def test_loader_rejects_a_file_of_another_format(tmp_path):
 
     path = tmp_path / "bare.safetensors"
     save_file({"x": np.zeros(2)}, str(path))
-    with pytest.raises(EngineError, match="not a pusht-96 parameter file"):
-        load_params(path)
+    with pytest.raises(EngineError, match="not a pusht-96 dynamics file"):
+        BlockDynamics.load(path)
 
 
 def test_mp4_bytes_are_the_same_with_one_or_two_torch_threads():

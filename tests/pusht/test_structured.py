@@ -1,4 +1,4 @@
-"""The structured pusht-96 parts against the simulator: pose fit, dynamics, drawing."""
+"""The structured pusht-96 parts against the simulator: pose fit, agent law, learned block dynamics, drawing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 
 pytest.importorskip("gym_pusht")
 
-from dream.engine.models.pusht.physics import PhysicsParams, rollout_poses
+from dream.engine import specs
+from dream.engine.models.pusht import dynamics
+from dream.engine.models.pusht.dynamics import BlockDynamics, rollout_poses
+from dream.engine.models.pusht.physics import PhysicsParams
 from dream.engine.models.pusht.posefit import fit_start_pose
 from dream.engine.models.pusht.render import SceneRenderer
 from dream.eval.metrics import block_iou
@@ -25,39 +28,71 @@ def episodes():
     return eps
 
 
+@pytest.fixture(scope="module")
+def learned() -> BlockDynamics:
+    from dream.engine.models.pusht.runner import PushTRunner
+
+    return BlockDynamics.load(PushTRunner.weights_path(specs.get("pusht-96")))
+
+
 def _cog(block_pose: np.ndarray) -> np.ndarray:
     gx, gy = PhysicsParams().cog_local
     x, y, a = (block_pose[..., i].astype(np.float64) for i in range(3))
     return np.stack([x + np.cos(a) * gx - np.sin(a) * gy, y + np.sin(a) * gx + np.cos(a) * gy, a], axis=-1)
 
 
-def test_the_agent_follows_the_pd_law_exactly(episodes):
+def test_the_agent_follows_the_pd_law_exactly(episodes, learned):
     for ep in episodes:
-        agents, _ = rollout_poses(tuple(ep.agent_pos[0]), tuple(_cog(ep.block_pose[0])), ep.actions.tolist())
+        agents, _ = rollout_poses(tuple(ep.agent_pos[0]), tuple(_cog(ep.block_pose[0])), ep.actions.tolist(), learned)
         np.testing.assert_allclose(np.asarray(agents), ep.agent_pos, atol=1e-3)
 
 
-def _near_a_wall(block_pose: np.ndarray) -> bool:
-    from dream.engine.models.pusht.render import body_polygons
+def _t_points(cog: np.ndarray) -> np.ndarray:
+    """The T's bar ends and stem foot (workspace px) for cog poses (..., 3)."""
+    out = []
+    for px, py in ((-60.0, -30.0), (60.0, -30.0), (0.0, 60.0)):
+        c, s = np.cos(cog[..., 2]), np.sin(cog[..., 2])
+        out.append(np.stack([cog[..., 0] + c * px - s * py, cog[..., 1] + s * px + c * py], -1))
+    return np.stack(out, -2)
 
-    corners = np.array([v for pose in block_pose for poly in body_polygons(*map(float, pose)) for v in poly])
-    return bool(corners.min() < 20 or corners.max() > 492)
 
-
-def test_the_pushed_block_follows_the_simulator_from_true_poses(episodes):
-    # away from the walls; pinned against a wall the simulator's solver order decides
-    # the outcome and the model is not exact (training/README.md)
-    moved = 0
+def test_the_learned_block_dynamics_track_the_simulator_from_true_poses(episodes, learned):
+    # validation seeds; the block stays exactly put while nothing touches it, and where
+    # it is pushed the network predicts far better than assuming it stays put
+    pushed = stay_error = model_error = 0.0
     for ep in episodes:
-        if _near_a_wall(ep.block_pose):
-            continue
         truth = _cog(ep.block_pose)
-        _, blocks = rollout_poses(tuple(ep.agent_pos[0]), tuple(truth[0]), ep.actions.tolist())
+        _, blocks = rollout_poses(tuple(ep.agent_pos[0]), tuple(truth[0]), ep.actions.tolist(), learned)
         blocks = np.asarray(blocks)
-        np.testing.assert_allclose(blocks[:, :2], truth[:, :2], atol=0.05)
-        np.testing.assert_allclose(blocks[:, 2], truth[:, 2], atol=1e-3)
-        moved += np.hypot(*(truth[-1, :2] - truth[0, :2])) > 5
-    assert moved >= 1  # at least one episode pushes the block: the test exercises contact
+        if np.array_equal(truth[-1], truth[0]):
+            assert np.array_equal(blocks, np.repeat(truth[:1], len(truth), axis=0))
+            continue
+        pushed += 1
+        model_error += np.linalg.norm(_t_points(blocks[8]) - _t_points(truth[8]), axis=-1).mean()
+        stay_error += np.linalg.norm(_t_points(truth[0]) - _t_points(truth[8]), axis=-1).mean()
+    assert pushed >= 2
+    assert model_error < 0.6 * stay_error
+
+
+def test_features_are_the_same_in_numpy_and_torch():
+    # training unrolls the torch path; inference runs the numpy one
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    block = rng.uniform([60, 60, -3], [450, 450, 3], (16, 3))
+    last = rng.normal(0, 1, (16, 3))
+    path = block[:, None, :2] + rng.normal(0, 60, (16, 11, 2))
+    ours, clearance = dynamics.features(np, block, last, path)
+    theirs, clearance_t = dynamics.features(torch, *(torch.tensor(a) for a in (block, last, path)))
+    assert ours.shape == (16, dynamics.N_FEATURES)
+    np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(clearance_t.numpy(), clearance, rtol=1e-12, atol=1e-12)
+
+
+def test_signed_distance_of_the_t():
+    lx = np.array([0.0, 0.0, 75.0, 0.0, 30.0])
+    ly = np.array([-30.0, 60.0, -30.0, 90.0, 30.0])
+    # inside the bar (15 px from its long sides), inside the stem, right of the bar, below the stem, beside the stem
+    np.testing.assert_allclose(dynamics.t_distance(np, lx, ly), [-15.0, -15.0, 15.0, 15.0, 15.0], atol=1e-5)
 
 
 def test_the_start_pose_is_read_off_the_frame_to_a_pixel(episodes):

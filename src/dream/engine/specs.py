@@ -138,8 +138,9 @@ PUSHT_96 = EngineSpec(
         "Predicts the 96x96 RGB observations of gym-pusht (a disc agent pushing a T-shaped block) "
         "from a start observation and the simulator's own actions: the agent's target position in "
         "the 512x512 workspace, at 10 Hz. A structured model: it reads the agent and block poses off "
-        "the start frame, rolls them forward with pose-space contact dynamics fitted by this project on "
-        "simulator episodes, and redraws only what moved; deterministic (num_steps, guidance and seed do "
+        "the start frame, moves the agent by the simulator's PD controller (the documented meaning of an "
+        "action) and the block by a small network this project trained on simulator episodes, and "
+        "redraws only what moved; deterministic (num_steps, guidance and seed do "
         "not change its output)."
     ),
     intended_use="Offline demos, tests and CPU-only pipelines; visual MPC on the Push-T task.",

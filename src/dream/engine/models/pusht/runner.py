@@ -6,7 +6,8 @@ count can change a row's bytes):
 1. read the scene off the start frame: the agent's position and the block's pose, by
    render-and-compare (`posefit.fit_start_pose`);
 2. roll the poses forward with the actions: the agent follows the simulator's PD law
-   exactly, the block moves only by contact with it (`physics.step`);
+   (`physics.agent_path`, the documented meaning of an action), the block moves as a
+   small network learned from simulated episodes predicts (`dynamics.BlockDynamics`);
 3. draw each frame: pixels that no object touches, now or at the start, are the start
    frame's, byte for byte (the floor, the goal, the walls); where the block has not
    moved, its start pixels are kept too; the rest is drawn by `render.SceneRenderer`.
@@ -15,7 +16,6 @@ count can change a row's bytes):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,53 +26,14 @@ from dream.errors import EngineError, WeightsNotFoundError
 if TYPE_CHECKING:
     import numpy as np
 
+    from dream.engine.models.pusht.dynamics import BlockDynamics
     from dream.engine.models.pusht.physics import PhysicsParams
     from dream.engine.models.pusht.render import SceneRenderer
 
-__all__ = ["WEIGHTS_DIR", "PushTRunner", "load_params", "save_params"]
+__all__ = ["WEIGHTS_DIR", "PushTRunner"]
 
-# Shipped parameters: <slug>.safetensors.
+# Shipped weights of the block's dynamics network: <slug>.safetensors.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-FORMAT = "pusht-structured-1"
-
-
-def save_params(params: PhysicsParams, path: str | Path, extra: dict[str, str] | None = None) -> None:
-    """Write `params` as a safetensors file (one float64 tensor per field, provenance in the metadata)."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    tensors = {f.name: np.atleast_1d(np.asarray(getattr(params, f.name), np.float64)) for f in fields(params)}
-    save_file(tensors, str(path), metadata={"format": FORMAT, **(extra or {})})
-
-
-def load_params(path: str | Path) -> PhysicsParams:
-    """Read a file written by `save_params`; names missing, unexpected and misshaped entries."""
-    from safetensors import safe_open
-
-    from dream.engine.models.pusht.physics import PhysicsParams
-
-    defaults = asdict(PhysicsParams())
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise EngineError(f"{path}: not a pusht-96 parameter file (format {meta.get('format')!r}, expected {FORMAT!r})")
-        keys = set(f.keys())
-        missing, unexpected = sorted(set(defaults) - keys), sorted(keys - set(defaults))
-        if missing or unexpected:
-            raise EngineError(f"{path}: missing entries {missing}, unexpected entries {unexpected}")
-        values = {}
-        for name, default in defaults.items():
-            t = f.get_tensor(name)
-            want = len(default) if isinstance(default, tuple) else 1
-            if t.shape != (want,):
-                raise EngineError(f"{path}: entry {name!r} has shape {tuple(t.shape)}, expected ({want},)")
-            if isinstance(default, tuple):
-                values[name] = tuple(float(v) for v in t)
-            elif isinstance(default, int):
-                values[name] = int(t[0])
-            else:
-                values[name] = float(t[0])
-    return PhysicsParams(**values)
 
 
 class PushTRunner(Runner):
@@ -101,6 +62,7 @@ class PushTRunner(Runner):
     ) -> None:
         super().__init__(spec, device=device, dtype=dtype, weights=weights)
         self.params: PhysicsParams | None = None
+        self.dynamics: BlockDynamics | None = None
         self.renderer: SceneRenderer | None = None
 
     @classmethod
@@ -117,11 +79,13 @@ class PushTRunner(Runner):
         else:
             message = (
                 f"weights for {spec.slug!r} are missing: expected {path}, which ships inside the dream-engine "
-                "package; reinstall it, or rebuild the file with training/fit_pusht.py"
+                "package; reinstall it, or rebuild the file with training/learn_pusht.py"
             )
         return WeightsStatus(available=False, message=message)
 
     def load(self) -> None:
+        from dream.engine.models.pusht.dynamics import BlockDynamics
+        from dream.engine.models.pusht.physics import PhysicsParams
         from dream.engine.models.pusht.render import SceneRenderer
 
         status = self.weights_status(self.spec, self.weights)
@@ -129,10 +93,11 @@ class PushTRunner(Runner):
             raise WeightsNotFoundError(status.message)
         if self.spec.resolution != (96, 96) or self.spec.action_dim != 2:
             raise EngineError(
-                f"pusht-96 parameters draw 96×96 frames from 2-d actions; spec {self.spec.slug!r} expects "
+                f"pusht-96 draws 96×96 frames from 2-d actions; spec {self.spec.slug!r} expects "
                 f"{self.spec.resolution} frames and {self.spec.action_dim}-d actions"
             )
-        self.params = load_params(status.location)
+        self.dynamics = BlockDynamics.load(status.location)
+        self.params = PhysicsParams()
         self.renderer = SceneRenderer(96, self.params)
 
     def fit_start(self, frame: np.ndarray) -> tuple[tuple[float, float], tuple[float, float, float]]:
@@ -155,7 +120,7 @@ class PushTRunner(Runner):
         """Predict K rollouts; see `Runner.rollout`. Frame 0 of each is its start frame, bit for bit."""
         import numpy as np
 
-        if self.renderer is None or self.params is None:
+        if self.renderer is None or self.dynamics is None:
             raise EngineError(f"{self.spec.slug}: rollout() before load()")
         k, t = actions.shape[:2]
         starts = np.array(frames, dtype=np.uint8)
@@ -172,10 +137,10 @@ class PushTRunner(Runner):
     def _rollout_one(self, start: np.ndarray, agent, block, actions: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        from dream.engine.models.pusht.physics import rollout_poses
+        from dream.engine.models.pusht.dynamics import rollout_poses
 
-        assert self.renderer is not None
-        agents, blocks = rollout_poses(agent, block, actions.tolist(), self.params)
+        assert self.renderer is not None and self.dynamics is not None
+        agents, blocks = rollout_poses(agent, block, actions.tolist(), self.dynamics, self.params)
         frames = np.empty((len(agents), 96, 96, 3), np.uint8)
         frames[0] = start
         # where the start frame's objects were, grown by a pixel: their blended edge pixels

@@ -1,0 +1,171 @@
+"""The block's response to the agent and the walls: a small network learned from simulated episodes.
+
+Per action, the agent's path is known (the PD law, `physics.agent_path`); what the
+block does is predicted by an MLP from geometry in the block's frame (origin at its
+centre of gravity, axes along the T):
+
+* the agent's centre at the start of the action and after each substep (11 points),
+* the T's signed distance at those points minus the agent's radius (< 0: overlap),
+* the block's own motion during the previous action,
+* how far the T's corners are from each of the four walls, and the block's angle
+  (which way the walls face in its frame).
+
+The output is the block's pose change over the action (centre of gravity in the
+block's frame, angle). The network is consulted only when the agent's disc comes
+within `CONTACT_MARGIN` px of the T during the action or the block still moved in the
+previous one (after a push the simulator's position correction lets it settle over a
+few actions); otherwise the block stays put, and a predicted change under `STILL`
+px is none: the block has come to rest.
+
+`features` is written once for numpy and torch (the `xp` argument): training
+(`training/learn_pusht.py`) unrolls the same code in torch that inference runs in
+float64 numpy, one rollout at a time, with sums in a fixed order (`np.einsum`, no
+BLAS), so a rollout's bytes depend neither on its batch neighbours nor on threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams, agent_path
+from dream.errors import EngineError
+
+__all__ = ["FORMAT", "N_FEATURES", "BlockDynamics", "features", "rollout_poses"]
+
+FORMAT = "pusht-blocknet-1"
+N_FEATURES = 42
+CONTACT_MARGIN = 3.0  # px between the agent's disc and the T below which the network is asked
+STILL = 0.01  # px: a predicted change smaller than this is no change (the block has come to rest)
+POS_SCALE, ANGLE_SCALE = 5.0, 0.05  # the network's outputs are pose changes in these units
+_INNER_LOW, _INNER_HIGH = 7.0, 504.0  # the walls' inner faces (segments at 5 and 506, radius 2)
+# the T's rectangles in the cog frame: (centre x, centre y, half width, half height)
+_BOXES = ((0.0, -30.0, 60.0, 15.0), (0.0, 30.0, 15.0, 45.0))
+_CORNERS = ((-60.0, -45.0), (60.0, -45.0), (60.0, -15.0), (-60.0, -15.0),
+            (-15.0, -15.0), (15.0, -15.0), (15.0, 75.0), (-15.0, 75.0))
+
+
+def t_distance(xp: Any, lx: Any, ly: Any) -> Any:
+    """Signed distance (px) from points in the block's cog frame to the T (< 0 inside)."""
+    out = None
+    for cx, cy, hx, hy in _BOXES:
+        qx = xp.abs(lx - cx) - hx
+        qy = xp.abs(ly - cy) - hy
+        outside = xp.sqrt(xp.clip(qx, 0.0, None) ** 2 + xp.clip(qy, 0.0, None) ** 2 + 1e-12)
+        d = outside + xp.clip(xp.maximum(qx, qy), None, 0.0)
+        out = d if out is None else xp.minimum(out, d)
+    return out
+
+
+def features(xp: Any, block: Any, last: Any, path: Any) -> tuple[Any, Any]:
+    """(features (..., N_FEATURES), the agent's least clearance from the T (...,) in px).
+
+    block: (..., 3) cog x, y, angle; last: (..., 3) the previous action's pose change in
+    the block's frame; path: (..., S + 1, 2) the agent's centre at the action's start and
+    after each substep, workspace px. `xp` is numpy or torch.
+    """
+    x, y, a = block[..., 0:1], block[..., 1:2], block[..., 2:3]
+    c, s = xp.cos(a), xp.sin(a)
+    dx, dy = path[..., 0] - x, path[..., 1] - y
+    lx, ly = c * dx + s * dy, c * dy - s * dx
+    clearance = t_distance(xp, lx, ly) - AGENT_RADIUS
+    vx = xp.concatenate([x + c * px - s * py for px, py in _CORNERS], -1)
+    vy = xp.concatenate([y + s * px + c * py for px, py in _CORNERS], -1)
+    walls = xp.stack([xp.amin(vx, -1) - _INNER_LOW, _INNER_HIGH - xp.amax(vx, -1),
+                      xp.amin(vy, -1) - _INNER_LOW, _INNER_HIGH - xp.amax(vy, -1)], -1)
+    scaled_last = xp.concatenate([last[..., :2] / POS_SCALE, last[..., 2:] / ANGLE_SCALE], -1)
+    feats = xp.concatenate(
+        [lx / 60.0, ly / 60.0, xp.clip(clearance, -30.0, 45.0) / 15.0, scaled_last,
+         xp.clip(walls, -5.0, 30.0) / 15.0, c, s], -1)
+    return feats, xp.amin(clearance, -1)
+
+
+def apply_change(xp: Any, block: Any, change: Any) -> Any:
+    """`block` (..., 3) moved by `change` (..., 3) given in its own frame."""
+    x, y, a = block[..., 0:1], block[..., 1:2], block[..., 2:3]
+    c, s = xp.cos(a), xp.sin(a)
+    dx, dy, da = change[..., 0:1], change[..., 1:2], change[..., 2:3]
+    return xp.concatenate([x + c * dx - s * dy, y + s * dx + c * dy, a + da], -1)
+
+
+def change_size(xp: Any, change: Any) -> Any:
+    """How far (px) a pose change moves the T: the larger of the cog's shift and 60 px × the turn."""
+    return xp.maximum(xp.sqrt(change[..., 0] ** 2 + change[..., 1] ** 2), 60.0 * xp.abs(change[..., 2]))
+
+
+class BlockDynamics:
+    """The learned MLP (SiLU hidden layers) in float64 numpy; see the module docstring."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.layers = [(np.ascontiguousarray(w, np.float64), np.ascontiguousarray(b, np.float64)) for w, b in layers]
+
+    def change(self, feats: np.ndarray) -> np.ndarray:
+        """The block's pose change (dx, dy in its frame, d angle) for one feature vector."""
+        h = feats
+        for i, (w, b) in enumerate(self.layers):
+            h = np.einsum("i,ij->j", h, w) + b  # numpy's own loops: a fixed summation order
+            if i < len(self.layers) - 1:
+                h = h / (1.0 + np.exp(-h))
+        return h * np.array([POS_SCALE, POS_SCALE, ANGLE_SCALE])
+
+    @classmethod
+    def load(cls, path: str | Path) -> BlockDynamics:
+        """Read a file written by `save`; names a wrong format, missing or unexpected entries and bad shapes."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise EngineError(f"{path}: not a pusht-96 dynamics file (format {meta.get('format')!r}, expected {FORMAT!r})")
+            keys = set(f.keys())
+            n = len(keys) // 2
+            expected = {f"layers.{i}.{p}" for i in range(n) for p in ("weight", "bias")}
+            if n == 0 or keys != expected:
+                raise EngineError(f"{path}: missing entries {sorted(expected - keys)}, unexpected entries {sorted(keys - expected)}")
+            layers = [(f.get_tensor(f"layers.{i}.weight"), f.get_tensor(f"layers.{i}.bias")) for i in range(n)]
+        width = N_FEATURES
+        for i, (w, b) in enumerate(layers):
+            out = 3 if i == n - 1 else w.shape[-1]
+            if w.shape != (width, out) or b.shape != (out,):
+                raise EngineError(f"{path}: layer {i} has weight {w.shape} and bias {b.shape}, expected ({width}, {out}) and ({out},)")
+            width = out
+        return cls(layers)
+
+    def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+        """Write the weights as float64 safetensors, provenance in the metadata."""
+        from safetensors.numpy import save_file
+
+        tensors = {}
+        for i, (w, b) in enumerate(self.layers):
+            tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"] = w, b
+        save_file(tensors, str(path), metadata={"format": FORMAT, **(metadata or {})})
+
+
+def rollout_poses(
+    agent: tuple[float, float],
+    block: tuple[float, float, float],
+    targets: list[list[float]] | np.ndarray,
+    dynamics: BlockDynamics,
+    params: PhysicsParams | None = None,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float, float]]]:
+    """Agent positions and block poses (cog x, y, angle) at frames 0..T for T targets, from rest."""
+    params = params or PhysicsParams()
+    velocity = [0.0, 0.0]
+    agents = [(float(agent[0]), float(agent[1]))]
+    blocks = [(float(block[0]), float(block[1]), float(block[2]))]
+    last = np.zeros(3)
+    for target in targets:
+        path = [agents[-1], *agent_path(agents[-1], velocity, (target[0], target[1]), params)]
+        pose = np.array(blocks[-1])
+        feats, clearance = features(np, pose, last, np.array(path))
+        if clearance < CONTACT_MARGIN or change_size(np, last) >= STILL:
+            last = dynamics.change(feats)
+            if change_size(np, last) >= STILL:
+                pose = apply_change(np, pose, last)
+            else:
+                last = np.zeros(3)
+        agents.append(path[-1])
+        blocks.append((float(pose[0]), float(pose[1]), float(pose[2])))
+    return agents, blocks
