@@ -7,7 +7,7 @@ with state supervision on simulated poses (`pusht_states.py`), open loop: each s
 a window of consecutive actions started from the true pose (jittered by a pose-fit-sized
 error), the network's own predictions are fed back through the window, and the loss is
 the distance of three points of the T (its bar's ends, its stem's foot) to where the
-simulator put them, at every step. Windows grow from 4 to 32 actions (curriculum), so
+simulator put them, at every step. Windows grow from 4 to 48 actions (curriculum), so
 errors that compound over a rollout are what is trained against.
 
 Checkpoints are chosen on the validation seeds (1 000 000 …): open-loop rollouts of
@@ -137,7 +137,7 @@ def prepare(data: dict[str, np.ndarray], device: str, dtype: torch.dtype) -> dic
 
 
 def window_length(it: int) -> int:
-    return 4 if it < 800 else 16 if it < 2200 else 32
+    return 4 if it < 800 else 16 if it < 2200 else 32 if it < 4000 else 48
 
 
 def main() -> None:
