@@ -85,3 +85,26 @@ def test_demo_writes_rollouts_comparisons_and_a_bulk_run(tmp_path: Path) -> None
     assert (out / "compare_ep00.png").stat().st_size > 0 and (out / "compare_ep00.gif").stat().st_size > 0
     assert (out / "bulk" / "metadata.parquet").is_file()
     assert "bulk: 8 ok, 0 failed" in res.stdout
+
+
+def test_predict_threads_do_not_change_the_bytes(tmp_path: Path) -> None:
+    from dream.examples import pusht_episode
+
+    ep = pusht_episode(0)
+    (tmp_path / "start.png").write_bytes(encode_png(ep.start_frame))
+    (tmp_path / "acts.npy").write_bytes(encode_npy(ep.actions))
+    for n in ("1", "2"):
+        run("predict", "--frame", "start.png", "--actions", "acts.npy", "-o", f"t{n}.mp4", "--threads", n, cwd=tmp_path)
+    assert (tmp_path / "t1.mp4").read_bytes() == (tmp_path / "t2.mp4").read_bytes()
+
+
+@pytest.mark.parametrize("cmd", ["predict", "run", "eval"])
+def test_threads_must_be_positive(cmd: str) -> None:
+    res = run(cmd, "--threads", "0", check=False)
+    assert res.returncode == 2 and "--threads: must be a positive integer; got '0'" in res.stderr
+
+
+def test_threads_with_a_server_is_one_error_line(tmp_path: Path) -> None:
+    res = run("run", str(tmp_path), str(tmp_path / "out"), "--threads", "2", "--base-url", "http://127.0.0.1:9",
+              check=False)
+    assert res.returncode == 1 and res.stderr.strip().startswith("error: threads=") and "Traceback" not in res.stderr

@@ -31,7 +31,27 @@ process; with one they talk to a `dream serve` server using --api-key / DREAM_AP
 def _client(args: argparse.Namespace) -> Any:
     import dream
 
-    return dream.Client(base_url=args.base_url, api_key=args.api_key)
+    try:
+        return dream.Client(base_url=args.base_url, api_key=args.api_key, threads=getattr(args, "threads", None))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads", type=_positive_int, default=None,
+        help="torch CPU threads of the embedded engine (default: the CPUs this process may use)",
+    )
 
 
 def _add_remote(p: argparse.ArgumentParser) -> None:
@@ -154,7 +174,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
-    result = run_pusht_eval(num_episodes=args.episodes, horizons=horizons, progress=not args.no_progress)
+    result = run_pusht_eval(
+        num_episodes=args.episodes, horizons=horizons, progress=not args.no_progress, threads=args.threads
+    )
     table = result.to_markdown()
     print(table)
     if args.output:
@@ -215,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="model slug (default: the built-in pusht-96)")
     _add_sampling(p)
     _add_remote(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_predict)
 
     uri_help = (
@@ -238,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_uri_options(p, sink=True)
     _add_sampling(p)
     _add_remote(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("estimate", help="rows, frames, USD and engine time of a bulk run")
@@ -259,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")

@@ -44,9 +44,11 @@ class AsyncClient(BaseClient):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine,
+            threads=threads,
         )
         self._transport_obj: AsyncTransport | None = None
 
@@ -57,7 +59,7 @@ class AsyncClient(BaseClient):
                 from dream.client.async_transport import ThreadedAsyncTransport
                 from dream.client.local import LocalTransport
 
-                self._transport_obj = ThreadedAsyncTransport(LocalTransport(self._engine))
+                self._transport_obj = ThreadedAsyncTransport(LocalTransport(self._engine, threads=self.threads))
             else:
                 from dream.client.http import AsyncHttpTransport
 

@@ -49,7 +49,10 @@ class BaseClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
+        from dream.engine.threads import check_threads
+
         self.api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self.timeout_s = float(timeout_s)
@@ -57,6 +60,10 @@ class BaseClient:
         if engine is not None and self.base_url:
             raise ValueError("engine= is for the embedded transport; it cannot be combined with a base_url")
         self._engine = engine
+        self.threads = check_threads(threads)
+        if threads is not None and (self.base_url or engine is not None):
+            where = "a base_url" if self.base_url else "engine= (give Engine(threads=...) instead)"
+            raise ValueError(f"threads= sets up the embedded engine this client creates; it cannot be combined with {where}")
 
     @property
     def is_local(self) -> bool:

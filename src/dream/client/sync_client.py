@@ -44,6 +44,8 @@ class Client(BaseClient):
     model works on a CPU out of the box). ``Client(base_url="http://host:8000")`` (or
     ``DREAM_BASE_URL``) talks to a ``dream serve`` server or the hosted service with
     ``api_key`` (or ``DREAM_API_KEY``). Models, results and errors are the same either way.
+    ``threads`` sets the embedded engine's torch CPU threads (default: the CPUs this
+    process may use, `dream.engine.threads.usable_cpus`); output bytes do not depend on it.
     """
 
     def __init__(
@@ -54,9 +56,11 @@ class Client(BaseClient):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine,
+            threads=threads,
         )
         self._transport_obj: Transport | None = None
 
@@ -68,7 +72,7 @@ class Client(BaseClient):
             if self.is_local:
                 from dream.client.local import LocalTransport
 
-                self._transport_obj = LocalTransport(self._engine)
+                self._transport_obj = LocalTransport(self._engine, threads=self.threads)
             else:
                 from dream.client.http import HttpTransport
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from dream.engine import specs as spec_registry
 from dream.engine.runner import Runner, WeightsStatus, runner_class
 from dream.engine.specs import DEFAULT_SPEC, EngineSpec
+from dream.engine.threads import check_threads, prepare_torch_env, set_torch_threads
 from dream.errors import EngineError, InputValidationError, ModelNotFoundError, WeightsNotFoundError
 from dream.inputs import check_actions, fit_frame
 
@@ -135,7 +136,9 @@ class Engine:
             the default model). Unknown slugs raise `ModelNotFoundError`.
         device: "cpu", "cuda", "cuda:1"…; None picks CUDA when available.
         dtype: runner dtype override ("float32", "bfloat16"); None: the family default.
-        threads: torch CPU threads; None leaves torch's default.
+        threads: torch CPU threads; None: the CPUs this process may use (affinity and
+            cgroup quota; `dream.engine.threads`). OpenMP is set to sleep, not spin,
+            while it waits, unless torch was imported first or ``OMP_WAIT_POLICY`` is set.
         weights: per-slug weights file or folder overrides.
     """
 
@@ -157,7 +160,8 @@ class Engine:
         self.default_slug = DEFAULT_SPEC if DEFAULT_SPEC in self._specs else slugs[0]
         self._device = device
         self.dtype = dtype
-        self.threads = threads
+        self.threads = check_threads(threads)
+        prepare_torch_env()
         self._weights = dict(weights or {})
         self._runners: dict[str, Runner] = {}
         self._load_lock = threading.Lock()
@@ -203,6 +207,7 @@ class Engine:
     @property
     def device(self) -> str:
         if self._device is None:
+            prepare_torch_env()
             import torch
 
             self._device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -249,8 +254,7 @@ class Engine:
             raise WeightsNotFoundError(status.message or f"weights for {spec.slug} are not available")
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        set_torch_threads(self.threads)
         device = self.device
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = False

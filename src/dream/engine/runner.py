@@ -40,7 +40,14 @@ class Runner(ABC):
     Lifecycle: ``weights_status`` (cheap, no loading) → ``__init__`` → ``load`` (weights
     onto the device) → ``warmup`` → ``rollout`` many times, possibly from several threads
     one at a time (the engine serialises calls).
+
+    ``batch_invariant``: a runner sets it True when each rollout's output bytes do not
+    depend on what else shares its `rollout` call (nor on the torch thread count). Only
+    then do bulk runs and the server fuse independent requests into one call by default:
+    fused, every row stays byte-identical to its own single predict.
     """
+
+    batch_invariant: bool = False
 
     def __init__(
         self,
