@@ -249,6 +249,69 @@ def _close_iterator(rows: Iterator[Any]) -> None:
             log.debug("closing the source iterator failed", exc_info=True)
 
 
+# -- per-row logic shared by every runner (threads here, Ray actors in _bulk_ray) -------
+
+
+def normalize_row(row: SourceRow) -> SourceRow:
+    """The row with an int id turned into its str form (other ids are left to the check)."""
+    row_id = row.row_id
+    if isinstance(row_id, int) and not isinstance(row_id, bool):
+        return SourceRow(str(row_id), row.frame_bytes, row.actions_bytes, row.metadata, row.error)
+    return row
+
+
+def unsafe_row_error(row_id: object) -> InputValidationError | None:
+    """Why `row_id` cannot name an output file, as the row's error; None when it can."""
+    reason = unsafe_row_id_reason(row_id)
+    if reason is None:
+        return None
+    return InputValidationError(f"{reason}; row ids name the output files, so the row was not run")
+
+
+def duplicate_row_error(row_id: str) -> InputValidationError:
+    return InputValidationError(
+        f"duplicate row id {row_id!r}: an earlier row of this source has the same id; "
+        "this row was not run (row ids must be unique)"
+    )
+
+
+def source_row_error(row: SourceRow) -> InputValidationError | None:
+    """The error the source flagged on this row (`SourceRow.error`), if any."""
+    source_error = getattr(row, "error", None)  # duck-typed rows may predate the field
+    return None if source_error is None else InputValidationError(str(source_error))
+
+
+def record_metadata(
+    *,
+    spec: str | None,
+    seed: int,
+    num_steps: int | None,
+    guidance: float | None,
+    source_metadata: dict | None,
+    attempts: int,
+    outcome: RowOutcome | None = None,
+    error: BaseException | None = None,
+) -> dict[str, Any]:
+    """A row's metadata in the sink: the outcome's figures, or the error of a failed row."""
+    cost = float(outcome.cost_usd or 0.0) if outcome is not None else 0.0
+    return {
+        "status": STATUS_OK if outcome is not None else STATUS_FAILED,
+        "error": None if error is None else str(error),
+        "request_id": (outcome.request_id if outcome is not None else getattr(error, "request_id", None)) or "",
+        "spec": spec,
+        "seed": outcome.seed if outcome is not None else seed,
+        "num_steps": outcome.num_steps if outcome is not None else num_steps,
+        "guidance": guidance,
+        "frames": int(outcome.frames) if outcome is not None else 0,
+        "cost_usd": cost,
+        "estimated_charge_usd": cost,  # the 0.5.0 name of the same number
+        "engine_wall_ms": float(outcome.engine_wall_ms) if outcome is not None else 0.0,
+        "attempts": attempts,
+        "http_status": outcome.status if outcome is not None else getattr(error, "status_code", None),
+        "source_metadata": dict(source_metadata or {}),
+    }
+
+
 # -- the state machine shared by the sync and async drivers -----------------------------
 
 
@@ -298,43 +361,37 @@ class _BulkRun:
 
     def admit(self, row: SourceRow) -> SourceRow | None:
         """The row to send to the engine, or None when it was handled here."""
+        row = normalize_row(row)
         row_id = row.row_id
-        if isinstance(row_id, int) and not isinstance(row_id, bool):
-            row_id = str(row_id)
-            row = SourceRow(row_id, row.frame_bytes, row.actions_bytes, row.metadata, row.error)
-        reason = unsafe_row_id_reason(row_id)
-        if reason is not None:
-            self._fail(
-                row_id if isinstance(row_id, str) else repr(row_id),
-                row.metadata,
-                InputValidationError(f"{reason}; row ids name the output files, so the row was not run"),
-                attempts=0,
-            )
+        unsafe = unsafe_row_error(row_id)
+        if unsafe is not None:
+            self._fail(row_id if isinstance(row_id, str) else repr(row_id), row.metadata, unsafe, attempts=0)
             return None
+        if not self.first_sighting(row_id, row.metadata):
+            return None
+        if row_id in self.finished:
+            self.skip()
+            return None
+        source_error = source_row_error(row)
+        if source_error is not None:
+            self._fail(row_id, row.metadata, source_error, attempts=0)
+            return None
+        return row
+
+    def first_sighting(self, row_id: str, source_metadata: dict) -> bool:
+        """True the first time `row_id` comes; a repeat fails as a duplicate."""
         if row_id in self.seen:
             # Not handed to the sink: its metadata is keyed by row id, and an entry for this
             # id would overwrite the first row's.
-            self._fail(
-                row_id,
-                row.metadata,
-                InputValidationError(
-                    f"duplicate row id {row_id!r}: an earlier row of this source has the same id; "
-                    "this row was not run (row ids must be unique)"
-                ),
-                attempts=0,
-                to_sink=False,
-            )
-            return None
+            self._fail(row_id, source_metadata, duplicate_row_error(row_id), attempts=0, to_sink=False)
+            return False
         self.seen.add(row_id)
-        if row_id in self.finished:
-            self.skipped += 1
-            self._tick()
-            return None
-        source_error = getattr(row, "error", None)  # duck-typed rows may predate the field
-        if source_error is not None:
-            self._fail(row_id, row.metadata, InputValidationError(str(source_error)), attempts=0)
-            return None
-        return row
+        return True
+
+    def skip(self) -> None:
+        """Count a row the sink already holds (resume)."""
+        self.skipped += 1
+        self._tick()
 
     def done(
         self,
@@ -388,24 +445,16 @@ class _BulkRun:
         outcome: RowOutcome | None = None,
         error: BaseException | None = None,
     ) -> dict[str, Any]:
-        cost = float(outcome.cost_usd or 0.0) if outcome is not None else 0.0
-        return {
-            "status": STATUS_OK if outcome is not None else STATUS_FAILED,
-            "error": None if error is None else str(error),
-            "request_id": (outcome.request_id if outcome is not None else getattr(error, "request_id", None))
-            or "",
-            "spec": self.spec,
-            "seed": outcome.seed if outcome is not None else self.seed,
-            "num_steps": outcome.num_steps if outcome is not None else self.num_steps,
-            "guidance": self.guidance,
-            "frames": int(outcome.frames) if outcome is not None else 0,
-            "cost_usd": cost,
-            "estimated_charge_usd": cost,  # the 0.5.0 name of the same number
-            "engine_wall_ms": float(outcome.engine_wall_ms) if outcome is not None else 0.0,
-            "attempts": attempts,
-            "http_status": outcome.status if outcome is not None else getattr(error, "status_code", None),
-            "source_metadata": dict(source_metadata or {}),
-        }
+        return record_metadata(
+            spec=self.spec,
+            seed=self.seed,
+            num_steps=self.num_steps,
+            guidance=self.guidance,
+            source_metadata=source_metadata,
+            attempts=attempts,
+            outcome=outcome,
+            error=error,
+        )
 
     def key_for(self, row: SourceRow) -> str:
         return idempotency_key(

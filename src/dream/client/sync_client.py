@@ -18,7 +18,7 @@ from dream.client.base import (
 )
 
 if TYPE_CHECKING:
-    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome
+    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome, RowPredictor
     from dream._retry import RetryPolicy
     from dream.client.transport import Transport
     from dream.engine.engine import Engine
@@ -35,6 +35,22 @@ def _frames_of(actions_bytes: bytes) -> int:
 
     arr = decode_npy_bytes(actions_bytes)
     return int(arr.shape[0]) + 1 if arr.ndim >= 1 else 0
+
+
+def row_predictor(
+    transport: Transport, *, spec: str | None, seed: int, num_steps: int | None, guidance: float | None
+) -> RowPredictor:
+    """The bulk runners' `predict(frame_bytes, actions_bytes, idempotency_key)` over a transport."""
+
+    def predict(frame_bytes: bytes, actions_bytes: bytes, idempotency_key: str) -> RowOutcome:
+        frames = _frames_of(actions_bytes)
+        pr = transport.predict_bytes(
+            frame_bytes=frame_bytes, actions_bytes=actions_bytes, seed=seed, num_steps=num_steps,
+            guidance=guidance, spec=spec, idempotency_key=idempotency_key,
+        )
+        return outcome_of(pr, seed=seed, num_steps=num_steps, frames=frames)
+
+    return predict
 
 
 class Client(BaseClient):
@@ -216,14 +232,7 @@ class Client(BaseClient):
         bulk_client = self if self.is_local else self.with_options(retry_policy=RetryPolicy(max_attempts=1))
         transport = bulk_client._transport
 
-        def predict(frame_bytes: bytes, actions_bytes: bytes, idempotency_key: str) -> RowOutcome:
-            frames = _frames_of(actions_bytes)
-            pr = transport.predict_bytes(
-                frame_bytes=frame_bytes, actions_bytes=actions_bytes, seed=seed, num_steps=num_steps,
-                guidance=guidance, spec=spec, idempotency_key=idempotency_key,
-            )
-            return outcome_of(pr, seed=seed, num_steps=num_steps, frames=frames)
-
+        predict = row_predictor(transport, spec=spec, seed=seed, num_steps=num_steps, guidance=guidance)
         try:
             return run_predict_many(
                 src, sink, predict=predict, spec=spec, concurrency=concurrency, on_error=mode, retries=retries,
