@@ -1,0 +1,224 @@
+"""dream.ray on a real local Ray cluster: a head and a second worker node, 1 CPU each.
+
+One cluster for the module (started and torn down here). Rows are pusht-96 rollouts
+with short action sequences, so the runs are short but the engine and sinks are real.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.data")
+pytest.importorskip("pyarrow")
+
+import ray
+from ray.cluster_utils import Cluster
+
+import dream
+import dream.ray
+from dream.examples import pusht_episode
+from dream.inputs import encode_npy, encode_png
+from dream.io import RolloutSink, frames_from_dir
+
+SRC_PATH = str(Path(dream.__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    env_before = os.environ.get("PYTHONPATH")
+    # Workers import dream from the same place as this test.
+    os.environ["PYTHONPATH"] = SRC_PATH + (os.pathsep + env_before if env_before else "")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        try:
+            c.shutdown()
+        finally:
+            if env_before is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = env_before
+
+
+def write_rows(folder: Path, n: int, t: int) -> list[str]:
+    """n pusht rows with T=t actions; returns their ids."""
+    folder.mkdir(parents=True)
+    ids = []
+    for i in range(n):
+        ep = pusht_episode(i % 8)
+        stem = f"row{i:03d}"
+        (folder / f"{stem}.png").write_bytes(encode_png(ep.start_frame))
+        (folder / f"{stem}.npy").write_bytes(encode_npy(ep.actions[:t] + np.float32(i)))
+        ids.append(stem)
+    return ids
+
+
+def journal_counts(out: Path) -> collections.Counter:
+    """How many times each row id was journalled with status ok."""
+    counts: collections.Counter = collections.Counter()
+    for path in out.glob("*.journal.jsonl"):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("status") == "ok":
+                counts[entry["row_id"]] += 1
+    return counts
+
+
+def videos(out: Path) -> set[str]:
+    return {p.stem for p in (out / "videos").glob("*.mp4")}
+
+
+def test_every_row_once_failures_recorded_and_bytes_equal_to_predict_many(cluster, tmp_path: Path) -> None:
+    ids = write_rows(tmp_path / "src", 10, 4)
+    (tmp_path / "src" / "orphan.png").write_bytes(encode_png(pusht_episode(0).start_frame))  # no actions
+    (tmp_path / "src" / "wide.png").write_bytes(encode_png(pusht_episode(0).start_frame))
+    (tmp_path / "src" / "wide.npy").write_bytes(encode_npy(np.zeros((4, 3), np.float32)))  # action_dim 3
+    result = dream.ray.predict_many(
+        frames_from_dir(tmp_path / "src"), RolloutSink.dir(tmp_path / "ray"), spec="pusht-96", num_actors=2,
+        address=cluster.address, progress=False, batch_size=2,
+    )
+    assert (result.ok, result.failed, result.skipped) == (10, 2, 0)
+    assert {f.row_id for f in result.failures} == {"orphan", "wide"}
+    assert "has no actions file" in str(next(f for f in result.failures if f.row_id == "orphan").error)
+    assert videos(tmp_path / "ray") == set(ids)
+    assert set(journal_counts(tmp_path / "ray").values()) == {1}
+    assert result.cost_usd == pytest.approx(10 * 5 * 0.0001, rel=0.5) and result.output_uri
+
+    # The thread runner on the same rows writes the same bytes and the same metadata.
+    local = dream.Client().predict_many(
+        frames_from_dir(tmp_path / "src"), RolloutSink.dir(tmp_path / "threads"), spec="pusht-96", progress=False
+    )
+    assert (local.ok, local.failed) == (10, 2)
+    for row_id in ids:
+        assert (tmp_path / "ray" / "videos" / f"{row_id}.mp4").read_bytes() == (
+            tmp_path / "threads" / "videos" / f"{row_id}.mp4"
+        ).read_bytes()
+    import pyarrow.parquet as pq
+
+    ray_rows = {r["row_id"]: r for r in pq.read_table(tmp_path / "ray" / "metadata.parquet").to_pylist()}
+    thread_rows = {r["row_id"]: r for r in pq.read_table(tmp_path / "threads" / "metadata.parquet").to_pylist()}
+    assert ray_rows.keys() == thread_rows.keys()
+    for row_id, row in ray_rows.items():
+        for key in ("status", "error", "frames", "cost_usd", "attempts", "source_metadata"):
+            assert row.get(key) == thread_rows[row_id].get(key), (row_id, key)
+
+    again = dream.ray.predict_many(
+        frames_from_dir(tmp_path / "src"), RolloutSink.dir(tmp_path / "ray"), spec="pusht-96", num_actors=1,
+        address=cluster.address, progress=False,
+    )
+    assert (again.ok, again.skipped) == (0, 10) and again.failed == 2  # failed rows are retried, and fail again
+
+
+def actor_pids() -> list[int]:
+    """Processes of this cluster's RolloutPredictor actors (Ray titles them after the class)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"RolloutPredictor" in cmdline and b"pytest" not in cmdline:
+            pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_killed_actor_s_rows_are_retried_elsewhere_and_written_once(cluster, tmp_path: Path) -> None:
+    ids = write_rows(tmp_path / "src", 24, 24)
+    out = tmp_path / "out"
+    box: dict = {}
+
+    def drive() -> None:
+        try:
+            box["result"] = dream.ray.predict_many(
+                frames_from_dir(tmp_path / "src"), RolloutSink.dir(out), spec="pusht-96", num_actors=2,
+                address=cluster.address, progress=False,
+            )
+        except BaseException as exc:  # pragma: no cover - reported below
+            box["error"] = exc
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    assert _wait_for(lambda: (out / "videos").is_dir() and len(videos(out)) >= 2)
+    actors = actor_pids()
+    assert actors, "no live RolloutPredictor actor"
+    os.kill(actors[0], signal.SIGKILL)
+    killed_at = len(videos(out))
+    driver.join(timeout=300)
+    assert "error" not in box, box.get("error")
+    result = box["result"]
+    assert killed_at < len(ids), "the run ended before the actor was killed"
+    assert (result.ok, result.failed) == (len(ids), 0)
+    assert videos(out) == set(ids)
+    assert journal_counts(out) == collections.Counter({row_id: 1 for row_id in ids})
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, dream.ray
+    from dream.io import RolloutSink, frames_from_dir
+    r = dream.ray.predict_many(frames_from_dir(sys.argv[1]), RolloutSink.dir(sys.argv[2]), spec="pusht-96",
+                               num_actors=2, address=sys.argv[3], progress=False)
+    print(r.ok, r.failed, r.skipped)
+    """
+)
+
+
+def test_a_killed_driver_rerun_leaves_no_duplicate_and_no_missing_row(cluster, tmp_path: Path) -> None:
+    ids = write_rows(tmp_path / "src", 24, 24)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": SRC_PATH + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = [sys.executable, "-c", DRIVER, str(tmp_path / "src"), str(out), cluster.address]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert _wait_for(lambda: (out / "videos").is_dir() and len(videos(out)) >= 3, timeout=180)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done_before = journal_counts(out)
+    assert 3 <= sum(done_before.values()) < len(ids), "the first driver finished before it was killed"
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=True)
+    ok, failed, skipped = (int(x) for x in second.stdout.split()[-3:])
+    assert failed == 0 and skipped == len(done_before) and ok + skipped == len(ids)
+    assert videos(out) == set(ids)
+    assert journal_counts(out) == collections.Counter({row_id: 1 for row_id in ids})
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
+    src, sink = frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "out")
+    with pytest.raises(ValueError, match="num_actors must be a positive int; got 0"):
+        dream.ray.predict_many(src, sink, spec="pusht-96", num_actors=0)
+    with pytest.raises(ValueError, match="num_cpus_per_actor must be a positive number; got -1"):
+        dream.ray.predict_many(src, sink, spec="pusht-96", num_actors=1, num_cpus_per_actor=-1)
+    with pytest.raises(ValueError, match="on_error must be"):
+        dream.ray.predict_many(src, sink, spec="pusht-96", num_actors=1, on_error="ignore")
+    assert not list((tmp_path / "out").rglob("*.journal.jsonl")) and not list((tmp_path / "out").rglob("*.mp4"))
