@@ -222,3 +222,18 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_error must be"):
         dream.ray.predict_many(src, sink, spec="pusht-96", num_actors=1, on_error="ignore")
     assert not list((tmp_path / "out").rglob("*.journal.jsonl")) and not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_dream_run_on_ray_from_the_command_line(cluster, tmp_path: Path) -> None:
+    ids = write_rows(tmp_path / "src", 4, 4)
+    env = {**os.environ, "PYTHONPATH": SRC_PATH + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "dream.cli", "run", str(tmp_path / "src"), str(tmp_path / "out"), "--ray",
+           cluster.address, "--actors", "2", "--no-progress"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "4 ok, 0 failed, 0 skipped" in res.stdout
+    assert videos(tmp_path / "out") == set(ids)
+    bad = subprocess.run([*cmd, "--base-url", "http://127.0.0.1:9"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "error: --ray runs engines on Ray actors; it cannot be combined with --base-url"
+    )
