@@ -226,7 +226,7 @@ class RolloutPredictor:
         else:
             from dream.engine.engine import Engine
 
-            engine = Engine(device=device, threads=threads or _actor_cpus())
+            engine = Engine(device=device, threads=threads or _actor_cpus(), coalesce=True if fuse else None)
             engine.load(spec)  # weights once per actor, before the first batch
             self.client = dream.Client(engine=engine)
         self.predict = row_predictor(
@@ -284,20 +284,26 @@ class RolloutPredictor:
         return out
 
     def _run(self, todo: list[tuple[SourceRow, dict]]) -> list[tuple[RowOutcome | None, BaseException | None, int]]:
-        fused = self._run_fused(todo) if len(todo) > 1 else None
-        if fused is not None:
-            return fused
-        return [_predict_row(self.predict, row, self._key(row), self.retries, time.sleep) for row, _ in todo]
+        def one(item: tuple[SourceRow, dict]) -> tuple[RowOutcome | None, BaseException | None, int]:
+            row = item[0]
+            return _predict_row(self.predict, row, self._key(row), self.retries, time.sleep)
 
-    def _run_fused(self, todo: list[tuple[SourceRow, dict]]) -> list | None:
-        """All rows in one engine call, or None to run them one by one."""
-        fuse_rows = getattr(getattr(self.client, "_transport", None), "fuse_rows", None)
-        if self.fuse is False or not callable(fuse_rows):
-            return None
-        return fuse_rows(
-            [(row.frame_bytes, row.actions_bytes, self._key(row)) for row, _ in todo],
-            spec=self.spec, seed=self.seed, num_steps=self.num_steps, guidance=self.guidance, force=bool(self.fuse),
-        )
+        if len(todo) < 2 or not self._fuses():
+            return [one(item) for item in todo]
+        # The rows' predicts, issued together, are fused by the engine into one call
+        # (Engine.coalesce); each keeps its own retries, key and outcome.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(todo), thread_name_prefix="dream-ray-row") as pool:
+            return list(pool.map(one, todo))
+
+    def _fuses(self) -> bool:
+        engine = getattr(self.client, "engine", None)
+        if self.fuse is False:
+            return False
+        if engine is None:  # a remote engine: the server batches concurrent rows itself
+            return True
+        return engine.coalesces(self.spec)
 
 
 # -- datasink ---------------------------------------------------------------------------

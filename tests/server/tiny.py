@@ -45,6 +45,7 @@ TINY_SLASH = dataclasses.replace(TINY, slug="tests/tiny-16")
 
 
 class TinyRunner(Runner):
+    batch_invariant = True  # each rollout is computed on its own
     load_gate: threading.Event | None = None
     calls: list[int] = []  # K of every rollout call (engine work happened)
 

@@ -36,6 +36,8 @@ MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
 MAX_BATCH = 256
 
+MAX_COALESCED = 32  # rows fused into one coalesced call at most
+
 _T = TypeVar("_T")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,6 +65,7 @@ class EngineResult:
     guidance: float | None
     seeds: tuple[int, ...]
     warnings: tuple[str, ...] = field(default=())
+    fused: int = 1  # rollouts that shared the engine call (coalesced predicts: wall_ms is the call's)
 
     @property
     def k(self) -> int:
@@ -75,6 +78,16 @@ class EngineResult:
     def cost_usd(self) -> float:
         """Charge for every rollout in this result at the spec's price."""
         return self.spec.cost_usd(self.num_frames - 1, k=self.k)
+
+
+class _Group:
+    """Concurrent predicts waiting to run as one fused call (Engine._coalesced)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[np.ndarray, np.ndarray, object]] = []
+        self.done = threading.Event()
+        self.results: list[EngineResult] | None = None
+        self.errors: list[BaseException | None] | None = None
 
 
 def validate_num_steps(num_steps: object) -> int | None:
@@ -140,6 +153,10 @@ class Engine:
             cgroup quota; `dream.engine.threads`). OpenMP is set to sleep, not spin,
             while it waits, unless torch was imported first or ``OMP_WAIT_POLICY`` is set.
         weights: per-slug weights file or folder overrides.
+        coalesce: concurrent `predict` calls with the same spec, length and sampling
+            parameters run as one fused call (rows/s up on CPU and GPU alike). None: only
+            for batch-invariant runners (`Runner.batch_invariant`), whose fused rows are
+            byte-identical to single ones; True: for every runner; False: never.
     """
 
     def __init__(
@@ -150,6 +167,7 @@ class Engine:
         dtype: str | None = None,
         threads: int | None = None,
         weights: Mapping[str, str] | None = None,
+        coalesce: bool | None = None,
     ) -> None:
         slugs = list(specs) if specs is not None else [s.slug for s in spec_registry.all_specs()]
         if not slugs:
@@ -170,6 +188,12 @@ class Engine:
         self._worker_ident: int | None = None
         self._worker_pid = 0
         self._ms_per_frame: dict[str, float] = {}  # single-rollout wall per output frame, smoothed
+        if coalesce is not None and not isinstance(coalesce, bool):
+            raise ValueError(f"coalesce must be None, True or False; got {coalesce!r}")
+        self.coalesce = coalesce
+        self._groups: dict[tuple, _Group] = {}  # open coalescing groups by key
+        self._groups_lock = threading.Lock()
+        self._coalesce_run = threading.Lock()  # held by the group whose fused call runs
 
     # ----------------------------------------------------------------- catalog
 
@@ -328,11 +352,97 @@ class Engine:
         guidance: float | None = None,
         seed: int = 0,
     ) -> EngineResult:
-        """One rollout: uint8 (H, W, 3) + float (T, A) → frames (1, T + 1, H', W', 3)."""
+        """One rollout: uint8 (H, W, 3) + float (T, A) → frames (1, T + 1, H', W', 3).
+
+        Calls from several threads may be fused into one engine call (`coalesce`); each
+        gets its own row, the same bytes it would get alone for a batch-invariant runner.
+        """
         s = self.spec(spec)
         frame = self.prepare_frame(s, frame)
         acts = self.prepare_actions(s, actions)
+        if self.coalesces(s.slug):
+            return self._coalesced(s, frame, acts, seed, num_steps, guidance)
         return self._run(s, frame[None], acts[None], [seed], num_steps, guidance)
+
+    def batch_invariant(self, slug: str | None = None) -> bool:
+        """Whether `slug`'s runner declares its rows' bytes independent of their batch."""
+        spec = self.spec(slug)
+        runner = self._runners.get(spec.slug)
+        cls = type(runner) if runner is not None else runner_class(spec.runner)
+        return bool(getattr(cls, "batch_invariant", False))
+
+    def coalesces(self, slug: str | None = None) -> bool:
+        """Whether concurrent `predict` calls of `slug` are fused (see `coalesce`)."""
+        if self.coalesce is not None:
+            return self.coalesce
+        return self.batch_invariant(slug)
+
+    def _coalesced(
+        self, spec: EngineSpec, frame: np.ndarray, acts: np.ndarray, seed: object, num_steps: object, guidance: object
+    ) -> EngineResult:
+        # The first caller of a key leads its group: it waits for the engine to be free
+        # (the previous group's call), and every caller that arrives meanwhile joins.
+        key = (spec.slug, acts.shape[0], num_steps, guidance)
+        with self._groups_lock:
+            group = self._groups.get(key)
+            leader = group is None
+            if leader:
+                group = self._groups[key] = _Group()
+            index = len(group.items)
+            group.items.append((frame, acts, seed))
+            if len(group.items) >= MAX_COALESCED:
+                self._groups.pop(key, None)  # full: later callers start a new group
+        if leader:
+            with self._coalesce_run:
+                with self._groups_lock:
+                    if self._groups.get(key) is group:
+                        del self._groups[key]
+                self._run_group(spec, group, num_steps, guidance)
+        else:
+            group.done.wait()
+        if group.errors is not None:
+            error = group.errors[index]
+            if error is not None:
+                raise error
+        assert group.results is not None
+        return group.results[index]
+
+    def _run_group(self, spec: EngineSpec, group: _Group, num_steps: object, guidance: object) -> None:
+        import numpy as np
+
+        items = group.items
+        try:
+            if len(items) == 1:
+                frame, acts, seed = items[0]
+                group.results = [self._run(spec, frame[None], acts[None], [seed], num_steps, guidance)]
+                return
+            try:
+                fused = self._run(
+                    spec, np.stack([f for f, _, _ in items]), np.stack([a for _, a, _ in items]),
+                    [s for _, _, s in items], num_steps, guidance,
+                )
+            except Exception:
+                # One bad row must not fail its neighbours: run them one by one.
+                results: list[EngineResult | None] = []
+                errors: list[BaseException | None] = []
+                for frame, acts, seed in items:
+                    try:
+                        results.append(self._run(spec, frame[None], acts[None], [seed], num_steps, guidance))
+                        errors.append(None)
+                    except Exception as exc:
+                        results.append(None)
+                        errors.append(exc)
+                group.results, group.errors = results, errors  # type: ignore[assignment]
+                return
+            group.results = [
+                EngineResult(fused.spec, fused.frames[k : k + 1], fused.wall_ms, fused.num_steps, fused.guidance,
+                             (fused.seeds[k],), fused.warnings, fused=len(items))
+                for k in range(len(items))
+            ]
+        except BaseException as exc:
+            group.errors = [exc] * len(items)
+        finally:
+            group.done.set()
 
     def predict_batch(
         self,

@@ -54,6 +54,9 @@ class Settings:
 
     # --- dynamic batching
     batch_window_ms: float = 5.0  # 0: off (every rollout runs alone)
+    # Fuse only specs whose runner is batch-invariant (fused bytes == single bytes);
+    # True fuses every spec, accepting low-bit differences from a single predict.
+    fuse_any_model: bool = False
     max_fused_batch: int = 16  # rollouts fused into one engine call at most
 
     # --- results

@@ -7,7 +7,8 @@ holds `max_batch` rollouts. A batch key is (spec, T, num_steps, guidance): rollo
 fused together must share the sampler settings and length, while frames, actions and
 seeds stay per rollout (each rollout's noise has its own generator, so its output does
 not depend on its batch-mates). ``window_s = 0`` turns batching off: each rollout runs
-alone, at once.
+alone, at once. `fusable` limits fusing to some specs: the server passes
+`Engine.batch_invariant`, so fused rollouts keep the bytes of a single predict.
 
 If a fused call fails, its rollouts are retried one by one, so one poisoned request
 cannot fail its neighbours.
@@ -91,8 +92,10 @@ class DynamicBatcher:
         max_batch: int,
         executor: Executor | None = None,
         on_batch: Callable[[int], Any] | None = None,
+        fusable: Callable[[str], bool] | None = None,
     ) -> None:
         self._run = run
+        self._fusable = fusable  # spec slug -> may its rollouts share a call? (None: all may)
         self.window_s = max(0.0, float(window_s))
         self.max_batch = max(1, int(max_batch))
         self._executor = executor
@@ -106,7 +109,7 @@ class DynamicBatcher:
 
     async def submit(self, item: BatchItem) -> ItemResult:
         loop = asyncio.get_running_loop()
-        if not self.enabled:
+        if not self.enabled or (self._fusable is not None and not self._fusable(item.spec)):
             return (await self._execute([item]))[0]
         item.future = loop.create_future()
         group = self._open.get(item.key)

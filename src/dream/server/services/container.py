@@ -69,6 +69,7 @@ class Services:
             max_batch=settings.max_fused_batch,
             executor=self.engine_executor,
             on_batch=self.metrics.fused_batch_size.observe,
+            fusable=None if settings.fuse_any_model else self.engine.batch_invariant,
         )
         self.sessions = SessionService(self)
         self.billing = BillingService(self)
@@ -77,7 +78,10 @@ class Services:
     def _build_engine(settings: Settings) -> Any:
         from dream.engine.engine import Engine
 
-        return Engine(settings.specs, device=settings.device, threads=settings.threads, weights=settings.weights)
+        # coalesce=False: the server fuses concurrent requests in its own batcher (with a window).
+        return Engine(
+            settings.specs, device=settings.device, threads=settings.threads, weights=settings.weights, coalesce=False
+        )
 
     @property
     def single_server_db(self) -> bool:
