@@ -40,8 +40,14 @@ def _concurrent(engine: Engine, slug: str) -> list[np.ndarray]:
     return out  # type: ignore[return-value]
 
 
+def test_by_default_batch_invariant_runners_coalesce_on_accelerators_only(shift_family: None) -> None:
+    assert Engine(["shift-seeded"], device="cuda").coalesces("shift-seeded")
+    assert not Engine(["shift-seeded"], device="cpu").coalesces("shift-seeded")
+    assert not Engine(["shift-seeded"], device="cuda", coalesce=False).coalesces("shift-seeded")
+
+
 def test_concurrent_predicts_fuse_and_each_gets_its_single_bytes(shift_family: None) -> None:
-    engine = Engine(["shift-seeded"])
+    engine = Engine(["shift-seeded"], coalesce=True)
     engine.load("shift-seeded")
     singles = [engine.predict(FRAMES[i], ACTS[i], spec="shift-seeded", seed=i).frames[0] for i in range(4)]
     ShiftRunner.calls.clear()
@@ -57,8 +63,9 @@ def test_a_runner_that_is_not_batch_invariant_is_not_coalesced_unless_asked(
     from dream.engine import runner
 
     monkeypatch.setitem(runner.RUNNERS, "shift-test", "tests.engine.test_coalesce:VariantShiftRunner")
-    engine = Engine(["shift-seeded"])
+    engine = Engine(["shift-seeded"], device="cuda")  # a device where invariant runners would fuse
     assert not engine.batch_invariant("shift-seeded") and not engine.coalesces("shift-seeded")
+    engine._device = "cpu"  # run it here all the same
     engine.load("shift-seeded")
     ShiftRunner.calls.clear()
     _concurrent(engine, "shift-seeded")

@@ -154,9 +154,10 @@ class Engine:
             while it waits, unless torch was imported first or ``OMP_WAIT_POLICY`` is set.
         weights: per-slug weights file or folder overrides.
         coalesce: concurrent `predict` calls with the same spec, length and sampling
-            parameters run as one fused call (rows/s up on CPU and GPU alike). None: only
-            for batch-invariant runners (`Runner.batch_invariant`), whose fused rows are
-            byte-identical to single ones; True: for every runner; False: never.
+            parameters run as one fused call. None: for batch-invariant runners
+            (`Runner.batch_invariant`, whose fused rows are byte-identical to single
+            ones) on an accelerator, not on CPU, where fusing measured no real gain;
+            True: for every runner, on any device; False: never.
     """
 
     def __init__(
@@ -375,7 +376,9 @@ class Engine:
         """Whether concurrent `predict` calls of `slug` are fused (see `coalesce`)."""
         if self.coalesce is not None:
             return self.coalesce
-        return self.batch_invariant(slug)
+        # On CPU the fused call bought little or nothing over single calls (bench/bulk_overhead.py
+        # --fusion on a shared 2-core VM: 0.84-1.2x), so by default only accelerators fuse.
+        return self.batch_invariant(slug) and not self.device.startswith("cpu")
 
     def _coalesced(
         self, spec: EngineSpec, frame: np.ndarray, acts: np.ndarray, seed: object, num_steps: object, guidance: object
