@@ -392,7 +392,7 @@ def run_predict_many_ray(
     resume: bool = True,
     progress: bool = True,
     retries: int = 2,
-    batch_size: int = 1,
+    batch_size: int = 4,
     fuse: bool | None = None,
     base_url: str | None = None,
     api_key: str | None = None,

@@ -153,8 +153,8 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
                    help="run on Ray Data actors: a local Ray, or the cluster at ADDRESS (e.g. auto, ray://host:10001)")
     g.add_argument("--actors", type=_positive_int, default=1, help="engine actors (default 1)")
     g.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per actor (default 0: CPU)")
-    g.add_argument("--batch-size", type=_positive_int, default=1,
-                   help="rows per actor call, fused when the model allows it (default 1)")
+    g.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="rows per actor call, fused when the model allows it (default 4)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

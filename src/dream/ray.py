@@ -46,7 +46,7 @@ def predict_many(
     resume: bool = True,
     progress: bool = True,
     retries: int = 2,
-    batch_size: int = 1,
+    batch_size: int = 4,
     fuse: bool | None = None,
 ) -> PredictManyResult:
     """One rollout per row of `source` into `sink`, on `num_actors` Ray actors.

@@ -92,7 +92,7 @@ def test_every_row_once_failures_recorded_and_bytes_equal_to_predict_many(cluste
     (tmp_path / "src" / "wide.npy").write_bytes(encode_npy(np.zeros((4, 3), np.float32)))  # action_dim 3
     result = dream.ray.predict_many(
         frames_from_dir(tmp_path / "src"), RolloutSink.dir(tmp_path / "ray"), spec="pusht-96", num_actors=2,
-        address=cluster.address, progress=False, batch_size=2,
+        address=cluster.address, progress=False, batch_size=2, fuse=True,  # rows fused in the actors
     )
     assert (result.ok, result.failed, result.skipped) == (10, 2, 0)
     assert {f.row_id for f in result.failures} == {"orphan", "wide"}
