@@ -237,3 +237,20 @@ def test_dream_run_on_ray_from_the_command_line(cluster, tmp_path: Path) -> None
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "error: --ray runs engines on Ray actors; it cannot be combined with --base-url"
     )
+
+
+def test_a_folder_source_is_read_by_parallel_tasks_with_ids_and_metadata(tmp_path: Path) -> None:
+    from dream.ray import SourceDatasource
+
+    ids = write_rows(tmp_path / "src", 7, 2)
+    (tmp_path / "src" / "orphan.png").write_bytes(encode_png(pusht_episode(0).start_frame))
+    source = frames_from_dir(tmp_path / "src")
+    tasks = SourceDatasource(source, skip_ids={"row001"}).get_read_tasks(3)
+    assert len(tasks) == 3
+    rows = [row for task in tasks for block in task() for row in block.to_pylist()]
+    assert sorted(r["row_id"] for r in rows) == sorted([*ids, "orphan"])
+    by_id = {r["row_id"]: r for r in rows}
+    assert by_id["row001"]["frame_bytes"] == b""  # finished: passed through without its bytes
+    assert by_id["row002"]["actions_bytes"] == (tmp_path / "src" / "row002.npy").read_bytes()
+    assert json.loads(by_id["row002"]["metadata"])["frame_file"] == "row002.png"
+    assert "no actions file" in by_id["orphan"]["error"] and by_id["row002"]["error"] is None
