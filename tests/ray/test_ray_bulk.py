@@ -254,3 +254,33 @@ def test_a_folder_source_is_read_by_parallel_tasks_with_ids_and_metadata(tmp_pat
     assert by_id["row002"]["actions_bytes"] == (tmp_path / "src" / "row002.npy").read_bytes()
     assert json.loads(by_id["row002"]["metadata"])["frame_file"] == "row002.png"
     assert "no actions file" in by_id["orphan"]["error"] and by_id["row002"]["error"] is None
+
+
+def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from dream._bulk import _BulkRun
+    from dream._bulk_ray import _rows_table
+    from dream.io import SourceRow
+    from dream.ray import RolloutPredictor
+
+    ep = pusht_episode(0)
+    good = SourceRow("good", encode_png(ep.start_frame), encode_npy(ep.actions[:2]), {"k": 1})
+    rows = [
+        good,
+        SourceRow("a/b", good.frame_bytes, good.actions_bytes),  # unsafe id
+        SourceRow("done", b"", b""),  # already in the sink
+        SourceRow("broken", b"", b"", error="cannot read row files: boom"),
+        SourceRow("wide", good.frame_bytes, encode_npy(np.zeros((2, 3), np.float32))),
+    ]
+    actor = RolloutPredictor(spec="pusht-96", seed=5, finished={"done"}, threads=1)
+    out = actor(pa.Table.from_pylist(_rows_table(rows).to_pylist()))
+    kinds = dict(zip(out["row_id"], out["kind"], strict=True))
+    assert kinds == {"good": "ok", "a/b": "unsafe-id", "done": "skipped", "broken": "failed", "wide": "failed"}
+    meta = {r: json.loads(m) for r, m in zip(out["row_id"], out["record_metadata"], strict=True)}
+    assert meta["good"]["status"] == "ok" and meta["good"]["source_metadata"] == {"k": 1}
+    assert meta["broken"]["error"] == "cannot read row files: boom" and meta["broken"]["attempts"] == 0
+    assert "model expects 2" in meta["wide"]["error"]
+    run = _BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
+                   progress=False, num_steps=None, guidance=None, seed=5, resume=False)
+    assert actor._key(good) == run.key_for(good)  # the billing idempotency key does not change on Ray
