@@ -284,3 +284,22 @@ def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path
     run = _BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
                    progress=False, num_steps=None, guidance=None, seed=5, resume=False)
     assert actor._key(good) == run.key_for(good)  # the billing idempotency key does not change on Ray
+
+
+def test_building_blocks_in_a_user_pipeline_write_through_a_sink(cluster, tmp_path: Path) -> None:
+    from dream.ray import RolloutDatasink, RolloutPredictor, SourceDatasource
+
+    ids = write_rows(tmp_path / "src", 5, 2)
+    (tmp_path / "src" / "orphan.png").write_bytes(encode_png(pusht_episode(0).start_frame))
+    ds = ray.data.read_datasource(SourceDatasource(frames_from_dir(tmp_path / "src")), num_cpus=0).map_batches(
+        RolloutPredictor, fn_constructor_kwargs={"spec": "pusht-96"}, compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=1, batch_size=4, batch_format="pyarrow",
+    )
+    ds.write_datasink(RolloutDatasink(str(tmp_path / "out")))
+    assert videos(tmp_path / "out") == set(ids)
+    import pyarrow.parquet as pq
+
+    table = {r["row_id"]: r for r in pq.read_table(tmp_path / "out" / "metadata.parquet").to_pylist()}
+    assert set(table) == {*ids, "orphan"} and table["orphan"]["status"] == "failed"
+    with pytest.raises(TypeError, match="sink URI or a zero-argument callable"):
+        RolloutDatasink(RolloutSink.dir(tmp_path / "x"))
