@@ -50,7 +50,6 @@ BAD_PREDICT = {
     # name: (files, data, expected status, expected error code)
     "non-image frame": (predict_files(frame=b"GIF89a not really"), {}, 422, "input_validation"),
     "empty frame": (predict_files(frame=b""), {}, 422, "input_validation"),
-    "truncated png": (predict_files(frame=_truncated_png()), {}, 422, "input_validation"),
     "decompression bomb": (predict_files(frame=_bomb()), {}, 422, "input_validation"),
     "pickled npy": (predict_files(actions=_pickled_npy()), {}, 422, "input_validation"),
     "raw pickle": (predict_files(actions=b"\x80\x04\x95 pickle"), {}, 422, "input_validation"),
@@ -91,6 +90,18 @@ def test_every_bad_input_gets_a_clear_4xx_and_costs_nothing(make_client) -> None
         assert detail, name
     assert tiny.TinyRunner.calls == []  # no engine work for any of them
     assert _balance(h, key) == 1000 and _kinds(h, key) == ["credit"]
+
+
+def test_a_truncated_frame_is_decoded_after_the_reservation_then_refunded(make_client) -> None:
+    # Its header is fine, so only decoding finds the damage; decoding waits for the
+    # reservation (no pixels for callers without credit), and the refund undoes it.
+    h = make_client()
+    key = h.key(credits_mils=1000)
+    tiny.TinyRunner.calls.clear()
+    r = h.client.post("/v1/predict", files=predict_files(frame=_truncated_png()), headers=h.auth(key))
+    assert r.status_code == 422 and "truncated or corrupt" in r.json()["detail"]
+    assert tiny.TinyRunner.calls == []
+    assert _balance(h, key) == 1000 and _kinds(h, key) == ["refund", "debit", "credit"]
 
 
 def test_messages_name_the_offending_value(make_client) -> None:

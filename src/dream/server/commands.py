@@ -96,6 +96,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=8,
                    help="rollouts in flight per key; more get 429 with Retry-After (default 8; 0 = unlimited)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies get 413 (default 64)")
+    _add_budget_args(p)
     p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
@@ -151,6 +152,23 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- serve
 
 
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    """Per-request budgets: what one customer's request may cost the server in memory."""
+    p.add_argument("--max-request-frames", type=int, default=8192, metavar="N",
+                   help="frames one request may produce, K x (T + 1) over its rollouts; more get 413 (default 8192)")
+    p.add_argument("--max-frame-pixels", type=int, default=None, metavar="N",
+                   help="start-frame pixels (8-bit RGB; 16-bit or alpha frames get fewer), checked from the header "
+                   "before decoding (default: 36 x the spec's H x W, at least 1920 x 1080)")
+    p.add_argument("--max-concurrent-decodes", type=int, default=2, metavar="N",
+                   help="start frames decoded at once, server-wide (default 2)")
+
+
+def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
+    settings.max_request_frames = args.max_request_frames
+    settings.max_frame_pixels = args.max_frame_pixels
+    settings.max_concurrent_decodes = args.max_concurrent_decodes
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import logging.config
@@ -181,6 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stripe_api_key=args.stripe_api_key,
         stripe_webhook_secret=args.stripe_webhook_secret,
     )
+    _apply_budget_args(settings, args)
     if args.checkout_success_url:
         settings.checkout_success_url = args.checkout_success_url
     if args.checkout_cancel_url:

@@ -51,6 +51,14 @@ class Settings:
     max_body_bytes: int = 64 * MIB  # larger request bodies get 413
     max_batch_k: int = 64  # K candidates per /v1/predict/batch
     max_actions_T: int = 4096  # actions per rollout
+    # Frames one request may produce, K × (T + 1) summed over its rollouts: what bounds a
+    # request's memory and engine time. 413 names it when exceeded.
+    max_request_frames: int = 8192
+    # Start frames: pixels a frame may declare in its header (None: 36 × the spec's H × W,
+    # at least 1920 × 1080), checked before any decoding; a 16-bit or alpha frame gets
+    # proportionally fewer. Decodes run after the credit reservation, a few at a time.
+    max_frame_pixels: int | None = None
+    max_concurrent_decodes: int = 2
 
     # --- dynamic batching
     batch_window_ms: float = 5.0  # 0: off (every rollout runs alone)
@@ -96,3 +104,8 @@ class Settings:
             raise ValueError("batch_window_ms must be >= 0 (0 turns dynamic batching off)")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
+        for name in ("max_request_frames", "max_concurrent_decodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.max_frame_pixels is not None and self.max_frame_pixels < 1:
+            raise ValueError(f"max_frame_pixels must be >= 1; got {self.max_frame_pixels}")

@@ -7,13 +7,16 @@ with headers, or a tar).
 
 The order of a single rollout, and why:
 
-1. decode + validate inputs, look up the spec  → 422 before anything else
+1. validate params and actions, look up the spec, read the start frame's header
+   (format, size, bit depth; no decoding) against the frame budget → 422 / 413
 2. idempotency record (explicit key, else the request's content): a finished twin is
    replayed without running or charging; a running twin is waited for
 3. the key's concurrent-rollout slot             → 429
 4. reserve the expected charge                   → 402 before any engine work
-5. engine (through the dynamic batcher), mp4 encode, store the video
-6. settle, storing the idempotent result in the same transaction; on any failure
+5. decode the start frame (a few decodes at a time server-wide), so a caller without
+   credit or over its limits never makes the server allocate a frame's pixels
+6. engine (through the dynamic batcher), mp4 encode, store the video
+7. settle, storing the idempotent result in the same transaction; on any failure
    refund instead (the one failure path: every exception passes through it)
 """
 
@@ -37,6 +40,7 @@ from dream.errors import (
     DreamError,
     InputValidationError,
     ModelNotFoundError,
+    PayloadTooLargeError,
     ServerError,
     ValidationError,
 )
@@ -77,26 +81,27 @@ def cost_mils(spec: EngineSpec, num_actions: int, k: int = 1) -> int:
 
 @dataclass(frozen=True)
 class SingleJob:
-    """One validated single rollout."""
+    """One validated single rollout; its start frame is still encoded (header checked)."""
 
     spec: EngineSpec
-    frame: np.ndarray  # uint8 (H, W, 3) as sent (the engine fits it)
+    frame_bytes: bytes  # PNG or JPEG, decoded only after the reservation
     actions: np.ndarray  # float32 (T, A)
     seed: int
     num_steps: int | None
     guidance: float | None
+    frame_part: str = "frame"  # the part's name, for messages
 
     def fingerprint(self, kind: str) -> str:
         return fingerprint(
             kind, self.spec.slug, self.seed, self.num_steps, self.guidance,
-            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+            self.frame_bytes, list(self.actions.shape), self.actions.tobytes(),
         )
 
 
 @dataclass(frozen=True)
 class BatchJob:
     spec: EngineSpec
-    frame: np.ndarray
+    frame_bytes: bytes
     actions: np.ndarray  # float32 (K, T, A)
     seed: int
     num_steps: int | None
@@ -105,8 +110,14 @@ class BatchJob:
     def fingerprint(self) -> str:
         return fingerprint(
             "batch", self.spec.slug, self.seed, self.num_steps, self.guidance,
-            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+            self.frame_bytes, list(self.actions.shape), self.actions.tobytes(),
         )
+
+
+class RequestTooLargeError(PayloadTooLargeError):
+    """A request over the server's per-request frame budget (HTTP 413); the message names it."""
+
+    error_code = "request_too_large"
 
 
 # --------------------------------------------------------------------------- results
@@ -232,6 +243,7 @@ class RolloutService:
         self.svc = svc
         self.settings = svc.settings
         self._jobs: set[asyncio.Task[None]] = set()
+        self._decodes = asyncio.Semaphore(self.settings.max_concurrent_decodes)
 
     # ----------------------------------------------------------------- parsing
 
@@ -257,34 +269,81 @@ class RolloutService:
             validate_guidance(blank(guidance)),
         )
 
-    def _check_T(self, T: int) -> None:
+    def _check_T(self, T: int, K: int = 1) -> None:
         if self.settings.max_actions_T < T:
             raise InputValidationError(f"actions has T={T} steps; this server takes at most {self.settings.max_actions_T}")
+        frames, budget = K * (T + 1), self.settings.max_request_frames
+        if frames > budget:
+            raise RequestTooLargeError(
+                f"this request asks for K={K} × (T + 1)={T + 1} = {frames} frames; this server's max_request_frames "
+                f"is {budget} per request (split it into smaller requests)",
+                status_code=413,
+            )
+
+    # ----------------------------------------------------------------- start frames
+
+    def max_frame_pixels(self, spec: EngineSpec) -> int:
+        """Pixels (8-bit RGB equivalent) a start frame for `spec` may declare."""
+        if self.settings.max_frame_pixels is not None:
+            return self.settings.max_frame_pixels
+        h, w = spec.resolution
+        return max(36 * h * w, 1920 * 1080)
+
+    def check_frame(self, spec: EngineSpec, data: bytes, what: str) -> None:
+        """Refuse a start frame from its header alone: not PNG/JPEG, or over the pixel budget.
+
+        The budget is in decoded bytes (pixels × 3 at 8 bits), so a 16-bit or alpha frame
+        gets proportionally fewer pixels: what a decoder would allocate is what is bounded.
+        """
+        from dream.inputs import MAX_FRAME_BYTES, read_image_header
+
+        if len(data) > MAX_FRAME_BYTES:
+            raise InputValidationError(f"{what}: {len(data)} bytes is over the {MAX_FRAME_BYTES}-byte limit")
+        header = read_image_header(data, what=what)
+        limit = self.max_frame_pixels(spec)
+        if header.decoded_bytes > 3 * limit:
+            raise InputValidationError(
+                f"{what}: {header.format} header declares {header.width}x{header.height} pixels, "
+                f"{header.channels} channel(s) at {header.bit_depth} bits = {header.decoded_bytes} decoded bytes; "
+                f"this server takes at most {3 * limit} ({limit} RGB pixels at 8 bits, max_frame_pixels) "
+                f"for {spec.slug} ({spec.resolution[0]}x{spec.resolution[1]}); downscale the frame first"
+            )
+
+    async def decode_frame(self, spec: EngineSpec, data: bytes, what: str) -> np.ndarray:
+        """Decode a header-checked start frame and fit it to the spec's resolution.
+
+        At most `max_concurrent_decodes` run at once server-wide (each may hold a full
+        frame's pixels); the fitted frame is small, so queued rollouts hold little.
+        """
+        from dream.inputs import decode_image_bytes, fit_frame
+
+        async with self._decodes:
+            return await asyncio.to_thread(lambda: fit_frame(decode_image_bytes(data, what=what), spec.resolution))
 
     def parse_single(
         self, *, model: str | None, frame_bytes: bytes, actions_bytes: bytes, seed: Any, num_steps: Any, guidance: Any,
         frame_part: str = "frame",
     ) -> SingleJob:
-        """Decode and validate one rollout's parts (CPU: run it in a thread)."""
-        from dream.inputs import actions_to_array, decode_image_bytes
+        """Validate one rollout's parts (CPU: run it in a thread); the frame's header only."""
+        from dream.inputs import actions_to_array
 
         spec = self.spec(model)
         s, n, g = self._params(seed, num_steps, guidance)
-        frame = decode_image_bytes(frame_bytes, what=frame_part)
+        self.check_frame(spec, frame_bytes, frame_part)
         actions = actions_to_array(actions_bytes, action_dim=spec.action_dim, chunk_size=spec.chunk_size)
         self._check_T(int(actions.shape[0]))
-        return SingleJob(spec, frame, actions, s, n, g)
+        return SingleJob(spec, bytes(frame_bytes), actions, s, n, g, frame_part)
 
     def parse_batch(
         self, *, model: str | None, frame_bytes: bytes, actions_list: list[bytes], seed: Any, num_steps: Any, guidance: Any
     ) -> BatchJob:
         import numpy as np
 
-        from dream.inputs import actions_to_array, decode_image_bytes
+        from dream.inputs import actions_to_array
 
         spec = self.spec(model)
         s, n, g = self._params(seed, num_steps, guidance)
-        frame = decode_image_bytes(frame_bytes, what="frame")
+        self.check_frame(spec, frame_bytes, "frame")
         if not actions_list:
             raise InputValidationError("actions list is empty; need at least one entry.")
         if len(actions_list) > self.settings.max_batch_k:
@@ -298,8 +357,8 @@ class RolloutService:
         lengths = sorted({int(a.shape[0]) for a in arrays})
         if len(lengths) > 1:
             raise InputValidationError(f"actions for predict_batch must all have the same length T; got lengths {lengths}")
-        self._check_T(lengths[0])
-        return BatchJob(spec, frame, np.stack(arrays), s, n, g)
+        self._check_T(lengths[0], len(arrays))
+        return BatchJob(spec, bytes(frame_bytes), np.stack(arrays), s, n, g)
 
     # ----------------------------------------------------------------- idempotency
 
@@ -398,6 +457,7 @@ class RolloutService:
         *,
         rsv: Reservation | None = None,
         rollout_id: str | None = None,
+        frame: np.ndarray | None = None,
     ) -> SingleResult:
         spec = job.spec
         T = int(job.actions.shape[0])
@@ -409,8 +469,10 @@ class RolloutService:
             if rsv is None:
                 rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
             try:
+                if frame is None:
+                    frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
                 item = await self.svc.batcher.submit(
-                    BatchItem(spec.slug, job.frame, job.actions, job.seed, job.num_steps, job.guidance)
+                    BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance)
                 )
 
                 def finish() -> SingleResult:
@@ -493,12 +555,13 @@ class RolloutService:
         with slot_for(self.svc.limiter, principal):
             rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
             try:
+                frame = await self.decode_frame(spec, job.frame_bytes, "frame")
                 self.svc.metrics.fused_batch_size.observe(K)
                 t0 = time.perf_counter()
                 res = await loop.run_in_executor(
                     self.svc.engine_executor,
                     lambda: engine.predict_batch(
-                        job.frame, job.actions, spec=spec.slug, num_steps=job.num_steps, guidance=job.guidance, seed=job.seed
+                        frame, job.actions, spec=spec.slug, num_steps=job.num_steps, guidance=job.guidance, seed=job.seed
                     ),
                 )
                 self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
@@ -562,9 +625,13 @@ class RolloutService:
         T = int(job.actions.shape[0])
         slot = contextlib.ExitStack()
         slot.enter_context(slot_for(self.svc.limiter, principal))
+        rsv: Reservation | None = None
         try:
             rsv = await self._reserve(principal, cost_mils(spec, T), request_id, f"predict · {spec.slug} · {T + 1} frames")
+            frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
         except BaseException:
+            if rsv is not None:
+                await self._refund(rsv, spec.slug, "the start frame could not be decoded")
             slot.close()
             raise
         rollout_id = new_id("rollout")
@@ -597,7 +664,7 @@ class RolloutService:
             slot.close()
             raise
         task = asyncio.get_running_loop().create_task(
-            self._run_job(principal, job, request_id, rsv, rollout_id, webhook_url, base_url, slot)
+            self._run_job(principal, job, frame, request_id, rsv, rollout_id, webhook_url, base_url, slot)
         )
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
@@ -607,6 +674,7 @@ class RolloutService:
         self,
         principal: Principal,
         job: SingleJob,
+        frame: np.ndarray,
         request_id: str,
         rsv: Reservation | None,
         rollout_id: str,
@@ -617,7 +685,7 @@ class RolloutService:
         with slot:
             await asyncio.to_thread(self._set_status, rollout_id, "running", None)
             try:
-                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id)
+                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id, frame=frame)
             except Exception as exc:
                 logger.warning("async rollout %s failed: %s", rollout_id, exc)
                 message = exc.message if isinstance(exc, DreamError) else "internal error (see the server log)"

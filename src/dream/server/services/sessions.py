@@ -127,6 +127,7 @@ class SessionService:
         spec = self.svc.rollouts.spec(model)
         s = validate_seed(0 if seed in (None, "") else seed)
         n = validate_num_steps(None if num_steps in (None, "") else num_steps)
+        self.svc.rollouts.check_frame(spec, frame_bytes, "initial_frame")  # header only: no pixels yet
         frame = fit_frame(decode_image_bytes(frame_bytes, what="initial_frame"), spec.resolution)
         self.expire_idle()
         with self._lock:
