@@ -262,7 +262,8 @@ def read_image_header(data: bytes | bytearray | memoryview, *, what: str = "star
         header = _jpeg_header(bytes(data), what)
     else:
         raise InputValidationError(
-            f"{what}: bytes are not a PNG or JPEG image (first bytes {head[:16]!r}, {len(data)} bytes total)"
+            f"{what}: bytes are not a readable image: not PNG or JPEG (first bytes {head[:16]!r}, "
+            f"{len(data)} bytes total)"
         )
     if header.width <= 0 or header.height <= 0:
         raise InputValidationError(f"{what}: {header.format} header declares no pixels ({header.width}x{header.height})")

@@ -76,7 +76,7 @@ def test_image_header_refuses_other_formats_and_broken_headers() -> None:
     for fmt in ("GIF", "TIFF", "BMP"):
         buf = io.BytesIO()
         img.save(buf, format=fmt)
-        with pytest.raises(InputValidationError, match="not a PNG or JPEG"):
+        with pytest.raises(InputValidationError, match="not PNG or JPEG"):
             read_image_header(buf.getvalue(), what="frame")
     with pytest.raises(InputValidationError, match="colour type 2 with bit depth 4"):
         read_image_header(_png_header_only(16, 16, depth=4, colour=2))
@@ -172,3 +172,95 @@ def test_frames_per_request_are_capped_with_413_naming_the_limit(make_client) ->
     assert r.status_code == 413 and "21 frames" in r.json()["detail"]
     assert h.client.post("/v1/predict", files=predict_files(actions=npy(actions_array(19))), headers=h.auth(key)).status_code == 200
     assert len(tiny.TinyRunner.calls) == 1
+
+
+# --------------------------------------------------------------------------- fair scheduling
+
+
+def test_engine_turns_go_round_robin_across_customers() -> None:
+    import asyncio
+
+    from dream.server.services.scheduler import FairScheduler
+
+    async def main() -> list[str]:
+        sched = FairScheduler()
+        order: list[str] = []
+        hold = asyncio.Event()
+
+        async def work(customer: str, label: str) -> None:
+            async with sched.turn(customer):
+                order.append(label)
+                if label == "x":
+                    await hold.wait()
+
+        first = asyncio.create_task(work("x", "x"))
+        await asyncio.sleep(0)
+        tasks = [asyncio.create_task(work(c, c + n)) for c, n in
+                 [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "2"), ("c", "1")]]
+        doomed = asyncio.create_task(work("d", "1"))
+        await asyncio.sleep(0)
+        doomed.cancel()  # a waiter that gives up loses its place, nothing else
+        await asyncio.sleep(0)
+        assert sched.waiting() == 6
+        hold.set()
+        await asyncio.gather(first, *tasks)
+        assert not sched.busy and sched.waiting() == 0
+        return order
+
+    assert asyncio.run(main()) == ["x", "a1", "b1", "c1", "a2", "b2", "a3"]
+
+
+def test_a_long_rollout_yields_its_turn_to_another_customer_between_chunks(make_client) -> None:
+    h = make_client(stream_min_frames=8, stream_chunk_frames=4)
+    long_key, short_key = h.key("long"), h.key("short")
+    cust = {h.services.ledger.authenticate(k).customer_id: name for k, name in [(long_key, "L"), (short_key, "S")]}
+    sched = h.services.scheduler
+    short_status: list[int] = []
+
+    def post_short() -> None:
+        r = h.client.post("/v1/predict", files=predict_files(), headers=h.auth(short_key))
+        short_status.append(r.status_code)
+
+    def on_chunk(i: int) -> None:
+        if i == 2:  # mid-rollout: the other customer's request arrives and queues for a turn
+            threading.Thread(target=post_short, daemon=True).start()
+            deadline = time.monotonic() + 30
+            while sched.waiting() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    tiny.TinyRunner.on_chunk = on_chunk
+    try:
+        r = h.client.post("/v1/predict", files=predict_files(actions=npy(actions_array(40))), headers=h.auth(long_key))
+    finally:
+        tiny.TinyRunner.on_chunk = None
+    assert r.status_code == 200 and r.headers["x-dreamengine-frames"] == "41"
+    deadline = time.monotonic() + 30
+    while not short_status and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert short_status == [200]
+    turns = "".join(cust[c] for c in sched.granted)
+    # frame 0, then chunks 0, 1, 2 (during which S arrived), then S's turn, then the rest of L's
+    assert turns == "LLLL" + "S" + "L" * 7, turns  # 1 + 40 / 4 turns of L in all
+
+
+def test_a_streamed_rollout_is_byte_identical_to_one_computed_at_once(make_client) -> None:
+    at_once = make_client()
+    streamed = make_client(stream_min_frames=1, stream_chunk_frames=3)
+    files = predict_files(actions=npy(actions_array(11)))
+    a = at_once.client.post("/v1/predict", files=files, headers=at_once.auth(at_once.key()))
+    b = streamed.client.post("/v1/predict", files=files, headers=streamed.auth(streamed.key()))
+    assert a.status_code == b.status_code == 200
+    assert a.content == b.content and len(streamed.services.scheduler.granted) == 1 + 4  # frame 0 + 11 frames in 3s
+
+
+def test_a_request_past_its_wall_time_is_stopped_and_refunded(make_client) -> None:
+    h = make_client(stream_min_frames=1, stream_chunk_frames=2, max_request_wall_s=0.05)
+    key = h.key(credits_mils=1000)
+    tiny.TinyRunner.on_chunk = lambda i: time.sleep(0.1) if i == 0 else None
+    try:
+        r = h.client.post("/v1/predict", files=predict_files(actions=npy(actions_array(8))), headers=h.auth(key))
+    finally:
+        tiny.TinyRunner.on_chunk = None
+    assert r.status_code == 413 and "max_request_wall_s" in r.json()["detail"] and "refunded" in r.json()["detail"]
+    balance = h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"]
+    assert balance == 1000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,6 +47,7 @@ TINY_SLASH = dataclasses.replace(TINY, slug="tests/tiny-16")
 class TinyRunner(Runner):
     load_gate: threading.Event | None = None
     calls: list[int] = []  # K of every rollout call (engine work happened)
+    on_chunk: Callable[[int], None] | None = None  # called (on the engine thread) before streamed chunk i
 
     @classmethod
     def weights_status(cls, spec: EngineSpec, weights: str | None = None) -> WeightsStatus:
@@ -73,6 +74,17 @@ class TinyRunner(Runner):
                 cur = np.clip(np.roll(cur, (dy, dx), axis=(0, 1)) + 1, 0, 255)
                 out[k, t + 1] = cur
         return out
+
+    def rollout_chunks(
+        self, frames: np.ndarray, actions: np.ndarray, *, seeds: Sequence[int], num_steps: int | None,
+        guidance: float | None, chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        out = self.rollout(frames, actions, seeds=seeds, num_steps=num_steps, guidance=guidance)
+        yield out[:, :1]
+        for i, t in enumerate(range(1, out.shape[1], chunk_actions)):
+            if TinyRunner.on_chunk is not None:
+                TinyRunner.on_chunk(i)
+            yield out[:, t : t + chunk_actions]
 
 
 def install() -> EngineSpec:

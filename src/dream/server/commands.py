@@ -138,7 +138,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_keys_list)
     r = ks.add_parser("revoke", help="revoke a key: its requests get 403 from now on")
-    r.add_argument("key", help="key id (key_…), the dre_… key itself, or its prefix as listed")
+    r.add_argument("key", help="key id (key_…), its prefix as listed (dre_xxxxxxxx), or - to read the full dre_… "
+                   "key from stdin (keeps it out of the shell history and the process list)")
     r.add_argument("--db", default=None, metavar="URL", help=_db_help())
     r.set_defaults(func=cmd_keys_revoke)
     cr = ks.add_parser("credit", help="add credits to an existing customer")
@@ -161,12 +162,19 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
                    "before decoding (default: 36 x the spec's H x W, at least 1920 x 1080)")
     p.add_argument("--max-concurrent-decodes", type=int, default=2, metavar="N",
                    help="start frames decoded at once, server-wide (default 2)")
+    p.add_argument("--max-request-seconds", type=float, default=600.0, metavar="S",
+                   help="a streamed request still running after this long is stopped (413) and refunded (default 600)")
+    p.add_argument("--stream-chunk-frames", type=int, default=64, metavar="N",
+                   help="long rollouts run and encode about N frames at a time, other customers' work between "
+                   "chunks (default 64)")
 
 
 def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
     settings.max_request_frames = args.max_request_frames
     settings.max_frame_pixels = args.max_frame_pixels
     settings.max_concurrent_decodes = args.max_concurrent_decodes
+    settings.max_request_wall_s = args.max_request_seconds
+    settings.stream_chunk_frames = args.stream_chunk_frames
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -305,8 +313,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    ident = args.key
+    if ident == "-":
+        ident = sys.stdin.readline().strip()
+        if not ident:
+            print("error: keys revoke -: no key on stdin", file=sys.stderr)
+            return 2
     try:
-        row = _ledger(args).revoke_key(args.key)
+        row = _ledger(args).revoke_key(ident)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1

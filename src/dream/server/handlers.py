@@ -56,6 +56,10 @@ def dream_error_response(exc: DreamError) -> JSONResponse:
 
 async def _dream_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DreamError)
+    if isinstance(exc, RateLimitError):  # request rate, concurrency cap, sessions: every 429 counts
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.rate_limited.inc()
     return dream_error_response(exc)
 
 

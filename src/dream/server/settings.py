@@ -59,6 +59,12 @@ class Settings:
     # proportionally fewer. Decodes run after the credit reservation, a few at a time.
     max_frame_pixels: int | None = None
     max_concurrent_decodes: int = 2
+    # Rollouts longer than stream_min_frames (and every /v1/predict/batch) are computed and
+    # encoded a chunk of about stream_chunk_frames frames at a time: memory holds one chunk,
+    # and other customers' work runs between chunks (engine turns go round-robin by customer).
+    stream_min_frames: int = 128
+    stream_chunk_frames: int = 64
+    max_request_wall_s: float = 600.0  # a streamed request still running after this is stopped (413) and refunded
 
     # --- dynamic batching
     batch_window_ms: float = 5.0  # 0: off (every rollout runs alone)
@@ -104,7 +110,9 @@ class Settings:
             raise ValueError("batch_window_ms must be >= 0 (0 turns dynamic batching off)")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
-        for name in ("max_request_frames", "max_concurrent_decodes"):
+        if not self.max_request_wall_s > 0:
+            raise ValueError(f"max_request_wall_s must be > 0; got {self.max_request_wall_s}")
+        for name in ("max_request_frames", "max_concurrent_decodes", "stream_chunk_frames", "stream_min_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.max_frame_pixels is not None and self.max_frame_pixels < 1:

@@ -33,6 +33,11 @@ def parse_params(text: str) -> dict[str, Any]:
         params = json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"params must be a JSON object; got unparsable text ({exc})", status_code=422) from None
+    except RecursionError:
+        raise ValidationError(
+            f"params nests arrays or objects too deeply to parse ({len(text)} characters); send a flat JSON object",
+            status_code=422,
+        ) from None
     if not isinstance(params, dict):
         raise ValidationError(f"params must be a JSON object; got {type(params).__name__}", status_code=422)
     model = params.get("model")

@@ -24,6 +24,7 @@ from dream.server.services.metrics import Metrics
 from dream.server.services.payments import load_provider
 from dream.server.services.readiness import Readiness
 from dream.server.services.rollouts import RolloutService
+from dream.server.services.scheduler import FairScheduler
 from dream.server.services.sessions import SessionService
 from dream.server.services.videos import VideoStore
 from dream.server.services.webhooks import Webhooks
@@ -62,6 +63,7 @@ class Services:
         )
         self.readiness = Readiness(self.engine, settings.specs, on_change=lambda s: self.metrics.model_loaded.labels(s).set(1))
         self.payments = load_provider(settings.payment_provider, settings)
+        self.scheduler = FairScheduler()
         self.rollouts = RolloutService(self)
         self.batcher = DynamicBatcher(
             self.rollouts.run_items,
@@ -69,6 +71,7 @@ class Services:
             max_batch=settings.max_fused_batch,
             executor=self.engine_executor,
             on_batch=self.metrics.fused_batch_size.observe,
+            gate=lambda items: self.scheduler.turn(items[0].customer),
         )
         self.sessions = SessionService(self)
         self.billing = BillingService(self)

@@ -136,6 +136,8 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database
+        if self.is_sqlite and ":memory:" not in url and url != "sqlite://":
+            _create_private(url)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite and ":memory:" not in url and url != "sqlite://":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -154,6 +156,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _create_private(url: str) -> None:
+    """Create a new SQLite ledger file readable by its owner only (0600): it holds key hashes
+    and every customer's money. SQLite gives its -wal and -shm files the same mode."""
+    import contextlib
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -143,6 +143,19 @@ class IdempotencyStore:
         with self.db.begin() as conn:
             self.complete_in(scope, key, result)(conn)
 
+    def discard_done(self, scope: str, key: str, fp: str) -> None:
+        """Forget a finished record whose result turned out unusable (a queued job that then
+        failed), so the next request with its key runs again instead of replaying it."""
+        with self.db.begin() as conn:
+            conn.execute(
+                delete(idempotency_records).where(
+                    idempotency_records.c.scope == scope,
+                    idempotency_records.c.key == key,
+                    idempotency_records.c.fingerprint == fp,
+                    idempotency_records.c.state == "done",
+                )
+            )
+
     def abandon(self, scope: str, key: str) -> None:
         """Forget a pending record we own (the call failed; a retry may run it)."""
         with self.db.begin() as conn:
@@ -189,13 +202,23 @@ class IdempotentRunner:
         call: Callable[[Completer | None], Awaitable[T]],
         replay: Callable[[StoredResult], T],
         kind: str,
+        *,
+        failed: Callable[[StoredResult], bool] | None = None,
     ) -> T:
-        """`call(complete)` must store its result with `complete` when it succeeds."""
+        """`call(complete)` must store its result with `complete` when it succeeds.
+
+        `failed` (blocking, run in a thread) says whether a stored result stands for work
+        that failed after it was stored (an async job); such a record is dropped and the
+        call runs again, so a failure never blocks a retry with the same key.
+        """
         if key is None:
             return await call(None)
         k, ttl = key
         while True:
             state, stored = await asyncio.to_thread(self.store.begin, scope, k, fp, ttl)
+            if state == "done" and failed is not None and await asyncio.to_thread(failed, stored):
+                await asyncio.to_thread(self.store.discard_done, scope, k, fp)
+                continue
             if state == "done":
                 assert stored is not None
                 if self._on_replay is not None:

@@ -269,7 +269,8 @@ class RolloutService:
             validate_guidance(blank(guidance)),
         )
 
-    def _check_T(self, T: int, K: int = 1) -> None:
+    def check_budget(self, T: int, K: int = 1) -> None:
+        """K rollouts of T actions against max_actions_T (422) and max_request_frames (413)."""
         if self.settings.max_actions_T < T:
             raise InputValidationError(f"actions has T={T} steps; this server takes at most {self.settings.max_actions_T}")
         frames, budget = K * (T + 1), self.settings.max_request_frames
@@ -331,7 +332,7 @@ class RolloutService:
         s, n, g = self._params(seed, num_steps, guidance)
         self.check_frame(spec, frame_bytes, frame_part)
         actions = actions_to_array(actions_bytes, action_dim=spec.action_dim, chunk_size=spec.chunk_size)
-        self._check_T(int(actions.shape[0]))
+        self.check_budget(int(actions.shape[0]))
         return SingleJob(spec, bytes(frame_bytes), actions, s, n, g, frame_part)
 
     def parse_batch(
@@ -357,7 +358,7 @@ class RolloutService:
         lengths = sorted({int(a.shape[0]) for a in arrays})
         if len(lengths) > 1:
             raise InputValidationError(f"actions for predict_batch must all have the same length T; got lengths {lengths}")
-        self._check_T(lengths[0], len(arrays))
+        self.check_budget(lengths[0], len(arrays))
         return BatchJob(spec, bytes(frame_bytes), np.stack(arrays), s, n, g)
 
     # ----------------------------------------------------------------- idempotency
@@ -471,24 +472,32 @@ class RolloutService:
             try:
                 if frame is None:
                     frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
-                item = await self.svc.batcher.submit(
-                    BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance)
-                )
+                if self.settings.stream_min_frames < T + 1:
+                    mp4s, wall_ms = await self.stream_rollouts(
+                        principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
+                    )
+                    mp4, fused = mp4s[0], 1
+                else:
+                    item = await self.svc.batcher.submit(
+                        BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance,
+                                  customer=principal.customer_id)
+                    )
+                    mp4, wall_ms, fused = None, float(item.result.wall_ms), item.fused
 
                 def finish() -> SingleResult:
                     # One worker-thread hop for everything after the engine: encode, store, settle.
-                    mp4 = self.svc.engine.encode_mp4(item.frames, spec.slug)
+                    data = mp4 if mp4 is not None else self.svc.engine.encode_mp4(item.frames, spec.slug)
                     done = SingleResult(
                         rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
-                        created=int(time.time()), num_frames=int(item.frames.shape[0]), resolution=spec.resolution,
-                        engine_wall_ms=float(item.result.wall_ms), cost_mils=amount if principal.billed else 0,
-                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=item.fused,
-                        mp4=mp4,
+                        created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
+                        engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
+                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
+                        mp4=data,
                     )
-                    self.svc.videos.put(done.video_id, mp4)
+                    self.svc.videos.put(done.video_id, data)
                     also = [self._record_rollout(principal, done)]
                     if complete is not None:
-                        also.append(complete(StoredResult(done.meta(), mp4)))
+                        also.append(complete(StoredResult(done.meta(), data)))
                     self._settle_now(rsv, also)
                     return done
 
@@ -504,9 +513,66 @@ class RolloutService:
             m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
         logger.info(
             "rollout %s spec=%s T=%d fused=%d engine_wall_ms=%.1f charged_mils=%d",
-            result.rollout_id, spec.slug, T, item.fused, item.result.wall_ms, result.cost_mils,
+            result.rollout_id, spec.slug, T, fused, wall_ms, result.cost_mils,
         )
         return result
+
+    async def stream_rollouts(
+        self,
+        principal: Principal,
+        spec: EngineSpec,
+        frame: np.ndarray,
+        actions: np.ndarray,
+        seed: int,
+        num_steps: int | None,
+        guidance: float | None,
+    ) -> tuple[list[bytes], float]:
+        """K rollouts from one start frame, computed and encoded chunk by chunk: (mp4s, engine ms).
+
+        Each chunk takes one engine turn of this customer's (round-robin with the others),
+        then is encoded off the engine thread while other work runs; memory holds one chunk
+        plus the K growing mp4s. Past `max_request_wall_s` the request stops with 413.
+        """
+        from dream.engine.video import Mp4Writer
+
+        engine, loop = self.svc.engine, asyncio.get_running_loop()
+        K = int(actions.shape[0])
+        deadline = time.monotonic() + self.settings.max_request_wall_s
+        t0 = time.perf_counter()
+        stream = await loop.run_in_executor(
+            self.svc.engine_executor,
+            lambda: engine.stream([frame], actions, spec=spec.slug, seeds=[seed] * K, num_steps=num_steps,
+                                  guidance=guidance, chunk_frames=self.settings.stream_chunk_frames),
+        )
+        writers = [Mp4Writer(spec.fps) for _ in range(K)]
+
+        def encode(chunk: np.ndarray) -> None:
+            for k, writer in enumerate(writers):
+                writer.write(chunk[k])
+
+        try:
+            while not stream.done:
+                async with self.svc.scheduler.turn(principal.customer_id):
+                    chunk = await loop.run_in_executor(self.svc.engine_executor, stream.next_chunk)
+                assert chunk is not None  # a stream not done has another chunk
+                await asyncio.to_thread(encode, chunk)
+                del chunk
+                if time.monotonic() > deadline and not stream.done:
+                    raise RequestTooLargeError(
+                        f"this request ran past this server's max_request_wall_s of {self.settings.max_request_wall_s:g} s "
+                        f"after {stream.frames_done} of {stream.num_frames} frames per rollout (K={K}); it was stopped "
+                        "and refunded: split it into shorter requests",
+                        status_code=413,
+                    )
+            mp4s = await asyncio.to_thread(lambda: [w.finish() for w in writers])
+        finally:
+            for w in writers:
+                w.close()
+            if not stream.done:
+                await loop.run_in_executor(self.svc.engine_executor, stream.close)
+        self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
+        self.svc.metrics.engine_latency.add(stream.wall_ms)
+        return mp4s, stream.wall_ms
 
     def _record_rollout(self, principal: Principal, result: SingleResult) -> Callable[[Connection], None]:
         def run(conn: Connection) -> None:
@@ -550,27 +616,18 @@ class RolloutService:
         spec = job.spec
         K, T = int(job.actions.shape[0]), int(job.actions.shape[1])
         amount = cost_mils(spec, T, K)
-        engine = self.svc.engine
-        loop = asyncio.get_running_loop()
         with slot_for(self.svc.limiter, principal):
             rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
             try:
                 frame = await self.decode_frame(spec, job.frame_bytes, "frame")
                 self.svc.metrics.fused_batch_size.observe(K)
-                t0 = time.perf_counter()
-                res = await loop.run_in_executor(
-                    self.svc.engine_executor,
-                    lambda: engine.predict_batch(
-                        frame, job.actions, spec=spec.slug, num_steps=job.num_steps, guidance=job.guidance, seed=job.seed
-                    ),
+                mp4s, wall_ms = await self.stream_rollouts(
+                    principal, spec, frame, job.actions, job.seed, job.num_steps, job.guidance
                 )
-                self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
-                self.svc.metrics.engine_latency.add(res.wall_ms)
-                mp4s = await asyncio.to_thread(lambda: [engine.encode_mp4(res.frames[k], spec.slug) for k in range(K)])
-                tar = tar_of(mp4s)
+                tar = await asyncio.to_thread(tar_of, mp4s)
                 result = BatchResult(
                     request_id=request_id, model=spec.slug, batch_size=K, num_frames=T + 1, resolution=spec.resolution,
-                    engine_wall_ms=float(res.wall_ms), cost_mils=amount if principal.billed else 0, seed=job.seed,
+                    engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0, seed=job.seed,
                     customer_id=principal.customer_id, tar=tar,
                 )
                 also = [complete(StoredResult(result.meta(), tar))] if complete is not None else []
@@ -584,7 +641,7 @@ class RolloutService:
         m.frames.labels(spec.slug).inc(K * (T + 1))
         if rsv is not None:
             m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
-        logger.info("batch %s spec=%s K=%d T=%d engine_wall_ms=%.1f", request_id, spec.slug, K, T, res.wall_ms)
+        logger.info("batch %s spec=%s K=%d T=%d engine_wall_ms=%.1f", request_id, spec.slug, K, T, wall_ms)
         return result
 
     # ----------------------------------------------------------------- async mode
@@ -609,6 +666,7 @@ class RolloutService:
             lambda complete: self._start_job(principal, job, request_id, complete, webhook_url, base_url),
             lambda stored: stored.meta["rollout_id"],
             "job",
+            failed=lambda stored: self._job_failed(principal, stored.meta["rollout_id"]),
         )
         return await asyncio.to_thread(self.get_record, principal, rid)
 
@@ -695,6 +753,12 @@ class RolloutService:
         if webhook_url:
             envelope = self.public_envelope(await asyncio.to_thread(self.get_record, principal, rollout_id), base_url)
             await self.svc.webhooks.deliver(webhook_url, envelope)
+
+    def _job_failed(self, principal: Principal, rollout_id: str) -> bool:
+        try:
+            return self.get_record(principal, rollout_id)["status"] == "failed"
+        except RolloutNotFound:
+            return True  # its record is gone: nothing to replay
 
     def _set_status(self, rollout_id: str, status: str, error: str | None) -> None:
         with self.svc.db.begin() as conn:

@@ -215,9 +215,11 @@ class SessionService:
             spec = sess.spec
             try:
                 self.svc.rollouts.require_loaded(spec)
-                actions = actions_to_array(
-                    message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
+                # Off the event loop: a long nested list takes a while to convert.
+                actions = await asyncio.to_thread(
+                    actions_to_array, message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
                 )
+                self.svc.rollouts.check_budget(int(actions.shape[0]))  # the same limits as /v1/predict
                 num_steps = validate_num_steps(message["num_steps"]) if message.get("num_steps") is not None else sess.num_steps
                 seed = validate_seed(message["seed"]) if message.get("seed") is not None else sess.seed
                 slot = slot_for(self.svc.limiter, sess.principal)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,7 @@ from dream.errors import EngineError, WeightsNotFoundError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from dream.engine.models.pusht.model import PushTWorldModel
 
@@ -101,23 +102,72 @@ class PushTRunner(Runner):
 
         Returns uint8 (K, T + 1, 96, 96, 3) whose frame 0 is the start frame, bit for bit.
         """
-        import numpy as np
         import torch
 
         if self.model is None:
             raise EngineError(f"{self.spec.slug}: rollout() before load()")
-        k = actions.shape[0]
-        limit = self.model.config.workspace_size
         with torch.inference_mode():
-            # (1|K, H, W, 3) uint8, copied: the caller's array may be read-only.
-            start = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device)
-            start = start.permute(0, 3, 1, 2).float().div_(255.0)  # (1|K, 3, H, W)
-            if start.shape[0] != k:
-                start = start.expand(k, -1, -1, -1)
-            if self.device == "cpu":
-                start = start.contiguous(memory_format=torch.channels_last)
-            acts = torch.from_numpy(np.clip(np.asarray(actions, np.float32), 0.0, limit)).to(self.device)
+            start, acts = self._tensors(frames, actions)
             out = self.model.rollout(start, acts)  # (K, T+1, 3, H, W) on uint8 levels
-            out = out.mul(255.0).round_().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+            out = _to_uint8(out)
         out[:, 0] = frames  # exact already (frame/255*255 rounds back); make it a guarantee
         return out
+
+    def _tensors(self, frames: np.ndarray, actions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start frames (K, 3, H, W) in [0, 1] and clipped actions (K, T, 2) on the device."""
+        import numpy as np
+        import torch
+
+        k = actions.shape[0]
+        # (1|K, H, W, 3) uint8, copied: the caller's array may be read-only.
+        start = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device)
+        start = start.permute(0, 3, 1, 2).float().div_(255.0)  # (1|K, 3, H, W)
+        if start.shape[0] != k:
+            start = start.expand(k, -1, -1, -1)
+        if self.device == "cpu":
+            start = start.contiguous(memory_format=torch.channels_last)
+        limit = self.model.config.workspace_size
+        acts = torch.from_numpy(np.clip(np.asarray(actions, np.float32), 0.0, limit)).to(self.device)
+        return start, acts
+
+    def rollout_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        num_steps: int | None,
+        guidance: float | None,
+        chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        """`rollout` stepped `chunk_actions` frames at a time: memory holds one chunk.
+
+        The same steps and the same rounding as `rollout`, so the chunks concatenate to
+        its frames bit for bit. Inference mode is entered per chunk, never held across a
+        yield (other work runs on the model thread between chunks).
+        """
+        import numpy as np
+        import torch
+
+        if self.model is None:
+            raise EngineError(f"{self.spec.slug}: rollout_chunks() before load()")
+        k, T = actions.shape[0], actions.shape[1]
+        with torch.inference_mode():
+            start, acts = self._tensors(frames, actions)
+            state = self.model.initial_state(start)
+        yield np.array(np.broadcast_to(frames, (k, *frames.shape[1:]))[:, None], dtype=np.uint8)
+        for t0 in range(0, T, max(1, chunk_actions)):
+            with torch.inference_mode():
+                steps = []
+                for t in range(t0, min(T, t0 + chunk_actions)):
+                    state, _ = self.model.step(state, acts[:, t])
+                    steps.append(state.frame)
+                chunk = _to_uint8(torch.stack(steps, dim=1))
+            yield chunk
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(K, n, 3, H, W) floats on uint8 levels → uint8 (K, n, H, W, 3) numpy."""
+    import torch
+
+    return frames.mul(255.0).round_().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()

@@ -1,0 +1,131 @@
+"""Smaller findings of the shared-service review: file modes, counters, docs, key handling."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+
+from dream.server import commands
+from tests.server.conftest import predict_files
+
+
+def test_a_new_sqlite_ledger_is_readable_by_its_owner_only(tmp_path) -> None:
+    from dream.server.services.db import Database
+
+    path = tmp_path / "ledger.sqlite3"
+    Database(f"sqlite:///{path}").dispose()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_concurrency_cap_429s_are_counted_like_rate_limit_429s(make_client) -> None:
+    h = make_client(max_concurrent_rollouts=1)
+    key = h.key()
+    principal = h.services.ledger.authenticate(key)
+    before = h.services.metrics.rate_limited._value.get()
+    with h.services.limiter.rollout_slot(principal.limiter_key):
+        r = h.client.post("/v1/predict", files=predict_files(), headers=h.auth(key))
+    assert r.status_code == 429
+    assert h.services.metrics.rate_limited._value.get() == before + 1
+    assert "dream_rate_limited_total 1.0" in h.client.get("/metrics").text
+
+
+def test_request_rate_429s_are_counted_once(make_client) -> None:
+    h = make_client(rate_limit_rps=0.001, rate_limit_burst=1)
+    key = h.key()
+    codes = [h.client.get("/v1/billing/balance", headers=h.auth(key)).status_code for _ in range(3)]
+    assert codes == [200, 429, 429]
+    assert h.services.metrics.rate_limited._value.get() == 2
+
+
+def test_openapi_documents_the_top_up_bounds(make_client) -> None:
+    h = make_client()
+    schema = h.client.get("/openapi.json").json()["components"]["schemas"]["TopupRequest"]["properties"]["amount_cents"]
+    assert schema["minimum"] == 500 and schema["maximum"] == 1_000_000
+
+
+def test_keys_revoke_reads_the_key_from_stdin(tmp_path, capsys, monkeypatch) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    assert commands.main(["keys", "create", "--customer", "acme", "--db", db]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    monkeypatch.setattr("sys.stdin", io.StringIO(key + "\n"))
+    assert commands.main(["keys", "revoke", "-", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("revoked key_") and key not in out
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert commands.main(["keys", "revoke", "-", "--db", db]) == 2
+    assert capsys.readouterr().err.strip() == "error: keys revoke -: no key on stdin"
+    assert commands.main(["keys", "revoke", key[:12], "--db", db]) == 0  # the listed prefix works too
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+def test_deeply_nested_params_are_a_422_not_a_500(make_client) -> None:
+    h = make_client()
+    key = h.key()
+    files = {"start_frame": predict_files()["frame"], "actions": predict_files()["actions"]}
+    r = h.client.post("/v1/rollouts", data={"params": NESTED}, files=files, headers=h.auth(key))
+    assert r.status_code == 422 and "nests arrays or objects too deeply" in r.json()["detail"]
+    r = h.client.post("/v1/billing/topup", content='{"amount_cents": ' + NESTED + "}",
+                      headers={**h.auth(key), "Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500
+
+
+def _session(h, key: str) -> str:
+    from tests.server.conftest import frame_array, png
+
+    r = h.client.post("/v1/sessions", data={"model": "tiny-16"},
+                      files={"initial_frame": ("f.png", png(frame_array(16)), "image/png")}, headers=h.auth(key))
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_websocket_messages_get_the_same_limits_and_a_specific_error(make_client) -> None:
+    import json
+
+    from tests.server.conftest import actions_array
+
+    h = make_client(max_actions_T=6)
+    key = h.key()
+    sid = _session(h, key)
+    with h.client.websocket_connect(f"/v1/sessions/{sid}/stream", headers=h.auth(key)) as ws:
+        assert ws.receive_json()["type"] == "session_started"
+        ws.send_text(NESTED)
+        err = ws.receive_json()
+        assert err["type"] == "error" and err["error"]["code"] == "bad_message"
+        assert "too deeply" in err["error"]["message"]
+        ws.send_text(json.dumps({"type": "submit_actions", "actions": actions_array(7).tolist()}))
+        err = ws.receive_json()
+        assert err["type"] == "error" and "T=7" in err["error"]["message"] and "at most 6" in err["error"]["message"]
+        ws.send_text(json.dumps({"type": "ping"}))  # the socket is still open and serving
+        assert ws.receive_json()["type"] == "pong"
+
+
+def test_a_failed_async_rollout_does_not_block_a_retry_with_its_key(make_client, monkeypatch) -> None:
+    import json
+
+    h = make_client()
+    key = h.key(credits_mils=100)
+    files = predict_files()
+    send = {"start_frame": files["frame"], "actions": files["actions"]}
+    hdr = {**h.auth(key), "Idempotency-Key": "job-1"}
+    params = {"params": json.dumps({"model": "tiny-16", "mode": "async"})}
+    original = h.services.batcher._run
+
+    def crash(items):  # as if the server restarted mid-rollout
+        raise RuntimeError("server went away")
+
+    monkeypatch.setattr(h.services.batcher, "_run", crash)
+    first = h.client.post("/v1/rollouts", data=params, files=send, headers=hdr).json()
+    h.client.portal.call(h.services.rollouts.drain)
+    assert h.client.get(f"/v1/rollouts/{first['id']}", headers=h.auth(key)).json()["status"] == "failed"
+    monkeypatch.setattr(h.services.batcher, "_run", original)
+    again = h.client.post("/v1/rollouts", data=params, files=send, headers=hdr)
+    assert again.status_code == 202 and again.json()["id"] != first["id"]
+    h.client.portal.call(h.services.rollouts.drain)
+    done = h.client.get(f"/v1/rollouts/{again.json()['id']}", headers=h.auth(key)).json()
+    assert done["status"] == "succeeded"
+    replay = h.client.post("/v1/rollouts", data=params, files=send, headers=hdr).json()
+    assert replay["id"] == done["id"]  # a succeeded job is still replayed
+    assert h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"] == 95
