@@ -97,6 +97,9 @@ def register(subparsers: Any) -> None:
                    help="rollouts in flight per key; more get 429 with Retry-After (default 8; 0 = unlimited)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies get 413 (default 64)")
     _add_budget_args(p)
+    p.add_argument("--lease-seconds", type=float, default=30.0, metavar="S",
+                   help="replicas sharing a ledger: what a server holds (reservations, in-flight requests) is released "
+                   "by any other once its heartbeat is this old (default 30)")
     p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
@@ -174,6 +177,7 @@ def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
     settings.max_frame_pixels = args.max_frame_pixels
     settings.max_concurrent_decodes = args.max_concurrent_decodes
     settings.max_request_wall_s = args.max_request_seconds
+    settings.lease_s = args.lease_seconds
     settings.stream_chunk_frames = args.stream_chunk_frames
 
 

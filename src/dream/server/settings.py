@@ -42,6 +42,9 @@ class Settings:
     # --- ledger and auth
     db_url: str = field(default_factory=default_db_url)
     auth: bool = True  # False: --no-auth, local development only (no keys, no charges)
+    # What this server holds in the ledger (reservations, in-flight idempotency records,
+    # async rollouts) is released by any replica once its heartbeat is this old.
+    lease_s: float = 30.0
 
     # --- limits
     rate_limit_rps: float = 20.0  # sustained requests per second per key (0: unlimited)

@@ -18,6 +18,7 @@ from dream.server.services.batcher import DynamicBatcher
 from dream.server.services.billing import BillingService
 from dream.server.services.db import Database
 from dream.server.services.idempotency import IdempotencyStore, IdempotentRunner
+from dream.server.services.leases import Leases
 from dream.server.services.ledger import Ledger
 from dream.server.services.limiter import Limiter
 from dream.server.services.metrics import Metrics
@@ -44,6 +45,9 @@ class Services:
         self.db = Database(settings.db_url)
         self.ledger = Ledger(self.db)
         self.idempotency = IdempotencyStore(self.db)
+        self.leases = Leases(self.db, self.ledger, lease_s=settings.lease_s)
+        self.ledger.owner = self.idempotency.owner = self.leases.id
+        self.idempotency.owner_alive = self.leases.owner_alive
         self.limiter = Limiter(
             rate=settings.rate_limit_rps,
             burst=settings.rate_limit_burst,
@@ -82,17 +86,9 @@ class Services:
 
         return Engine(settings.specs, device=settings.device, threads=settings.threads, weights=settings.weights)
 
-    @property
-    def single_server_db(self) -> bool:
-        """A SQLite ledger belongs to this one server, so startup may clean up after a crash."""
-        return self.db.is_sqlite
-
     def start(self) -> None:
-        """Before serving: crash recovery, then model loading in the background."""
-        if self.single_server_db:
-            self.ledger.refund_held_reservations()
-            self.idempotency.release_owned_pending()
-            self.rollouts.recover()
+        """Before serving: leases (release what stopped replicas held), then model loading in the background."""
+        self.leases.start()
         self.idempotency.prune()
         if not self.settings.auth:
             logger.warning(
@@ -105,5 +101,6 @@ class Services:
             self.readiness.mark_all_loaded()
 
     def stop(self) -> None:
+        self.leases.stop()
         self.engine_executor.shutdown(wait=False, cancel_futures=True)
         self.db.dispose()

@@ -82,6 +82,9 @@ class IdempotencyStore:
         self.owner = new_id("proc")
         self._clock = clock
         self.stale_after_s = stale_after_s
+        # Set by a server with leases: whether a record's owner still runs (else its claim
+        # is taken over at once); without it, a claim older than stale_after_s is stale.
+        self.owner_alive: Callable[[Connection, str], bool] | None = None
 
     def begin(self, scope: str, key: str, fp: str, ttl_s: float) -> tuple[str, StoredResult | None]:
         """("claimed", None), ("done", result) or ("pending", None); raises on a reused key."""
@@ -114,8 +117,12 @@ class IdempotencyStore:
                 )
             if row["state"] == "done":
                 return "done", StoredResult(json.loads(row["meta"] or "{}"), bytes(row["body"] or b""))
-            if row["owner"] != self.owner and row["created"] < now - self.stale_after_s:
-                # Claimed by a process that died long ago: take it over.
+            if self.owner_alive is not None:
+                dead = not self.owner_alive(conn, row["owner"])
+            else:
+                dead = row["created"] < now - self.stale_after_s
+            if row["owner"] != self.owner and dead:
+                # Claimed by a server that stopped (its lease expired): take it over.
                 conn.execute(
                     update(idempotency_records).where(pk).values(
                         owner=self.owner, created=now, expires=now + ttl_s + self.stale_after_s
@@ -173,12 +180,6 @@ class IdempotencyStore:
         with self.db.begin() as conn:
             return int(conn.execute(delete(idempotency_records).where(idempotency_records.c.expires < self._clock())).rowcount)
 
-    def release_owned_pending(self) -> int:
-        """At startup: pending records of a previous run of this process id can never finish."""
-        with self.db.begin() as conn:
-            return int(
-                conn.execute(delete(idempotency_records).where(idempotency_records.c.state == "pending")).rowcount
-            )
 
 
 class IdempotentRunner:

@@ -705,7 +705,7 @@ class RolloutService:
             conn.execute(
                 rollout_records.insert().values(
                     id=rollout_id, customer_id=principal.customer_id, status="queued", created=now, updated=now,
-                    envelope=json.dumps(queued), video_id=None, error=None,
+                    envelope=json.dumps(queued), video_id=None, error=None, owner=self.svc.leases.id,
                 )
             )
             if complete is not None:
@@ -797,16 +797,6 @@ class RolloutService:
             env["video_url"] = base_url + path
             env["video_url_expires_at"] = expires
         return env
-
-    def recover(self) -> int:
-        """At startup (single-server databases): rollouts queued or running in a dead process failed."""
-        with self.svc.db.begin() as conn:
-            rows = conn.execute(
-                select(rollout_records.c.id).where(rollout_records.c.status.in_(("queued", "running")))
-            ).all()
-        for (rid,) in rows:
-            self._set_status(rid, "failed", "the server restarted before this rollout ran; it was refunded")
-        return len(rows)
 
     async def drain(self) -> None:
         """Let queued async rollouts finish (shutdown)."""
