@@ -129,3 +129,90 @@ def test_a_failed_async_rollout_does_not_block_a_retry_with_its_key(make_client,
     replay = h.client.post("/v1/rollouts", data=params, files=send, headers=hdr).json()
     assert replay["id"] == done["id"]  # a succeeded job is still replayed
     assert h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"] == 95
+
+
+# --------------------------------------------------------------------------- webhook SSRF
+
+
+class _Receiver:
+    """A loopback HTTP server recording the paths POSTed to; /redirect answers 307 to /target."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hits.append(self.path)
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path == "/redirect":
+                    self.send_response(307)
+                    self.send_header("Location", "/target")
+                else:
+                    self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        import threading
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_webhooks_to_non_public_addresses_are_refused_after_resolution() -> None:
+    import pytest
+
+    from dream.server.services.webhooks import Webhooks, WebhookTargetRefused
+
+    hooks = Webhooks(b"s")
+    for url in ("http://127.0.0.1:9/internal-admin", "http://localhost/x", "http://169.254.169.254/latest/meta-data",
+                "http://10.1.2.3/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/"):
+        with pytest.raises(WebhookTargetRefused, match="public addresses only"):
+            hooks.check_target(url)
+    sneaky = Webhooks(b"s", resolve=lambda host, port: ["93.184.215.14", "192.168.1.5"])
+    with pytest.raises(WebhookTargetRefused, match=r"'hooks\.example\.com' resolves to 192\.168\.1\.5, a private"):
+        sneaky.check_target("https://hooks.example.com/x")
+    Webhooks(b"s", resolve=lambda host, port: ["93.184.215.14"]).check_target("https://hooks.example.com/x")
+    Webhooks(b"s", allow=["localhost"]).check_target("http://localhost/x")
+    Webhooks(b"s", allow=["127.0.0.0/8"]).check_target("http://127.0.0.1:9/x")
+
+
+def test_an_async_rollout_cannot_aim_its_webhook_at_the_servers_network(make_client) -> None:
+    import json
+
+    receiver = _Receiver()
+    try:
+        h = make_client()
+        key = h.key()
+        files = predict_files()
+        params = {"model": "tiny-16", "mode": "async", "webhook_url": receiver.url + "/internal-admin"}
+        r = h.client.post("/v1/rollouts", data={"params": json.dumps(params)},
+                          files={"start_frame": files["frame"], "actions": files["actions"]}, headers=h.auth(key))
+        assert r.status_code == 422 and r.headers["x-dreamengine-error-code"] == "webhook_url_refused"
+        assert "127.0.0.1, a loopback address" in r.json()["detail"]
+        h.client.portal.call(h.services.rollouts.drain)
+        assert receiver.hits == []
+    finally:
+        receiver.close()
+
+
+def test_webhook_delivery_never_follows_redirects() -> None:
+    import asyncio
+
+    from dream.server.services.webhooks import Webhooks
+
+    receiver = _Receiver()
+    try:
+        hooks = Webhooks(b"s", allow=["127.0.0.1/32"], attempts=1)
+        assert asyncio.run(hooks.deliver(receiver.url + "/redirect", {"id": "r"})) is False
+        assert receiver.hits == ["/redirect"]
+    finally:
+        receiver.close()

@@ -100,6 +100,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lease-seconds", type=float, default=30.0, metavar="S",
                    help="replicas sharing a ledger: what a server holds (reservations, in-flight requests) is released "
                    "by any other once its heartbeat is this old (default 30)")
+    p.add_argument("--webhook-allow", action="append", metavar="HOST|CIDR",
+                   help="let async-rollout webhooks reach this host or network although it is not public "
+                   "(loopback, private, link-local); repeatable")
     p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
@@ -178,6 +181,7 @@ def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
     settings.max_concurrent_decodes = args.max_concurrent_decodes
     settings.max_request_wall_s = args.max_request_seconds
     settings.lease_s = args.lease_seconds
+    settings.webhook_allow = list(args.webhook_allow or [])
     settings.stream_chunk_frames = args.stream_chunk_frames
 
 

@@ -84,6 +84,8 @@ class Settings:
     # charge twice. The engine is deterministic, so a replay is the same video. 0: off.
     implicit_idempotency_s: float = 600.0
     webhook_timeout_s: float = 10.0
+    # Webhooks go to public addresses only; these hosts or CIDR networks are allowed anyway.
+    webhook_allow: list[str] = field(default_factory=list)
 
     # --- sessions
     session_idle_s: float = 600.0  # idle sessions are closed after this long

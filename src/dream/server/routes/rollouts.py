@@ -74,6 +74,8 @@ async def create_rollout(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
     p = parse_params(params)
+    if p.get("webhook_url"):
+        await asyncio.to_thread(svc.webhooks.check_target, p["webhook_url"])  # DNS: off the loop
     frame_bytes, actions_bytes = await start_frame.read(), await actions.read()
     job = await asyncio.to_thread(
         svc.rollouts.parse_single, model=p.get("model"), frame_bytes=frame_bytes, actions_bytes=actions_bytes,

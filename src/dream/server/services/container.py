@@ -61,7 +61,7 @@ class Services:
         data_dir = Path(settings.data_dir) if settings.data_dir else Path(tempfile.mkdtemp(prefix="dream-serve-"))
         self.data_dir = data_dir
         self.videos = VideoStore(data_dir / "videos", secret=secret, ttl_s=settings.video_url_ttl_s)
-        self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s)
+        self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s, allow=settings.webhook_allow)
         self.engine_executor = ThreadPoolExecutor(
             max_workers=max(2, len(settings.specs) + 1), thread_name_prefix="dream-engine"
         )
