@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--big-K", type=int, default=4)
     parser.add_argument("--big-T", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-memory", action="store_true", help="only the fairness measurement")
+    parser.add_argument("--chunk-frames", type=int, default=None, help="the server's --stream-chunk-frames")
     args = parser.parse_args()
     if not Path("/proc/self/clear_refs").exists():
         sys.exit("skipped: needs Linux /proc (clear_refs) to read the server's peak RSS")
@@ -114,12 +116,13 @@ def main() -> None:
         db_url = f"sqlite:///{tmp}/ledger.sqlite3"
         key_a, _ = funded_key(db_url, "big", 10**9)
         key_b, _ = funded_key(db_url, "small", 10**9)
-        with bench_server(tmp, db_url, args.spec, threads=1, batch_window_ms=5) as server:
+        extra = ("--stream-chunk-frames", str(args.chunk_frames)) if args.chunk_frames else ()
+        with bench_server(tmp, db_url, args.spec, threads=1, batch_window_ms=5, extra_args=extra) as server:
             a, b = Caller(server.url, key_a, frame), Caller(server.url, key_b, frame)
             b.predict(acts(args.small_T), 0)  # warm
             print(f"server RSS at rest: {_status_kb(server.pid, 'VmRSS') / 1024:.0f} MB")
             worst = 0.0
-            for name, fn in [
+            for name, fn in [] if args.skip_memory else [
                 ("one rollout, T = 4096 (4097 frames)", lambda: a.predict(acts(4096), 1)),
                 ("batch K = 2 x T = 4095 (8192 frames)", lambda: a.batch(np.stack([acts(4095), acts(4095)]), 2)),
             ]:
@@ -127,7 +130,8 @@ def main() -> None:
                 worst = max(worst, added)
                 print(f"  {name}: peak RSS {added:+.0f} MB, {wall:.1f} s")
             verdict = "ok" if worst < MEMORY_TARGET_MB else "OVER TARGET"
-            print(f"largest allowed request: peak RSS {worst:+.0f} MB (target < {MEMORY_TARGET_MB:.0f} MB: {verdict})")
+            if not args.skip_memory:
+                print(f"largest allowed request: peak RSS {worst:+.0f} MB (target < {MEMORY_TARGET_MB:.0f} MB: {verdict})")
 
             idle = statistics.median(b.predict(acts(args.small_T), 100 + i) for i in range(args.repeats))
             done = threading.Event()

@@ -170,9 +170,9 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="start frames decoded at once, server-wide (default 2)")
     p.add_argument("--max-request-seconds", type=float, default=600.0, metavar="S",
                    help="a streamed request still running after this long is stopped (413) and refunded (default 600)")
-    p.add_argument("--stream-chunk-frames", type=int, default=64, metavar="N",
+    p.add_argument("--stream-chunk-frames", type=int, default=16, metavar="N",
                    help="long rollouts run and encode about N frames at a time, other customers' work between "
-                   "chunks (default 64)")
+                   "chunks (default 16)")
 
 
 def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:

@@ -66,7 +66,7 @@ class Settings:
     # encoded a chunk of about stream_chunk_frames frames at a time: memory holds one chunk,
     # and other customers' work runs between chunks (engine turns go round-robin by customer).
     stream_min_frames: int = 128
-    stream_chunk_frames: int = 64
+    stream_chunk_frames: int = 16
     max_request_wall_s: float = 600.0  # a streamed request still running after this is stopped (413) and refunded
 
     # --- dynamic batching
