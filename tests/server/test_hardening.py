@@ -216,3 +216,12 @@ def test_webhook_delivery_never_follows_redirects() -> None:
         assert receiver.hits == ["/redirect"]
     finally:
         receiver.close()
+
+
+def test_metrics_can_require_a_token(make_client) -> None:
+    h = make_client(metrics_token="scrape-me")
+    assert h.client.get("/metrics").status_code == 401
+    assert h.client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = h.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert r.status_code == 200 and "dream_charged_mils" in r.text
+    assert make_client().client.get("/metrics").status_code == 200  # no token set: open, as before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -103,6 +104,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--webhook-allow", action="append", metavar="HOST|CIDR",
                    help="let async-rollout webhooks reach this host or network although it is not public "
                    "(loopback, private, link-local); repeatable")
+    p.add_argument("--metrics-token", default=None, metavar="TOKEN",
+                   help="require Authorization: Bearer TOKEN on /metrics, which shows charged totals "
+                   "(default: DREAM_METRICS_TOKEN; unset: open)")
     p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
@@ -182,6 +186,7 @@ def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
     settings.max_request_wall_s = args.max_request_seconds
     settings.lease_s = args.lease_seconds
     settings.webhook_allow = list(args.webhook_allow or [])
+    settings.metrics_token = args.metrics_token or os.environ.get("DREAM_METRICS_TOKEN") or None
     settings.stream_chunk_frames = args.stream_chunk_frames
 
 

@@ -45,6 +45,7 @@ class Settings:
     # What this server holds in the ledger (reservations, in-flight idempotency records,
     # async rollouts) is released by any replica once its heartbeat is this old.
     lease_s: float = 30.0
+    metrics_token: str | None = None  # /metrics answers 401 without Authorization: Bearer <this>; None: open
 
     # --- limits
     rate_limit_rps: float = 20.0  # sustained requests per second per key (0: unlimited)
