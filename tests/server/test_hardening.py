@@ -225,3 +225,51 @@ def test_metrics_can_require_a_token(make_client) -> None:
     r = h.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert r.status_code == 200 and "dream_charged_mils" in r.text
     assert make_client().client.get("/metrics").status_code == 200  # no token set: open, as before
+
+
+def _records(h) -> list[dict]:
+    from sqlalchemy import select
+
+    from dream.server.services.db import idempotency_records
+
+    with h.services.db.begin() as conn:
+        return [dict(r) for r in conn.execute(select(idempotency_records)).mappings()]
+
+
+def test_idempotent_result_bodies_live_in_the_video_store_not_the_database(make_client) -> None:
+    h = make_client()
+    key = h.key()
+    hdr = {**h.auth(key), "Idempotency-Key": "once"}
+    first = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
+    (row,) = [r for r in _records(h) if r["key"] == "once"]
+    assert row["state"] == "done" and not row["body"] and len(row["meta"]) < 2000
+    assert list(h.services.videos.directory.glob("res_*.bin"))
+    again = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
+    assert again.headers["x-dreamengine-idempotent-replay"] == "true" and again.content == first.content
+
+
+def test_expired_records_and_bodies_are_pruned_while_running(make_client) -> None:
+    import time
+
+    h = make_client(implicit_idempotency_s=0.01)
+    key = h.key()
+    assert h.client.post("/v1/predict", files=predict_files(), headers=h.auth(key)).status_code == 200
+    assert len(_records(h)) == 1
+    time.sleep(0.05)
+    h.services.leases.beat()  # what the heartbeat thread does every lease_s / 3
+    assert _records(h) == []
+    h.services.videos.result_retain_s = 0.0
+    h.services.leases.beat()
+    assert list(h.services.videos.directory.glob("res_*.bin")) == []
+
+
+def test_a_record_whose_body_is_gone_runs_again(make_client) -> None:
+    h = make_client()
+    key = h.key()
+    hdr = {**h.auth(key), "Idempotency-Key": "lost"}
+    first = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
+    for p in h.services.videos.directory.glob("res_*.bin"):
+        p.unlink()
+    again = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
+    assert again.status_code == 200 and again.headers["x-dreamengine-idempotent-replay"] == "false"
+    assert again.content == first.content

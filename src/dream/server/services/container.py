@@ -61,6 +61,9 @@ class Services:
         data_dir = Path(settings.data_dir) if settings.data_dir else Path(tempfile.mkdtemp(prefix="dream-serve-"))
         self.data_dir = data_dir
         self.videos = VideoStore(data_dir / "videos", secret=secret, ttl_s=settings.video_url_ttl_s)
+        self.videos.result_retain_s = max(settings.idempotency_ttl_s, settings.implicit_idempotency_s) + 3600.0
+        self.idempotency.bodies = self.videos  # result bodies on disk, not in the database
+        self.leases.housekeeping += [self.idempotency.prune, self.videos.prune]
         self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s, allow=settings.webhook_allow)
         self.engine_executor = ThreadPoolExecutor(
             max_workers=max(2, len(settings.specs) + 1), thread_name_prefix="dream-engine"

@@ -36,6 +36,7 @@ from dream.errors import ValidationError
 from dream.server.services.db import Database, idempotency_records, new_id
 
 MAX_KEY_LENGTH = 255
+_BODY_REF = "_body_ref"  # meta key naming a body kept in the body store
 T = TypeVar("T")
 # Given the result to store, a statement that stores it inside the caller's transaction.
 Completer = Callable[["StoredResult"], Callable[[Connection], None]]
@@ -85,6 +86,8 @@ class IdempotencyStore:
         # Set by a server with leases: whether a record's owner still runs (else its claim
         # is taken over at once); without it, a claim older than stale_after_s is stale.
         self.owner_alive: Callable[[Connection, str], bool] | None = None
+        # Where result bodies are kept (a server's video store); None: in the database row.
+        self.bodies: Any = None
 
     def begin(self, scope: str, key: str, fp: str, ttl_s: float) -> tuple[str, StoredResult | None]:
         """("claimed", None), ("done", result) or ("pending", None); raises on a reused key."""
@@ -116,7 +119,19 @@ class IdempotencyStore:
                     status_code=422,
                 )
             if row["state"] == "done":
-                return "done", StoredResult(json.loads(row["meta"] or "{}"), bytes(row["body"] or b""))
+                meta = json.loads(row["meta"] or "{}")
+                body = self._body(meta, row["body"])
+                if body is not None:
+                    return "done", StoredResult(meta, body)
+                # Its body is gone (pruned, or another replica's folder): run the call again.
+                conn.execute(delete(idempotency_records).where(pk))
+                conn.execute(
+                    idempotency_records.insert().values(
+                        scope=scope, key=key, fingerprint=fp, state="pending", owner=self.owner, created=now,
+                        expires=now + ttl_s + self.stale_after_s, ttl_s=ttl_s, meta=None, body=None,
+                    )
+                )
+                return "claimed", None
             if self.owner_alive is not None:
                 dead = not self.owner_alive(conn, row["owner"])
             else:
@@ -131,15 +146,29 @@ class IdempotencyStore:
                 return "claimed", None
             return "pending", None
 
+    def _body(self, meta: dict[str, Any], column: bytes | None) -> bytes | None:
+        ref = meta.pop(_BODY_REF, None)
+        if ref is None:
+            return bytes(column or b"")
+        return self.bodies.read_result(ref) if self.bodies is not None else None
+
     def complete_in(self, scope: str, key: str, result: StoredResult) -> Callable[[Connection], None]:
-        """A statement to run inside another transaction (the ledger's settle)."""
+        """A statement to run inside another transaction (the ledger's settle).
+
+        With a body store, the body is written there first and the row keeps its id: the
+        database holds metadata only, whatever the size of the mp4s or tars.
+        """
+        meta, body = dict(result.meta), result.body
+        if self.bodies is not None and body:
+            meta[_BODY_REF] = self.bodies.put_result(body)
+            body = None
 
         def run(conn: Connection) -> None:
             conn.execute(
                 update(idempotency_records)
                 .where(idempotency_records.c.scope == scope, idempotency_records.c.key == key)
                 .values(
-                    state="done", meta=json.dumps(result.meta), body=result.body,
+                    state="done", meta=json.dumps(meta), body=body,
                     expires=self._clock() + idempotency_records.c.ttl_s,
                 )
             )

@@ -56,6 +56,7 @@ class Leases:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.housekeeping: list[Callable[[], Any]] = []  # also run at every beat (pruning)
 
     # ----------------------------------------------------------------- liveness
 
@@ -154,11 +155,17 @@ class Leases:
         self._thread = threading.Thread(target=self._loop, name="dream-leases", daemon=True)
         self._thread.start()
 
+    def beat(self) -> None:
+        """One heartbeat: refresh this instance, release dead ones' holds, prune."""
+        self.heartbeat()
+        self.sweep()
+        for job in self.housekeeping:
+            job()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
             try:
-                self.heartbeat()
-                self.sweep()
+                self.beat()
             except Exception:  # a database hiccup must not end the heartbeat
                 logger.exception("lease heartbeat failed; retrying")
 
