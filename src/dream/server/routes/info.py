@@ -68,7 +68,8 @@ async def readyz(svc: ServicesDep) -> Any:
 
 @router.get(
     "/metrics", response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+               **errors(401)},
     summary="Prometheus metrics (Authorization: Bearer <metrics token> when the server sets one)",
 )
 async def metrics(svc: ServicesDep, creds: Credentials) -> Any:

@@ -62,7 +62,9 @@ class Leases:
 
     def register(self) -> None:
         now = self._clock()
-        with self.db.begin() as conn:
+        with self.db.begin() as conn:  # again after a stop (an app started twice): refresh the row
+            if conn.execute(update(instances).where(instances.c.id == self.id).values(heartbeat=now)).rowcount:
+                return
             conn.execute(instances.insert().values(
                 id=self.id, started=now, heartbeat=now, info=f"{socket.gethostname()} pid {os.getpid()}"[:200]
             ))
@@ -151,6 +153,8 @@ class Leases:
         """Register, release what stopped instances left, then heartbeat + sweep in a thread."""
         self.register()
         self.sweep()
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="dream-leases", daemon=True)
         self._thread.start()
