@@ -42,6 +42,8 @@ def test_openapi_documents_the_top_up_bounds(make_client) -> None:
     h = make_client()
     schema = h.client.get("/openapi.json").json()["components"]["schemas"]["TopupRequest"]["properties"]["amount_cents"]
     assert schema["minimum"] == 500 and schema["maximum"] == 1_000_000
+    schemas = h.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["Body_predict_batch_v1_predict_batch_post"]["properties"]["actions"]["minItems"] == 1
 
 
 def test_keys_revoke_reads_the_key_from_stdin(tmp_path, capsys, monkeypatch) -> None:
