@@ -28,7 +28,8 @@ dropped (so a CLI can pass every flag it has); an option the factory does not ta
 raises TypeError naming it. Options may also ride in the URI's query string, e.g.
 `hf://datasets/org/name?frame_field=image&actions_field=action&split=train` or
 `lerobot://org/name?horizon=48&stride=12&action_dim=384` (keyword arguments win over the
-query; integer, boolean and list options are converted). Anything else raises ValueError
+query; integer, float, boolean and list options are converted, from the query and from
+string keyword arguments alike). Anything else raises ValueError
 listing the accepted forms.
 """
 
@@ -59,31 +60,43 @@ SINK_FORMS = (
 
 
 _INT_OPTIONS = frozenset({"horizon", "stride", "chunk_size", "action_dim", "shard_rows", "prefetch"})
+_FLOAT_OPTIONS = frozenset({"fps"})
 _BOOL_OPTIONS = frozenset({"private", "fsync"})
 _INT_LIST_OPTIONS = frozenset({"episodes"})
 
 
+def _convert(key: str, value: str, uri: str) -> Any:
+    """A string option (URI query or CLI KEY=VALUE) as the type its factory takes."""
+    try:
+        if key in _INT_OPTIONS:
+            return int(value)
+        if key in _FLOAT_OPTIONS:
+            return float(value)
+        if key in _BOOL_OPTIONS:
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if key in _INT_LIST_OPTIONS:
+            return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"option {key}={value!r} for {uri!r} is not valid") from None
+    return value
+
+
 def _split_query(uri: str, options: dict[str, Any]) -> str:
-    """Move `?k=v&…` options of `uri` into `options` (explicit options win); return the bare URI."""
+    """Move `?k=v&…` options of `uri` into `options` (explicit options win); return the bare URI.
+
+    String values of explicit options (a CLI's KEY=VALUE) are converted like the query's.
+    """
+    for key, value in list(options.items()):
+        if isinstance(value, str):
+            options[key] = _convert(key, value, uri)
     if "?" not in uri:
         return uri
     from urllib.parse import parse_qsl
 
     bare, _, query = uri.partition("?")
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in options:
-            continue
-        try:
-            if key in _INT_OPTIONS:
-                options[key] = int(value)
-            elif key in _BOOL_OPTIONS:
-                options[key] = value.strip().lower() in ("1", "true", "yes", "on")
-            elif key in _INT_LIST_OPTIONS:
-                options[key] = [int(v) for v in value.split(",") if v.strip()]
-            else:
-                options[key] = value
-        except ValueError:
-            raise ValueError(f"URI option {key}={value!r} in {uri!r} is not valid") from None
+        if key not in options:
+            options[key] = _convert(key, value, uri)
     return bare
 
 
