@@ -213,7 +213,7 @@ class SessionService:
             sess.last_active = time.time()
             spec = sess.spec
             try:
-                self.svc.rollouts.require_loaded(spec)
+                await self.svc.rollouts.require_loaded(spec)
                 actions = actions_to_array(
                     message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
                 )

@@ -1,0 +1,42 @@
+"""CLI errors as a new user meets them (issue 11): one `error: …` line, a non-zero exit, no
+traceback, and nothing run or written before the mistake is reported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dream.inputs import encode_npy, encode_png
+
+DREAM = [sys.executable, "-m", "dream.cli"]
+
+
+def fails(*args: str, cwd: Path | None = None) -> str:
+    res = subprocess.run([*DREAM, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert res.returncode != 0, res.stdout
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+def test_predict_refuses_outputs_it_cannot_write_before_running(tmp_path: Path) -> None:
+    (tmp_path / "start.png").write_bytes(encode_png(np.zeros((96, 96, 3), np.uint8)))
+    (tmp_path / "acts.npy").write_bytes(encode_npy(np.zeros((8, 2), np.float32)))
+    line = fails("predict", "--frame", "start.png", "--actions", "acts.npy", "-o", "x.gif", cwd=tmp_path)
+    assert "x.gif" in line and "*.mp4" in line and not (tmp_path / "x.gif").exists()
+    line = fails("predict", "--frame", "start.png", "--actions", "acts.npy", "-o", "/nonexistent/dir/x.mp4",
+                 cwd=tmp_path)
+    assert "'/nonexistent/dir' does not exist" in line
+
+
+def test_source_and_sink_option_mistakes_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "eps").mkdir()
+    line = fails("run", str(tmp_path / "eps"), str(tmp_path / "out"), "--sink-opt", "nope=1")
+    assert "nope" in line and "valid options" in line and "fsync" in line
+    line = fails("run", str(tmp_path / "eps"), str(tmp_path / "out"), "--sink-opt", "fsync=maybe")
+    assert "fsync='maybe'" in line and "bool" in line
+    line = fails("estimate", "hf://datasets/org/name")
+    assert "frame_field" in line and "--source-opt" in line
