@@ -10,7 +10,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from io_support import ListSource, MemorySink, TinyEngine, actions_array, npy_bytes, png_bytes, write_episode_dir
+from io_support import (
+    ListSource,
+    MemorySink,
+    TinyEngine,
+    actions_array,
+    npy_bytes,
+    png_bytes,
+    write_episode_dir,
+)
 
 import dream
 from dream._bulk import run_predict_many
@@ -61,7 +69,7 @@ def test_record_metadata_has_the_source_keys_at_the_top_level(tmp_path: Path) ->
 
 
 def test_parquet_has_a_column_per_source_key_with_0_5_0_types(tmp_path: Path) -> None:
-    rows = _rows(3) + [("bad", b"not an image", npy_bytes(actions_array(8)))]
+    rows = [*_rows(3), ("bad", b"not an image", npy_bytes(actions_array(8)))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run(MetadataSource(rows), RolloutSink.dir(tmp_path), TinyEngine(), concurrency=1)
@@ -143,7 +151,7 @@ def test_a_folder_written_by_0_5_0_counts_as_finished(tmp_path: Path) -> None:
 def test_an_unknown_spec_fails_before_any_row(tmp_path: Path) -> None:
     write_episode_dir(tmp_path / "eps", 2)
     client = dream.Client()
-    with pytest.raises(ModelNotFoundError, match="'no-such-spec'.*pusht-96"):
+    with pytest.raises(ModelNotFoundError, match=r"'no-such-spec'.*pusht-96"):
         client.predict_many(frames_from_dir(tmp_path / "eps"), RolloutSink.dir(tmp_path / "out"), spec="no-such-spec")
     assert not (tmp_path / "out" / "metadata.parquet").exists()
     with pytest.raises(ModelNotFoundError, match="no-such-spec"):

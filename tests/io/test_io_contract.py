@@ -223,7 +223,7 @@ def test_source_uris(tmp_path: Path, s3_bucket, s3_kwargs) -> None:
     assert isinstance(source_from_uri(str(tmp_path / "eps")), DirSource)
     assert isinstance(source_from_uri(f"file://{tmp_path / 'eps'}"), DirSource)
     assert source_from_uri(str(tmp_path / "eps"), frame_glob=None).rows_hint == 2  # None options dropped
-    with pytest.raises(ValueError, match="does not take option.*nonsense.*valid options: actions_glob, frame_glob"):
+    with pytest.raises(ValueError, match=r"does not take option.*nonsense.*valid options: actions_glob, frame_glob"):
         source_from_uri(str(tmp_path / "eps"), nonsense=1)
 
     bucket, client = s3_bucket
@@ -257,7 +257,7 @@ def test_hf_source_uri_takes_fields_from_the_query(tmp_path: Path) -> None:
     pq.write_table(pa.table({"img": ["x"], "act": [[[0.0, 0.0]]]}), tmp_path / "train.parquet")
     src = source_from_uri(f"hf+parquet://{tmp_path}/train.parquet?frame_field=img&actions_field=act")
     assert (src.frame_field, src.actions_field, src.rows_hint) == ("img", "act", 1)
-    with pytest.raises(ValueError, match="needs option.*frame_field, actions_field"):
+    with pytest.raises(ValueError, match=r"needs option.*frame_field, actions_field"):
         source_from_uri(f"hf+parquet://{tmp_path}/train.parquet")  # the fields are required
 
 
