@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dream.inputs import encode_npy, encode_png
 
@@ -40,3 +41,38 @@ def test_source_and_sink_option_mistakes_are_one_line(tmp_path: Path) -> None:
     assert "fsync='maybe'" in line and "bool" in line
     line = fails("estimate", "hf://datasets/org/name")
     assert "frame_field" in line and "--source-opt" in line
+
+
+def test_warnings_are_one_line_about_what_the_user_wrote(tmp_path: Path) -> None:
+    from dream.examples import pusht_episode
+
+    ep = pusht_episode(1)
+    (tmp_path / "start.png").write_bytes(encode_png(ep.start_frame))
+    (tmp_path / "acts.npy").write_bytes(encode_npy(ep.actions[:8]))
+    res = subprocess.run([*DREAM, "predict", "--frame", "start.png", "--actions", "acts.npy", "-o", "a.mp4",
+                          "--num-steps", "3"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("warning: ") for line in lines), res.stderr
+    assert "num_steps" in res.stderr and "/bin/" not in res.stderr and ".py:" not in res.stderr
+
+
+def test_a_failed_pull_leaves_no_empty_weights_folder(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    from dream.engine.models.dreamdojo import hub
+    from dream.errors import EngineError
+
+    def offline(**kwargs):
+        raise OSError("simulated: the Hub is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(EngineError, match="could not download"):
+        hub.pull("dreamdojo-2b-gr1", dest=tmp_path / "weights")
+    # An empty dreamdojo-2b-gr1/ would be taken for the weights and hide the Hub cache.
+    assert not (tmp_path / "weights" / "dreamdojo-2b-gr1").exists()
+    (tmp_path / "weights" / "dreamdojo-2b-gr1").mkdir(parents=True)
+    (tmp_path / "weights" / "dreamdojo-2b-gr1" / "keep.txt").write_text("mine")
+    with pytest.raises(EngineError):
+        hub.pull("dreamdojo-2b-gr1", dest=tmp_path / "weights")
+    assert (tmp_path / "weights" / "dreamdojo-2b-gr1" / "keep.txt").exists()  # not ours to delete
