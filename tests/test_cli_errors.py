@@ -76,3 +76,17 @@ def test_a_failed_pull_leaves_no_empty_weights_folder(tmp_path: Path, monkeypatc
     with pytest.raises(EngineError):
         hub.pull("dreamdojo-2b-gr1", dest=tmp_path / "weights")
     assert (tmp_path / "weights" / "dreamdojo-2b-gr1" / "keep.txt").exists()  # not ours to delete
+
+
+def test_estimate_without_a_row_count_fails_clearly() -> None:
+    # An unreachable Hub (a closed local port; nothing leaves the machine): no "unknown", exit 0.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**__import__("os").environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    res = subprocess.run([*DREAM, "estimate", "hf://datasets/org/name", "--source-opt", "frame_field=image",
+                          "--source-opt", "actions_field=action"], capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: cannot count the rows"), res.stderr

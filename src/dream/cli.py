@@ -170,6 +170,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     client = _client(args)
     src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    why = getattr(src, "rows_hint_error", None)
+    if why:  # before the first-row peek, which would wait on the same unreachable service
+        raise CliError(f"cannot count the rows of {args.source}: {why}")
     est = client.estimate_cost(src, spec=args.spec, frames_per_row=args.frames_per_row)
     if est.rows is None:
         raise CliError(
