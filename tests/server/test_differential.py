@@ -183,7 +183,7 @@ def test_a_script_started_with_the_server_waits_for_warm_up(tmp_path: Path) -> N
     for who in ("official", "ours"):
         env = {k: v for k, v in os.environ.items() if not k.startswith("DREAM_")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src")])
-        env["TINY_LOAD_DELAY_S"] = "10"  # far longer than the official client's retries last (~0.75 s)
+        env["TINY_LOAD_DELAY_S"] = "6"  # far longer than the official client's retries last (~0.75 s)
         server = ServerProcess(
             ["--spec", SPEC, "--no-auth", "--db", f"sqlite:///{tmp_path / f'{who}.sqlite3'}", "--threads", "1"],
             module="tests.server.serve_main", cwd=REPO, env=env, log_path=tmp_path / f"{who}-serve.log",
