@@ -104,3 +104,4 @@ def test_demo_writes_rollouts_comparisons_and_a_bulk_run(tmp_path: Path) -> None
     assert (out / "compare_ep00.png").stat().st_size > 0 and (out / "compare_ep00.gif").stat().st_size > 0
     assert (out / "bulk" / "metadata.parquet").is_file()
     assert "bulk: 8 ok, 0 failed" in res.stdout
+    assert res.stdout.strip().splitlines()[-1].endswith(f"dream view {out / 'bulk'} --open")

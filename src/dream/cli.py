@@ -191,6 +191,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.spec not in (None, "pusht-96"):
+        return cmd_eval_gr1(args)
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation; add --spec dreamdojo-2b-gr1")
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -200,6 +204,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(table + "\n")
     return 0
+
+
+def cmd_eval_gr1(args: argparse.Namespace) -> int:
+    from dream.eval.gr1_eval import run_gr1_eval
+
+    if not args.source:
+        raise SystemExit(f"error: dream eval --spec {args.spec} needs a SOURCE: a GR-1 LeRobot dataset (folder or org/name)")
+    try:
+        result = run_gr1_eval(
+            args.source, spec=args.spec, episodes=args.episodes, protocol=args.protocol, num_steps=args.num_steps,
+            guidance=args.guidance, seed=args.seed, camera=args.camera, weights=args.weights, device=args.device,
+            progress=not args.no_progress,
+        )
+    except (ValueError, KeyError) as exc:  # bad source or unknown spec: one line, no traceback
+        raise SystemExit(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}") from exc
+    table = result.to_markdown()
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def _add_gr1_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default=None, help="with --spec dreamdojo-*: a GR-1 LeRobot dataset")
+    p.add_argument("--spec", default=None, help="pusht-96 (default) or a DreamDojo GR-1 spec, e.g. dreamdojo-2b-gr1")
+    p.add_argument(
+        "--protocol", choices=["ours", "nvidia"], default="ours",
+        help="GR-1: time-aligned frames + seeded torch noise (ours), or NVIDIA's frame assembly + "
+        "RandomState(chunk start) noise to reproduce their reference outputs",
+    )
+    p.add_argument("--camera", default=None, help="GR-1: video feature (default: the first one)")
+    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint")
+    p.add_argument("--device", default=None, help="GR-1: torch device (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="GR-1: noise seed of the 'ours' protocol (default 0)")
+    p.add_argument("--num-steps", type=int, default=None, help="GR-1: sampler steps (default: the spec's)")
+    p.add_argument("--guidance", type=float, default=None, help="GR-1: guidance (default: the spec's)")
 
 
 # --------------------------------------------------------------------------- weights
@@ -220,6 +260,104 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = convert_checkpoint(args.source, args.output, slug=args.spec, allow_pickle=args.allow_pickle)
     print(f"wrote {out}")
     return 0
+
+
+# --------------------------------------------------------------------------- view
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    import socket
+    import threading
+    import webbrowser
+
+    try:
+        import uvicorn
+
+        from dream.view import open_view
+    except ImportError as exc:
+        raise ImportError(f"dream view needs the server and io extras: pip install 'dream-engine[server,io]' ({exc})") from exc
+    app = open_view(args.output, parent_key=args.parent_key)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise SystemExit(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    url = f"http://{args.host}:{args.port}/"
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    if args.open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    print(f"dream view of {args.output} on {url} (Ctrl-C stops it)", flush=True)
+    server.run()
+    return 0
+
+
+def _add_view(sub: Any) -> None:
+    p = sub.add_parser(
+        "view",
+        help="browse a bulk run's rollouts in a browser page",
+        description="Serve a page over a sink's output (./dir, s3://bucket/prefix or hf://datasets/org/name): "
+        "a grid of rows with first/last-frame thumbnails, status filter, row-id search, the metadata table, "
+        "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR.",
+    )
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--parent-key", default=None,
+                   help="source-metadata key naming a row's parent row (default: parent_row_id, parent_id, "
+                   "parent, source_episode, whichever a row has)")
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_qc(args: argparse.Namespace) -> int:
+    from dream.view.qc import run_qc
+
+    parents = None
+    if args.parents:
+        from dream.io.uri import source_from_uri
+
+        parents = source_from_uri(args.parents, **_parse_options(args.source_opt, "--source-opt"))
+    client = _client(args) if parents is not None else None
+    result = run_qc(args.output, parent_key=args.parent_key, threshold_db=args.threshold_db, parents=parents,
+                    client=client, spec=args.spec, progress=not args.no_progress)
+    if result.rolled_out_parents:
+        print(f"rolled out {len(result.rolled_out_parents)} parent(s) into qc_parents/")
+    print(f"{len(result.scored)} row(s) scored, {len(result.flagged)} flagged (mean drift > {result.threshold_db:g} dB), "
+          f"{len(result.unscored)} not scored → {result.scores_uri}")
+    for score in result.worst(10):
+        mark = "FLAGGED" if score.flagged else "ok"
+        psnr = "identical" if score.mean_psnr_db is None else f"{score.mean_psnr_db:.2f} dB"
+        print(f"  {score.row_id}: drift {score.drift_db:.2f} dB (max {score.max_drift_db:.2f}), "
+              f"PSNR vs parent {score.parent_row_id} {psnr}  {mark}")
+    for score in result.unscored[:10]:
+        print(f"  not scored {score.row_id}: {score.error}", file=sys.stderr)
+    print(f"look at them: dream view {args.output}  (Flagged / sort by qc_drift_db)")
+    return 0
+
+
+def _add_qc(sub: Any) -> None:
+    p = sub.add_parser(
+        "qc",
+        help="augmentation QC: PSNR drift of each row against its unperturbed parent",
+        description="For every row of OUTPUT whose source metadata names a parent (--parent-key), compare its "
+        "video frame by frame with the parent's (a row of OUTPUT, or rolled out from --parents into "
+        "OUTPUT/qc_parents/), write qc_scores.parquet beside the metadata and flag rows whose mean drift "
+        "passes --threshold-db. drift_t = 10*log10(1 + MSE(row_t, parent_t) / MSE(parent_t, parent_0)): the "
+        "PSNR drop the row's departure adds on top of the parent's own motion.",
+    )
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("--parent-key", required=True, help="source-metadata key naming a row's parent row id "
+                   "(e.g. source_episode)")
+    p.add_argument("--threshold-db", type=float, default=2.0, help="flag rows whose mean drift passes this (default 2.0)")
+    p.add_argument("--parents", default=None, help="source URI of the unperturbed parent rows, rolled out for "
+                   "parents OUTPUT does not hold (row ids = parent ids)")
+    p.add_argument("--spec", default=None, help="model for parent rollouts (default: the rows' spec)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_uri_options(p, sink=False)
+    _add_remote(p)
+    p.set_defaults(func=cmd_qc)
 
 
 # --------------------------------------------------------------------------- parser
@@ -293,13 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="built-in model vs baselines on held-out simulator episodes",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
-        "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
-        "model that ignores actions. Needs the [sim] extra.",
+        "print PSNR / changed-pixel PSNR / SSIM / block-mask IoU / block centroid error per horizon for the "
+        "model, repeat-the-start-frame and the model with its agent held still. Needs the [sim] extra. With "
+        "--spec dreamdojo-2b-gr1 SOURCE: DreamDojo on a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame "
+        "over 49 frames (NVIDIA's protocol).",
     )
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_gr1_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")
@@ -319,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a .pt that holds pickled objects (only for checkpoints you trust)",
     )
     p.set_defaults(func=cmd_convert)
+
+    _add_view(sub)
+    _add_qc(sub)
 
     try:
         from dream.server.commands import register

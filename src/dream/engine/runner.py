@@ -40,7 +40,12 @@ class Runner(ABC):
     Lifecycle: ``weights_status`` (cheap, no loading) → ``__init__`` → ``load`` (weights
     onto the device) → ``warmup`` → ``rollout`` many times, possibly from several threads
     one at a time (the engine serialises calls).
+
+    ``batch_invariant``: True when each row of a fused `rollout` is byte-identical to the
+    same rollout alone, whatever its batch neighbours and the torch thread count.
     """
+
+    batch_invariant: bool = False
 
     def __init__(
         self,

@@ -15,6 +15,14 @@ actions) or, with `stride`, one window per `stride` frames (start frame = the wi
 first frame, actions = the `horizon` actions that follow it). The start frame is decoded
 from the camera's video at the row's timestamp (closest frame within half a frame
 period), or read from the data file for image-typed cameras.
+
+Robot data at a model's rate (`fps`, `actions`): with ``fps=10`` on a 20 fps dataset every
+second step is used, for the start frames and for the actions (so `horizon` and `stride`
+count 10 fps steps). ``actions="gr1"`` turns raw 44-dim GR-1 vectors into DreamDojo's
+model input with :func:`dream.actions.gr1_actions`: the row's start frame is then the step
+after the first one it reads (the step before the start frame is the relative actions'
+baseline, its ``observation.state`` the proprio state), and each row carries T model
+actions for T + 1 raw steps.
 """
 
 from __future__ import annotations
@@ -179,13 +187,85 @@ def _scan(container: Any, stream: Any, seek_s: float, timestamp_s: float, tolera
     return best, best_gap, first_t
 
 
+def _vectors(table: Any, key: str) -> Any:
+    """A list-of-floats column as a float32 (rows, width) array."""
+    np = require("numpy", "frames_from_lerobot")
+    col = table.column(key).combine_chunks()
+    width = len(col[0]) if len(col) else 0
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(len(col), width)
+
+
+ACTION_FORMS = ("raw", "gr1")
+
+
+def _frame_step(dataset_fps: float, fps: float | None) -> int:
+    """Dataset steps per row step: 1 at the dataset's rate, 2 for 10 fps from 20 fps, …"""
+    if fps is None or fps == dataset_fps:
+        return 1
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    ratio = dataset_fps / fps
+    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+        raise ValueError(
+            f"fps={fps:g} does not divide the dataset's {dataset_fps:g} fps: rows can only use every n-th step "
+            f"(fps = {dataset_fps:g}/n, e.g. {dataset_fps / 2:g})"
+        )
+    return round(ratio)
+
+
+def _gr1_model_actions(data: _DataFile, rows: Any) -> Any:
+    """Raw GR-1 steps (baseline step first) → DreamDojo's (T, 384) model input."""
+    from dream.actions import gr1_actions
+
+    assert data.states is not None
+    return gr1_actions(data.actions[rows], data.states[rows[0]])
+
+
+def _decode_frames(path: Path, timestamps: Sequence[float], tolerance_s: float) -> list[Any]:
+    """RGB uint8 arrays of the frames closest to increasing `timestamps`, in one forward decode."""
+    av = require("av", "frames_from_lerobot (video decoding)")
+    out: list[Any] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        time_base = stream.time_base
+        container.seek(max(0, int(timestamps[0] / time_base)), stream=stream, backward=True, any_frame=False)
+        previous: tuple[float, Any] | None = None
+        wanted = iter(timestamps)
+        target = next(wanted, None)
+        for frame in container.decode(stream):
+            if frame.pts is None or target is None:
+                continue
+            t = float(frame.pts * time_base)
+            while target is not None and t >= target:
+                # The nearer of this frame and the one before it.
+                best = (t, frame) if previous is None or abs(t - target) <= abs(previous[0] - target) else previous
+                if abs(best[0] - target) > tolerance_s:
+                    raise ValueError(f"video {path.name}: no frame at t={target:.4f} s (nearest {best[0]:.4f} s)")
+                out.append(best[1].to_ndarray(format="rgb24"))
+                target = next(wanted, None)
+            previous = (t, frame)
+            if target is None:
+                break
+        if target is not None and previous is not None and abs(previous[0] - target) <= tolerance_s:
+            out.append(previous[1].to_ndarray(format="rgb24"))
+            target = next(wanted, None)
+    if target is not None:
+        raise ValueError(f"video {path.name}: ends before t={target:.4f} s")
+    return out
+
+
 class _DataFile:
     """One data parquet, read once: per-episode slices of timestamps, actions (and images)."""
 
-    def __init__(self, path: Path, *, action_key: str, image_key: str | None) -> None:
+    def __init__(
+        self, path: Path, *, action_key: str, image_key: str | None, state_key: str | None = None
+    ) -> None:
         np = require("numpy", "frames_from_lerobot")
         pq = require("pyarrow.parquet", "frames_from_lerobot")
         columns = ["episode_index", "frame_index", "timestamp", action_key]
+        if state_key:
+            columns.append(state_key)
         if image_key:
             columns.append(image_key)
         has_tasks = "task_index" in pq.read_schema(path).names
@@ -196,10 +276,8 @@ class _DataFile:
         frames = table.column("frame_index").to_numpy()
         order = np.lexsort((frames, episodes))
         self.timestamps = table.column("timestamp").to_numpy()[order]
-        action_col = table.column(action_key).combine_chunks()
-        width = len(action_col[0]) if len(action_col) else 0
-        flat = action_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        self.actions = flat.reshape(len(action_col), width)[order]
+        self.actions = _vectors(table, action_key)[order]
+        self.states = _vectors(table, state_key)[order] if state_key else None
         self.images = table.column(image_key).to_pylist() if image_key else None
         self.task_index = table.column("task_index").to_numpy()[order] if has_tasks else None
         self._order = order
@@ -298,8 +376,13 @@ class LeRobotSource(IterableSource):
         endpoint: str | None = None,
         cache_dir: str | None = None,
         pad: bool = False,
+        fps: float | None = None,
+        actions: str = "raw",
+        state_key: str = "observation.state",
     ) -> None:
         require("pyarrow", "frames_from_lerobot")
+        if actions not in ACTION_FORMS:
+            raise ValueError(f"actions must be one of {ACTION_FORMS}, got {actions!r}")
         if horizon is not None and horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if stride is not None:
@@ -323,6 +406,7 @@ class LeRobotSource(IterableSource):
         features = self.info.get("features", {})
         if action_key not in features:
             raise ValueError(f"{self.repo}: no {action_key!r} feature; features are {sorted(features)}")
+        self._init_model_rate(fps, actions, state_key, features)
         cameras = [k for k, f in features.items() if f.get("dtype") in ("video", "image")]
         if camera is None:
             if not cameras:
@@ -349,6 +433,31 @@ class LeRobotSource(IterableSource):
         self.rows_hint = sum(len(self._starts(ep)) for ep in self.episodes)
         self.task_names = _read_task_names(self.files, self.version)
         self._warn_dropped()
+
+    def _init_model_rate(self, fps: float | None, actions: str, state_key: str, features: dict) -> None:
+        """Subsampling (`fps`) and action conversion (`actions`): see the module docstring."""
+        self.step = _frame_step(self.fps, None if fps is None else float(fps))
+        self.row_fps = self.fps / self.step
+        self.action_form = actions
+        self.state_key: str | None = None
+        if actions == "gr1":
+            if state_key not in features:
+                raise ValueError(
+                    f"{self.repo}: actions='gr1' needs the proprio state {state_key!r}; features are {sorted(features)}"
+                )
+            self.state_key = state_key
+        # Rows read one step before their start frame: the baseline of relative actions.
+        self.prefix = 1 if actions == "gr1" else 0
+
+    def _step_rows(self, lo: int, hi: int, start: int) -> Any:
+        """Data-file rows of the row's steps, baseline step (if any) first: every `step`-th row."""
+        np = require("numpy", "frames_from_lerobot")
+        return np.arange(lo + start - self.prefix * self.step, hi, self.step)
+
+    def _row_actions(self, data: _DataFile, rows: Any) -> Any:
+        if self.action_form == "gr1":
+            return _gr1_model_actions(data, rows)
+        return data.actions[rows]
 
     # -- metadata -------------------------------------------------------------------
 
@@ -429,21 +538,21 @@ class LeRobotSource(IterableSource):
 
     def _num_actions(self, available: int) -> int:
         n = self.horizon if self.horizon is not None else available
-        if self.chunk_size:
-            n -= n % self.chunk_size
+        multiple = self.chunk_size or (4 if self.action_form == "gr1" else None)
+        if multiple:
+            n -= n % multiple
         return n
 
     def _starts(self, ep: _Episode) -> list[int]:
+        """Start frames (dataset frame indices) of the episode's rows."""
         if self.stride is None:
-            return [0]
+            return [self.prefix * self.step]
         assert self.horizon is not None
-        if getattr(self, "pad", False):
-            return list(range(0, ep.length, self.stride))  # windows past the end are padded
-        return (
-            list(range(0, max(0, ep.length - self.horizon) + 1, self.stride))
-            if ep.length >= self.horizon
-            else []
-        )
+        steps = len(range(0, ep.length, self.step))
+        first = self.prefix
+        # With pad, windows that run past the episode's end start rows too (padded in _iter_rows).
+        last = steps - 1 if getattr(self, "pad", False) else steps - self.horizon
+        return [s * self.step for s in range(first, last + 1, self.stride)] if last >= first else []
 
     def _row_id(self, ep: _Episode, start: int) -> str:
         if self.stride is None:
@@ -484,6 +593,7 @@ class LeRobotSource(IterableSource):
                                 self.files.path(ep.data_file),
                                 action_key=self.action_key,
                                 image_key=None if self.camera_is_video else self.camera,
+                                state_key=self.state_key,
                             )
                         except FileNotFoundError:
                             data_error = f"data file {ep.data_file!r} is missing from {self.repo}"
@@ -503,7 +613,8 @@ class LeRobotSource(IterableSource):
                         )
                         continue
                     lo, hi = span
-                    available = hi - (lo + start)
+                    steps = self._step_rows(lo, hi, start)
+                    available = len(steps) - self.prefix
                     n = self._num_actions(available)
                     task = self._task_at(data, lo + start)
                     if task is not None:
@@ -526,7 +637,11 @@ class LeRobotSource(IterableSource):
                             ),
                         )
                         continue
-                    actions = data.actions[lo + start : lo + start + n - padded]
+                    try:
+                        actions = self._row_actions(data, steps[: n - padded + self.prefix])
+                    except ValueError as exc:
+                        yield SourceRow(row_id, b"", b"", metadata, error=f"actions: {exc}")
+                        continue
                     if self.pad:
                         # As lerobot pads a window past the episode end: the last action repeated,
                         # flagged in `action_is_pad`.
@@ -542,6 +657,10 @@ class LeRobotSource(IterableSource):
                     timestamp = float(data.timestamps[lo + start])
                     metadata["timestamp"] = timestamp
                     metadata["num_actions"] = int(n)
+                    if self.step != 1 or self.prefix:
+                        metadata["fps"] = self.row_fps
+                        metadata["dataset_fps"] = self.fps
+                        metadata["actions"] = self.action_form
                     try:
                         if self.camera_is_video:
                             assert ep.video_file is not None
@@ -575,7 +694,9 @@ class LeRobotSource(IterableSource):
         """Say when windows past an episode's end are not rows (lerobot would pad them)."""
         if self.stride is None or self.pad or self.horizon is None:
             return
-        possible = sum(len(range(0, ep.length, self.stride)) for ep in self.episodes)
+        possible = sum(
+            len(range(self.prefix, len(range(0, ep.length, self.step)), self.stride)) for ep in self.episodes
+        )
         dropped = possible - self.rows_hint
         if self.rows_hint == 0 and self.episodes:
             longest = max(ep.length for ep in self.episodes)
@@ -593,6 +714,27 @@ class LeRobotSource(IterableSource):
                 UserWarning,
                 stacklevel=4,
             )
+
+    def row_frames(self, metadata: dict[str, Any], count: int) -> list[Any]:
+        """The `count` video frames of a row from its start frame on, at the row's rate (RGB uint8).
+
+        The ground truth a rollout from that row is compared with (``dream eval``). Needs a
+        video camera.
+        """
+        if not self.camera_is_video:
+            raise ValueError(f"{self.repo}: row_frames needs a video camera, {self.camera!r} is an image feature")
+        ep = next((e for e in self.episodes if e.index == metadata["episode_index"]), None)
+        if ep is None or ep.video_file is None:
+            raise ValueError(f"{self.repo}: no video for episode {metadata.get('episode_index')!r}")
+        last = int(metadata["start_frame_index"]) + self.step * (count - 1)
+        if last >= ep.length:
+            raise ValueError(
+                f"episode {ep.index} has {ep.length} frames; {count} frames from frame "
+                f"{metadata['start_frame_index']} at every {self.step} step(s) end at frame {last}"
+            )
+        start = ep.video_from_s + float(metadata["timestamp"])
+        times = [start + i * self.step / self.fps for i in range(count)]
+        return _decode_frames(self.files.path(ep.video_file), times, 0.5 / self.fps)
 
     def __repr__(self) -> str:
         return f"LeRobotSource({self.repo!r}, {self.version}, camera={self.camera!r}, rows={self.rows_hint})"
@@ -613,6 +755,9 @@ def frames_from_lerobot(
     endpoint: str | None = None,
     cache_dir: str | None = None,
     pad: bool = False,
+    fps: float | None = None,
+    actions: str = "raw",
+    state_key: str = "observation.state",
 ) -> LeRobotSource:
     """Rows from a LeRobot v3.0 or v2.1 dataset: a local folder or a Hub repo id.
 
@@ -632,6 +777,14 @@ def frames_from_lerobot(
                 and `num_padded`). Default False: such windows are not rows, and a
                 warning says how many (or that a horizon longer than every episode gives
                 0 rows).
+    fps:        the rate rows are at: every n-th step of the dataset when fps = dataset
+                fps / n (e.g. 10 on a 20 fps GR-1 dataset), for start frames and
+                actions; horizon and stride count steps at this rate. Default: the
+                dataset's rate.
+    actions:    "raw" (the `action_key` vectors as stored) or "gr1": DreamDojo model
+                input built from raw 44-dim GR-1 vectors by `dream.actions.gr1_actions`,
+                with the state from `state_key`; rows then start one step in (that step
+                is the baseline) and T is trimmed to a multiple of 4 (or of chunk_size).
     Row ids: `episode_000012`, or `episode_000012_from_000040` with windows. Metadata:
     dataset, codebase_version, episode_index, start_frame_index, camera, task, fps,
     timestamp, num_actions. `rows_hint` is exact (from the episode metadata). Needs
@@ -651,4 +804,7 @@ def frames_from_lerobot(
         endpoint=endpoint,
         cache_dir=cache_dir,
         pad=pad,
+        fps=fps,
+        actions=actions,
+        state_key=state_key,
     )
