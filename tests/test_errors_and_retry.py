@@ -80,6 +80,16 @@ def test_input_validation_error_is_also_a_value_error() -> None:
     assert issubclass(ModelNotActiveError, RuntimeError) and not issubclass(ModelNotActiveError, DreamError)
 
 
+def test_input_validation_error_is_caught_as_the_0_5_0_validation_error() -> None:
+    # 0.5.0 code catches a refused input as `except dream.ValidationError` (the server's 422).
+    from dream.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        raise InputValidationError("actions must be 2-D")
+    assert issubclass(InputValidationError, ValueError)
+    assert InputValidationError.http_status == 422
+
+
 def test_insufficient_credits_amounts() -> None:
     err = error_for_status(402, "HTTP 402", detail={"balance_mils": 1234, "requested_mils": 245})
     assert isinstance(err, InsufficientCreditsError)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -57,6 +59,8 @@ class TinyRunner(Runner):
         gate = type(self).load_gate
         if gate is not None:
             gate.wait(30)
+        # A slow model in a server subprocess (the warm-up scenario of the differential test).
+        time.sleep(float(os.environ.get("TINY_LOAD_DELAY_S", "0")))
 
     def rollout(
         self, frames: np.ndarray, actions: np.ndarray, *, seeds: Sequence[int], num_steps: int | None, guidance: float | None

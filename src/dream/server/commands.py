@@ -115,6 +115,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--video-ttl", type=int, default=3600, help="seconds a video_url stays valid (default 3600)")
     p.add_argument("--no-preload", action="store_true",
                    help="do not load models at startup (ready at once; the first request loads its model)")
+    p.add_argument("--warmup-hold-s", type=float, default=180.0, metavar="SECONDS",
+                   help="hold requests that arrive while their model loads this long before a 503 "
+                        "(default 180; 0: answer 503 at once)")
     p.add_argument("--payment-provider", default=None, metavar="stripe|MODULE:ATTR",
                    help="top-up provider (default: stripe when STRIPE_API_KEY is set, else top-ups are off)")
     p.add_argument("--stripe-api-key", default=None, help="Stripe secret key (default: STRIPE_API_KEY)")
@@ -216,6 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url_secret=args.url_secret,
         video_url_ttl_s=args.video_ttl,
         load_on_startup=not args.no_preload,
+        warmup_hold_s=args.warmup_hold_s,
         payment_provider=args.payment_provider,
         stripe_api_key=args.stripe_api_key,
         stripe_webhook_secret=args.stripe_webhook_secret,

@@ -47,7 +47,7 @@ def dream_error_response(exc: DreamError) -> JSONResponse:
         headers["Retry-After"] = "1"
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status >= 500:
+    if status >= 500 and getattr(exc, "log_level", logging.ERROR) >= logging.ERROR:
         logger.error("%s %d: %s", type(exc).__name__, status, exc.message)
     else:
         logger.info("%s %d: %s", type(exc).__name__, status, exc.message)

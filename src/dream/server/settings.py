@@ -38,6 +38,9 @@ class Settings:
     weights: dict[str, str] = field(default_factory=dict)  # slug -> weights file/folder
     engine: Engine | None = None  # inject a ready Engine (tests, embedding); built from the fields above otherwise
     load_on_startup: bool = True  # load + warm up every spec at startup (readiness waits for it)
+    # Requests that arrive while their model loads are held this long (then 503), not refused:
+    # the 0.5.0 client's retries end long before a model has loaded. 0: refuse at once.
+    warmup_hold_s: float = 180.0
 
     # --- ledger and auth
     db_url: str = field(default_factory=default_db_url)
@@ -114,6 +117,8 @@ class Settings:
             raise ValueError(f"--spec repeated: {self.specs}")
         if self.batch_window_ms < 0:
             raise ValueError("batch_window_ms must be >= 0 (0 turns dynamic batching off)")
+        if self.warmup_hold_s < 0:
+            raise ValueError(f"warmup_hold_s must be >= 0 (0 answers 503 while loading), got {self.warmup_hold_s!r}")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be positive")
         if not self.max_request_wall_s > 0:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dream.io._records import COLUMN_NAMES, require
+from dream.io._records import BASE_COLUMNS, require
 from dream.view.store import OutputStore
 
 __all__ = [
@@ -46,7 +46,9 @@ PARENTS_DIR = "qc_parents"
 # Keys tried, in order, when no --parent-key is given.
 DEFAULT_PARENT_KEYS = ("parent_row_id", "parent_id", "parent", "source_episode")
 STATUSES = ("all", "ok", "failed", "flagged")
-_RECORD_COLUMNS = frozenset(COLUMN_NAMES) | {"status_code", "http_status"}
+# Columns predict_many writes itself, in today's layout and in the one before 0.5.0's (a
+# `source_metadata` JSON column, `cost_usd`); `seed` is not among them: it is a source key.
+_RECORD_COLUMNS = frozenset(BASE_COLUMNS) | {"status_code", "http_status", "cost_usd", "source_metadata"}
 
 
 def normalize_status(value: Any) -> str:

@@ -59,6 +59,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dream.server.rollouts")
 
 
+class StillLoadingError(ServerError):
+    """503 while a model loads: expected during warm-up, so logged at INFO, not ERROR."""
+
+    log_level = logging.INFO
+
+
 class UnknownModelError(ValidationError):
     """A request names a model this server does not serve (HTTP 422, never 404: a 404 on
     /v1/rollouts makes the 0.5.0 client rerun the request on /v1/predict; wire-protocol §7.3)."""
@@ -401,13 +407,24 @@ class RolloutService:
 
     # ----------------------------------------------------------------- engine
 
-    def require_loaded(self, spec: EngineSpec) -> None:
+    async def require_loaded(self, spec: EngineSpec) -> None:
+        """Return once `spec` can run. A request that arrives while it is still loading is
+        held (up to `warmup_hold_s`) instead of refused, so a client started together with
+        the server, whose retries would run out first, just waits; then 503."""
         ready = self.svc.readiness
+        hold_s = float(self.svc.settings.warmup_hold_s)
+        if not ready.is_loaded(spec.slug) and spec.slug not in ready.errors and not ready.finished and hold_s > 0:
+            logger.info("holding a request for %s while it loads (up to %.0f s)", spec.slug, hold_s)
+            t0 = time.perf_counter()
+            await asyncio.to_thread(ready.wait_for, spec.slug, hold_s)
+            logger.info("held a request for %s %.1f s while it loaded", spec.slug, time.perf_counter() - t0)
         if not ready.is_loaded(spec.slug):
             err = ready.errors.get(spec.slug)
             if err:
                 raise ServerError(f"model {spec.slug!r} cannot run on this server: {err}", status_code=503)
-            raise ServerError(f"model {spec.slug!r} is still loading; retry shortly", status_code=503)
+            raise StillLoadingError(
+                f"model {spec.slug!r} is still loading (held {hold_s:.0f} s); retry shortly", status_code=503
+            )
 
     def run_items(self, items: list[BatchItem]) -> Any:
         """The batcher's engine call (in the engine executor)."""
@@ -432,7 +449,7 @@ class RolloutService:
     async def single(
         self, principal: Principal, job: SingleJob, *, request_id: str, idempotency_key: str | None
     ) -> SingleResult:
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint("single")
         return await self.svc.idem.run(
             principal.customer_id,
@@ -595,7 +612,7 @@ class RolloutService:
     async def batch(
         self, principal: Principal, job: BatchJob, *, request_id: str, idempotency_key: str | None
     ) -> BatchResult:
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint()
         return await self.svc.idem.run(
             principal.customer_id,
@@ -657,7 +674,7 @@ class RolloutService:
         base_url: str,
     ) -> dict[str, Any]:
         """Queue a rollout: 402/429 now, the run in the background; returns the record."""
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint("job")
         rid = await self.svc.idem.run(
             principal.customer_id,

@@ -214,7 +214,7 @@ class SessionService:
             sess.last_active = time.time()
             spec = sess.spec
             try:
-                self.svc.rollouts.require_loaded(spec)
+                await self.svc.rollouts.require_loaded(spec)
                 # Off the event loop: a long nested list takes a while to convert.
                 actions = await asyncio.to_thread(
                     actions_to_array, message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
