@@ -542,13 +542,13 @@ def _progress_bar(progress: bool, total: int | None) -> Any:
 
 def retry_policy_for(policy: RetryPolicy | None, retries: int | None) -> RetryPolicy:
     """The policy rows are retried with: the client's (`policy`), with `retries` + 1
-    attempts when `retries` is given."""
+    attempts when `retries` is given (then outages count attempts too: no time budget)."""
     policy = policy if policy is not None else RetryPolicy()
     if retries is None:
         return policy
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an int >= 0 (or None for the client's RetryPolicy), got {retries!r}")
-    return dataclasses.replace(policy, max_attempts=retries + 1)
+    return dataclasses.replace(policy, max_attempts=retries + 1, budget_s=0.0)
 
 
 def _predict_row(
