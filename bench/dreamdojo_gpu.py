@@ -11,8 +11,11 @@ What it measures (one process, one GPU, bf16 DiT, float32 VAE unless --vae-dtype
 - canonical rollout (T = 48 actions → 49 frames at 480×640, 4 chunks) at 35 and 10 steps, K = 1;
 - K = 8 candidates from one start frame as one batched rollout, vs K = 1 (target ≤ 1.5×);
 - peak GPU memory of each;
-- with --step-cache: the same rollout with TeaCache-style step caching, its speed-up and
-  its quality cost (PSNR of the cached frames against the uncached ones, same seed);
+- step caching (TeaCache-style, threshold --step-cache, default 0.1; 0 skips it): the same
+  rollout's speed-up and its quality cost (PSNR of the cached frames against the uncached
+  ones, same seed);
+- the bf16 path against float32 on a short chunk (T = 12, one chunk, --check-steps steps,
+  same weights and noise): frame PSNR and max pixel difference, and the bf16 speed-up;
 - the gap to the 2.6 s the hosted product advertises, and what would close it.
 
 Ratios are measured within this run; absolute figures are printed with the GPU's name.
@@ -66,7 +69,7 @@ def tiny_spec():
     return spec
 
 
-def build_runner(args: argparse.Namespace, device: str):
+def build_runner(args: argparse.Namespace, device: str, dtype: str | None = None, quiet: bool = False):
     import torch
 
     from dream.engine.models.dreamdojo.config import config_for
@@ -85,24 +88,26 @@ def build_runner(args: argparse.Namespace, device: str):
     )
     status = DreamDojoRunner.weights_status(spec)
     if args.weights or status.available:
-        runner = DreamDojoRunner(spec, device=device, weights=args.weights, options=options)
+        runner = DreamDojoRunner(spec, device=device, dtype=dtype, weights=args.weights, options=options)
         runner.load()
         return runner, f"real weights ({args.weights or status.location})"
     size = "tiny" if args.tiny else "2B"
-    print(f"NOTE: DreamDojo weights not present on this machine -> RANDOMLY INITIALISED {size} weights")
-    print("      (exact architecture, representative timings; frames are noise).")
-    print(f"      weights_status: {status.message[:200]}...")
+    if not quiet:
+        print(f"NOTE: DreamDojo weights not present on this machine -> RANDOMLY INITIALISED {size} weights")
+        print("      (exact architecture, representative timings; frames are noise).")
+        print(f"      weights_status: {status.message[:200]}...")
     with torch.device("meta"):
         dit = DreamDojoDiT(config.dit)
     dit = dit.to_empty(device=device)
     init_random_weights(dit, seed=0, on_device=True)
     vae_dtype = torch.bfloat16 if args.vae_dtype in ("bf16", "bfloat16") else torch.float32
-    vae = WanVAE.from_config(config.vae, device=device, dtype=vae_dtype)
-    runner = DreamDojoRunner.from_modules(spec, dit, vae, device=device, options=options)
+    # Seeded, so a second build (the float32 check) holds the same weights.
+    vae = WanVAE.from_config(config.vae, device=device, dtype=vae_dtype, seed=0)
+    runner = DreamDojoRunner.from_modules(spec, dit, vae, device=device, dtype=dtype, options=options)
     return runner, "random weights (no checkpoint available)"
 
 
-def timed_rollout(runner, k: int, num_steps: int, seed: int = 0):
+def timed_rollout(runner, k: int, num_steps: int, seed: int = 0, t: int | None = None):
     """(seconds, peak GiB, frames, stats) of one rollout of K candidates from one start frame."""
     import numpy as np
     import torch
@@ -111,7 +116,8 @@ def timed_rollout(runner, k: int, num_steps: int, seed: int = 0):
     h, w = runner.spec.resolution
     rng = np.random.default_rng(seed)
     frame = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
-    actions = rng.uniform(-1, 1, (k, runner.spec.canonical_T, runner.spec.action_dim)).astype(np.float32)
+    t = t or runner.spec.canonical_T
+    actions = rng.uniform(-1, 1, (k, t, runner.spec.action_dim)).astype(np.float32)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -133,6 +139,30 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def bf16_vs_fp32(args: argparse.Namespace, device: str, runner_bf16) -> None:
+    """One chunk (T = 12) in bf16 and in float32 from the same weights, noise and actions."""
+    import numpy as np
+
+    steps = args.check_steps
+    runner_fp32, _ = build_runner(args, device, dtype="fp32", quiet=True)
+    chunk = runner_bf16.spec.chunk_size
+    timed_rollout(runner_fp32, 1, 2, t=chunk)
+    sec16, _, frames16, _ = min(
+        (timed_rollout(runner_bf16, 1, steps, t=chunk) for _ in range(max(1, args.repeats))), key=lambda r: r[0]
+    )
+    sec32, _, frames32, _ = min(
+        (timed_rollout(runner_fp32, 1, steps, t=chunk) for _ in range(max(1, args.repeats))), key=lambda r: r[0]
+    )
+    diff = np.abs(frames16.astype(np.int16) - frames32.astype(np.int16))[:, 1:]
+    print()
+    print(
+        f"bf16 vs fp32, one chunk (T={chunk}, {steps} steps, K=1): PSNR {psnr(frames16[:, 1:], frames32[:, 1:]):.2f} dB, "
+        f"max |pixel diff| {int(diff.max())}, mean {float(diff.mean()):.3f}; wall bf16 {sec16:.2f} s, "
+        f"fp32 {sec32:.2f} s ({sec32 / sec16:.2f}x)"
+    )
+    del runner_fp32
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,7 +177,10 @@ def main() -> int:
         "--vae-batch", type=int, default=None, help="decode at most this many rollouts at once"
     )
     parser.add_argument(
-        "--step-cache", type=float, default=0.0, help="also measure step caching at this threshold"
+        "--step-cache", type=float, default=0.1, help="step-caching threshold to measure (default 0.1; 0 skips)"
+    )
+    parser.add_argument(
+        "--check-steps", type=int, default=10, help="steps of the bf16-vs-fp32 one-chunk check (0 skips it)"
     )
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed repeats per configuration (min is reported)"
@@ -178,7 +211,8 @@ def main() -> int:
     if args.tiny:
         print("NOTE: --tiny: 32x32 tiny config; the figures below say nothing about DreamDojo 2B.")
 
-    runner, weights_note = build_runner(args, device)
+    # bf16 DiT on CUDA (the serving default); the tiny CPU smoke test runs it in bf16 too.
+    runner, weights_note = build_runner(args, device, dtype="bf16")
     print(f"weights: {weights_note}")
     print(f"warming up (K=1 and K={args.k}, 2 steps)...")
     for k in (1, args.k):
@@ -244,6 +278,8 @@ def main() -> int:
             f"PSNR vs uncached {psnr(cached[:, 1:], reference[:, 1:]):.2f} dB"
             + ("" if "real" in weights_note else " (random weights: quality figure not meaningful)")
         )
+    if args.check_steps > 0:
+        bf16_vs_fp32(args, device, runner)
     return 0
 
 

@@ -49,10 +49,11 @@ from dream._bulk import (
     idempotency_key,
     normalize_row,
     record_metadata,
+    retry_policy_for,
     source_row_error,
     unsafe_row_error,
 )
-from dream.errors import DreamError, EngineError
+from dream.errors import DreamError, EngineError, ModelNotFoundError
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
 try:
@@ -206,7 +207,7 @@ class RolloutPredictor:
         seed: int = 0,
         num_steps: int | None = None,
         guidance: float | None = None,
-        retries: int = 2,
+        retries: int | None = None,
         threads: int | None = None,
         device: str | None = None,
         base_url: str | None = None,
@@ -219,7 +220,8 @@ class RolloutPredictor:
         from dream.client.sync_client import row_predictor
 
         self.spec, self.seed, self.num_steps, self.guidance = spec, seed, num_steps, guidance
-        self.retries = max(0, int(retries))
+        # Rows are retried here (the transport tries once), by predict_many's policy.
+        self.policy = retry_policy_for(None, retries)
         self.finished = frozenset(finished)
         if base_url:
             self.client = dream.Client(base_url=base_url, api_key=api_key, retry_policy=RetryPolicy(max_attempts=1))
@@ -286,7 +288,7 @@ class RolloutPredictor:
     def _run(self, todo: list[tuple[SourceRow, dict]]) -> list[tuple[RowOutcome | None, BaseException | None, int]]:
         def one(item: tuple[SourceRow, dict]) -> tuple[RowOutcome | None, BaseException | None, int]:
             row = item[0]
-            return _predict_row(self.predict, row, self._key(row), self.retries, time.sleep)
+            return _predict_row(self.predict, row, self._key(row), self.policy, time.sleep)
 
         if len(todo) < 2 or not self._fuses():
             return [one(item) for item in todo]
@@ -391,7 +393,7 @@ def run_predict_many_ray(
     on_error: str = "skip",
     resume: bool = True,
     progress: bool = True,
-    retries: int = 2,
+    retries: int | None = None,
     batch_size: int = 4,
     fuse: bool | None = None,
     base_url: str | None = None,
@@ -415,6 +417,15 @@ def run_predict_many_ray(
         ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True)
 
+    if base_url is None:
+        # An unknown spec fails here, before any row or actor; rows record the resolved default.
+        from dream import DEFAULT_SPEC
+        from dream.engine import specs
+
+        try:
+            spec = specs.get(spec or DEFAULT_SPEC).slug
+        except KeyError as exc:
+            raise ModelNotFoundError(exc.args[0], status_code=404) from None
     run = _BulkRun(
         src, sink, spec=spec, on_error=on_error, progress=progress, num_steps=num_steps, guidance=guidance,
         seed=seed, resume=resume,

@@ -95,18 +95,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.spec.__dict__ | {"arch": h.spec.arch.__dict__} for h in handles], default=str, indent=2))
         return 0
-    rows = [("SLUG", "ACTIVE", "ACTIONS", "CHUNK", "RESOLUTION", "FPS", "USD/FRAME", "NOTE")]
+    rows = [("SLUG", "ACTIVE", "ACTIONS", "CHUNK", "RESOLUTION", "FPS", "USD/FRAME")]
+    notes: list[tuple[str, str]] = []
     for h in handles:
         s = h.spec
         rows.append((
-            s.slug, "yes" if s.active else "no", str(s.action_dim), str(s.chunk_size),
+            s.slug, "yes" if s.active else "no*", str(s.action_dim), str(s.chunk_size),
             f"{s.resolution[0]}x{s.resolution[1]}", str(s.fps or ""), f"{s.price_per_frame_usd:g}",
-            "" if s.active else s.status_message,
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+        if not s.active and s.status_message:
+            notes.append((s.slug, s.status_message))
+    _print_table(rows)
+    _print_notes(notes)
     return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _print_notes(notes: list[tuple[str, str]]) -> None:
+    """Why a model is not active, as wrapped paragraphs under the table (a note can be long)."""
+    import shutil
+    import textwrap
+
+    width = max(60, min(100, shutil.get_terminal_size((100, 20)).columns))
+    for slug, note in notes:
+        print()
+        print(textwrap.fill(note, width=width, initial_indent=f"* {slug}: ", subsequent_indent="    "))
 
 
 # --------------------------------------------------------------------------- predict
@@ -115,6 +133,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import dream
 
+    _check_output_path(args.output)
     client = _client(args)
     model = client.models.get(args.spec or dream.DEFAULT_SPEC)
     rollout = model.predict(
@@ -126,6 +145,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"${rollout.cost_usd:.4f} (request {rollout.request_id})"
     )
     return 0
+
+
+def _check_output_path(output: str) -> None:
+    """Refuse an output the rollout cannot be written to before any engine work."""
+    path = Path(output)
+    if path.suffix.lower() != ".mp4":
+        raise CliError(f"-o {output}: the rollout is an MP4 video; name the output *.mp4")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CliError(f"-o {output}: folder {str(parent)!r} does not exist")
 
 
 # --------------------------------------------------------------------------- bulk
@@ -175,10 +204,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report_run(result: Any) -> int:
+    redone = f", {result.redone} redone" if result.redone else ""
     print(
-        f"{result.ok} ok, {result.failed} failed, {result.skipped} skipped (already done) in {result.wall_s:.1f}s, "
-        f"${result.cost_usd:.4f} → {result.output_uri}"
+        f"{result.ok} ok, {result.failed} failed, {result.skipped} skipped (already done){redone} "
+        f"in {result.wall_s:.1f}s, ${result.cost_usd:.4f} → {result.output_uri}"
     )
+    if result.redone:
+        print(f"  redone because they were made with other parameters: {result.redone_why}")
     for failure in result.failures[:20]:
         print(f"  failed {failure.row_id}: {failure.error}", file=sys.stderr)
     if len(result.failures) > 20:
@@ -191,8 +223,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     client = _client(args)
     src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    why = getattr(src, "rows_hint_error", None)
+    if why:  # before the first-row peek, which would wait on the same unreachable service
+        raise CliError(f"cannot count the rows of {args.source}: {why}")
     est = client.estimate_cost(src, spec=args.spec, frames_per_row=args.frames_per_row)
-    rows = "unknown" if est.rows is None else str(est.rows)
+    if est.rows is None:
+        raise CliError(
+            f"cannot count the rows of {args.source} (the source gives no row count; with -v the log says why), "
+            "so there is no estimate"
+        )
+    rows = str(est.rows)
     usd = "unknown" if est.total_usd is None else f"${est.total_usd:.4f}"
     print(f"spec {est.spec or '(default)'}: {rows} rows x {est.frames_per_row} frames at ${est.price_per_frame_usd:g}/frame = {usd}")
     if est.est_engine_s is not None:
@@ -204,6 +244,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.spec not in (None, "pusht-96"):
+        return cmd_eval_gr1(args)
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation; add --spec dreamdojo-2b-gr1")
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -215,6 +259,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(table + "\n")
     return 0
+
+
+def cmd_eval_gr1(args: argparse.Namespace) -> int:
+    from dream.eval.gr1_eval import run_gr1_eval
+
+    if not args.source:
+        raise SystemExit(f"error: dream eval --spec {args.spec} needs a SOURCE: a GR-1 LeRobot dataset (folder or org/name)")
+    try:
+        result = run_gr1_eval(
+            args.source, spec=args.spec, episodes=args.episodes, protocol=args.protocol, num_steps=args.num_steps,
+            guidance=args.guidance, seed=args.seed, camera=args.camera, weights=args.weights, device=args.device,
+            progress=not args.no_progress,
+        )
+    except (ValueError, KeyError) as exc:  # bad source or unknown spec: one line, no traceback
+        raise SystemExit(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}") from exc
+    table = result.to_markdown()
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def _add_gr1_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default=None, help="with --spec dreamdojo-*: a GR-1 LeRobot dataset")
+    p.add_argument("--spec", default=None, help="pusht-96 (default) or a DreamDojo GR-1 spec, e.g. dreamdojo-2b-gr1")
+    p.add_argument(
+        "--protocol", choices=["ours", "nvidia"], default="ours",
+        help="GR-1: time-aligned frames + seeded torch noise (ours), or NVIDIA's frame assembly + "
+        "RandomState(chunk start) noise to reproduce their reference outputs",
+    )
+    p.add_argument("--camera", default=None, help="GR-1: video feature (default: the first one)")
+    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint")
+    p.add_argument("--device", default=None, help="GR-1: torch device (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="GR-1: noise seed of the 'ours' protocol (default 0)")
+    p.add_argument("--num-steps", type=int, default=None, help="GR-1: sampler steps (default: the spec's)")
+    p.add_argument("--guidance", type=float, default=None, help="GR-1: guidance (default: the spec's)")
 
 
 # --------------------------------------------------------------------------- weights
@@ -235,6 +315,104 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = convert_checkpoint(args.source, args.output, slug=args.spec, allow_pickle=args.allow_pickle)
     print(f"wrote {out}")
     return 0
+
+
+# --------------------------------------------------------------------------- view
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    import socket
+    import threading
+    import webbrowser
+
+    try:
+        import uvicorn
+
+        from dream.view import open_view
+    except ImportError as exc:
+        raise ImportError(f"dream view needs the server and io extras: pip install 'dream-engine[server,io]' ({exc})") from exc
+    app = open_view(args.output, parent_key=args.parent_key)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise SystemExit(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    url = f"http://{args.host}:{args.port}/"
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    if args.open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    print(f"dream view of {args.output} on {url} (Ctrl-C stops it)", flush=True)
+    server.run()
+    return 0
+
+
+def _add_view(sub: Any) -> None:
+    p = sub.add_parser(
+        "view",
+        help="browse a bulk run's rollouts in a browser page",
+        description="Serve a page over a sink's output (./dir, s3://bucket/prefix or hf://datasets/org/name): "
+        "a grid of rows with first/last-frame thumbnails, status filter, row-id search, the metadata table, "
+        "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR.",
+    )
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--parent-key", default=None,
+                   help="source-metadata key naming a row's parent row (default: parent_row_id, parent_id, "
+                   "parent, source_episode, whichever a row has)")
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_qc(args: argparse.Namespace) -> int:
+    from dream.view.qc import run_qc
+
+    parents = None
+    if args.parents:
+        from dream.io.uri import source_from_uri
+
+        parents = source_from_uri(args.parents, **_parse_options(args.source_opt, "--source-opt"))
+    client = _client(args) if parents is not None else None
+    result = run_qc(args.output, parent_key=args.parent_key, threshold_db=args.threshold_db, parents=parents,
+                    client=client, spec=args.spec, progress=not args.no_progress)
+    if result.rolled_out_parents:
+        print(f"rolled out {len(result.rolled_out_parents)} parent(s) into qc_parents/")
+    print(f"{len(result.scored)} row(s) scored, {len(result.flagged)} flagged (mean drift > {result.threshold_db:g} dB), "
+          f"{len(result.unscored)} not scored → {result.scores_uri}")
+    for score in result.worst(10):
+        mark = "FLAGGED" if score.flagged else "ok"
+        psnr = "identical" if score.mean_psnr_db is None else f"{score.mean_psnr_db:.2f} dB"
+        print(f"  {score.row_id}: drift {score.drift_db:.2f} dB (max {score.max_drift_db:.2f}), "
+              f"PSNR vs parent {score.parent_row_id} {psnr}  {mark}")
+    for score in result.unscored[:10]:
+        print(f"  not scored {score.row_id}: {score.error}", file=sys.stderr)
+    print(f"look at them: dream view {args.output}  (Flagged / sort by qc_drift_db)")
+    return 0
+
+
+def _add_qc(sub: Any) -> None:
+    p = sub.add_parser(
+        "qc",
+        help="augmentation QC: PSNR drift of each row against its unperturbed parent",
+        description="For every row of OUTPUT whose source metadata names a parent (--parent-key), compare its "
+        "video frame by frame with the parent's (a row of OUTPUT, or rolled out from --parents into "
+        "OUTPUT/qc_parents/), write qc_scores.parquet beside the metadata and flag rows whose mean drift "
+        "passes --threshold-db. drift_t = 10*log10(1 + MSE(row_t, parent_t) / MSE(parent_t, parent_0)): the "
+        "PSNR drop the row's departure adds on top of the parent's own motion.",
+    )
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("--parent-key", required=True, help="source-metadata key naming a row's parent row id "
+                   "(e.g. source_episode)")
+    p.add_argument("--threshold-db", type=float, default=2.0, help="flag rows whose mean drift passes this (default 2.0)")
+    p.add_argument("--parents", default=None, help="source URI of the unperturbed parent rows, rolled out for "
+                   "parents OUTPUT does not hold (row ids = parent ids)")
+    p.add_argument("--spec", default=None, help="model for parent rollouts (default: the rows' spec)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_uri_options(p, sink=False)
+    _add_remote(p)
+    p.set_defaults(func=cmd_qc)
 
 
 # --------------------------------------------------------------------------- parser
@@ -288,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
     p.add_argument("--concurrency", type=int, default=2, help="rows in flight at once (default 2)")
     p.add_argument("--on-error", choices=["skip", "halt"], default="skip", help="skip (record and go on) or halt")
-    p.add_argument("--retries", type=int, default=2, help="retries per row for transient errors (default 2)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="retries per row for transient errors (default: the client's retry policy)")
     p.add_argument("--no-resume", action="store_true", help="redo rows the sink already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_uri_options(p, sink=True)
@@ -310,19 +489,23 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="built-in model vs baselines on held-out simulator episodes",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
-        "print PSNR / changed-pixel PSNR / SSIM per horizon for the model, repeat-the-start-frame and a "
-        "model that ignores actions. Needs the [sim] extra.",
+        "print PSNR / changed-pixel PSNR / SSIM / block-mask IoU / block centroid error per horizon for the "
+        "model, repeat-the-start-frame and the model with its agent held still. Needs the [sim] extra. With "
+        "--spec dreamdojo-2b-gr1 SOURCE: DreamDojo on a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame "
+        "over 49 frames (NVIDIA's protocol).",
     )
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_threads(p)
+    _add_gr1_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")
     p.add_argument("slug", help="e.g. dreamdojo-2b-gr1")
-    p.add_argument("--dest", default=None, help="folder (default: DREAM_WEIGHTS_DIR or the Hub cache)")
+    p.add_argument("--dest", default=None,
+                   help="folder; the weights go to DEST/SLUG (default: DREAM_WEIGHTS_DIR, else ~/.cache/dream/weights)")
     p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / login cache)")
     p.add_argument("--revision", default=None, help="branch, tag or commit")
     p.set_defaults(func=cmd_pull)
@@ -337,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_convert)
 
+    _add_view(sub)
+    _add_qc(sub)
+
     try:
         from dream.server.commands import register
     except ImportError:
@@ -346,10 +532,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CliError(Exception):
+    """A usage problem found by the CLI itself (printed as one `error:` line)."""
+
+
+def _one_line_warnings() -> None:
+    """Warnings as one `warning: …` line, not a file:line pointing into the entry-point shim."""
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _error_line(exc: BaseException) -> str:
+    from dream.errors import DreamError, ModelNotActiveError
+
+    if isinstance(exc, CliError):
+        return f"error: {exc}"
+    if isinstance(exc, (DreamError, ModelNotActiveError)):
+        return f"error: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"error: {exc.strerror}: {exc.filename}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (ValueError, TypeError, ImportError, OSError, KeyError)):
+        return f"error: {text}"
+    return f"error: {type(exc).__name__}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
-
-    from dream.errors import DreamError, ModelNotActiveError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -359,17 +572,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _one_line_warnings()
     try:
         return int(args.func(args) or 0)
-    except (DreamError, ModelNotActiveError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except (ImportError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(_error_line(exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

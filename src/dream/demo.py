@@ -97,8 +97,9 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
         print(
             f"  {name}: {rollout.num_frames} frames in {rollout.engine_wall_ms:.0f} ms engine "
             f"({rollout.num_frames / max(rollout.wall_s, 1e-9):.0f} frames/s); at t={horizon} vs the simulator: "
-            f"PSNR {model_score.psnr_db:.1f} dB, on changed pixels {model_score.changed_psnr_db:.1f} dB "
-            f"(repeating the start frame: {repeat_score.psnr_db:.1f} / {repeat_score.changed_psnr_db:.1f} dB)"
+            f"PSNR {model_score.psnr_db:.1f} dB, on changed pixels {model_score.changed_psnr_db:.1f} dB, "
+            f"block IoU {model_score.block_iou:.2f} (repeating the start frame: {repeat_score.psnr_db:.1f} / "
+            f"{repeat_score.changed_psnr_db:.1f} dB, {repeat_score.block_iou:.2f})"
         )
 
     src_dir = write_pusht_dir(out / "episodes")
@@ -108,6 +109,7 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
     result = client.predict_many(src, RolloutSink.dir(out / "bulk"), concurrency=2, progress=progress)
     print(f"bulk: {result.ok} ok, {result.failed} failed, {result.skipped} already done → {result.output_uri}")
     print(f"done: look at {out / 'compare_ep00.gif'} and {out / 'compare_ep00.png'}")
+    print(f"browse the bulk run in a browser: dream view {out / 'bulk'} --open")
     return 0 if result.failed == 0 else 1
 
 

@@ -45,7 +45,7 @@ def predict_many(
     on_error: str = "skip",
     resume: bool = True,
     progress: bool = True,
-    retries: int = 2,
+    retries: int | None = None,
     batch_size: int = 4,
     fuse: bool | None = None,
 ) -> PredictManyResult:

@@ -254,17 +254,12 @@ def test_step_cache_quality_cost_is_measured(tiny_runner, start_frame, make_acti
     assert results[0.05][1] >= 25.0  # a light threshold stays close to the uncached result
 
 
-def test_gr1_absolute_action_preprocessing() -> None:
-    from dream.engine.models.dreamdojo.pipeline import ActionStats, preprocess_actions
+def test_gr1_absolute_mode_is_gone_with_a_pointer_to_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old gr1_absolute mode got rows 0-3 of every group wrong and had no state: removed."""
+    from dream.engine.models.dreamdojo.runner import DreamDojoOptions
 
-    actions = np.zeros((1, 8, 384), np.float32)
-    actions[0, :, 0] = np.arange(8)  # joint 0 moves 1 per step in [0, 10]
-    actions[0, :, 100] = 5.0  # outside the GR-1 slice: dropped
-    stats = ActionStats((0.0,) * 29, (10.0,) * 29)
-    out = preprocess_actions(actions, "gr1_absolute", stats)
-    normed = 2 * np.arange(8) / 10 - 1
-    expected = np.concatenate([normed[0:4] - normed[0], normed[4:8] - normed[3]])
-    np.testing.assert_allclose(out[0, :, 0], expected, atol=1e-6)
-    assert not out[0, :, 29:].any()
-    assert preprocess_actions(actions, "model") is not None
-    np.testing.assert_array_equal(preprocess_actions(actions, "model"), actions)
+    monkeypatch.setenv("DREAM_DREAMDOJO_ACTION_MODE", "gr1_absolute")
+    with pytest.raises(EngineError, match=r"gr1_absolute.*dream\.actions\.gr1_actions"):
+        DreamDojoOptions.from_env()
+    monkeypatch.setenv("DREAM_DREAMDOJO_ACTION_MODE", "model")
+    assert DreamDojoOptions.from_env() == DreamDojoOptions()

@@ -16,6 +16,18 @@ def test_score_rollouts_of_ground_truth_is_perfect_on_changed_pixels():
     assert all(
         s.psnr_db == np.inf and s.changed_psnr_db == np.inf and s.ssim == pytest.approx(1.0) for s in scores
     )
+    assert all(s.block_iou == 1.0 for s in scores)  # random noise: an empty or identical mask, IoU 1 either way
+
+
+def test_score_rollouts_block_metrics_on_a_shifted_block():
+    gt = np.full((1, 2, 96, 96, 3), 255, np.uint8)
+    gt[0, :, 10:20, 10:30] = (143, 163, 184)  # 10×20 block, unmoved
+    pred = gt.copy()
+    pred[0, 1] = 255
+    pred[0, 1, 10:20, 20:40] = (143, 163, 184)  # shifted 10 px right: half overlaps
+    (score,) = score_rollouts(pred, gt, horizons=(1,))
+    assert score.block_iou == pytest.approx(1 / 3)
+    assert score.block_centroid_px == pytest.approx(10.0)
 
 
 def test_changed_pixel_mask_marks_any_channel():
@@ -35,15 +47,21 @@ def test_markdown_table_lists_every_predictor_and_horizon():
     )
     table = result.to_markdown()
     assert "| h=1 | h=8 |" in table
-    assert table.count("| model |") == 3 and table.count("| no-action |") == 3
+    assert table.count("| model |") == 5 and table.count("| no-action |") == 5
+    assert "| model | block IoU |" in table and "| model | block centroid error (px) |" in table
     assert result.margin_db() == [0.0, 0.0]
 
 
-def test_small_eval_run_beats_repeat_start_on_changed_pixels():
+def test_small_eval_run_beats_repeat_start_on_changed_pixels_and_block_iou():
     pytest.importorskip("gym_pusht")
     pytest.importorskip("torch")
     from dream.eval.pusht_eval import run_pusht_eval
 
-    result = run_pusht_eval(num_episodes=2, horizons=(1, 8), progress=False)
+    result = run_pusht_eval(num_episodes=4, horizons=(1, 16), progress=False)
     assert set(result.scores) == {"model", "repeat-start", "no-action"}
     assert all(margin > 0 for margin in result.margin_db("changed_psnr_db"))
+    model, repeat = result.scores["model"], result.scores["repeat-start"]
+    # the finding: the block must not be lost (a model that blurs it scores below repeat-start)
+    assert model[0].block_iou >= repeat[0].block_iou
+    assert model[1].block_iou > repeat[1].block_iou + 0.15
+    assert model[1].block_centroid_px < repeat[1].block_centroid_px

@@ -1,4 +1,4 @@
-"""PushTRunner: shapes, the start frame, determinism, action clipping and strict loading."""
+"""PushTRunner: shapes, the start frame, determinism, batch invariance, action clipping and strict loading."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 from dream.engine import specs  # noqa: E402
-from dream.engine.models.pusht.loader import load_pusht_model  # noqa: E402
-from dream.engine.models.pusht.runner import PushTRunner  # noqa: E402
+from dream.engine.models.pusht.physics import PhysicsParams  # noqa: E402
+from dream.engine.models.pusht.runner import PushTRunner, load_params  # noqa: E402
 from dream.errors import EngineError, WeightsNotFoundError  # noqa: E402
 from dream.examples.pusht import pusht_episode  # noqa: E402
 
@@ -112,12 +112,54 @@ def test_weights_status_and_missing_weights():
         PushTRunner(ghost).load()
 
 
+def test_a_fused_row_equals_the_single_rollout_bit_for_bit(runner):
+    assert PushTRunner.batch_invariant
+    starts = np.stack([pusht_episode(i).start_frame for i in range(3)])
+    actions = np.stack([pusht_episode(i).actions[:16] for i in range(3)])
+    fused = _rollout(runner, starts, actions)
+    for row in range(3):
+        alone = _rollout(runner, starts[row : row + 1], actions[row : row + 1])
+        np.testing.assert_array_equal(fused[row], alone[0])
+
+
+def test_output_does_not_depend_on_the_torch_thread_count(runner):
+    ep = pusht_episode(6)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(_rollout(runner, ep.start_frame[None], ep.actions[None, :12]))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_holding_the_agent_still_reproduces_the_start_frame(runner):
+    # the no-action baseline of `dream eval`: every action is the agent's own start position
+    ep = pusht_episode(3)
+    agent, block = runner.fit_start(ep.start_frame)
+    assert np.hypot(agent[0] - block[0], agent[1] - block[1]) > 120  # not touching: nothing may move
+    held = np.tile(np.asarray(agent, np.float32), (8, 1))
+    out = _rollout(runner, ep.start_frame[None], held[None])
+    for frame in out[0]:
+        np.testing.assert_array_equal(frame, ep.start_frame)
+
+
+def test_pixels_far_from_the_agent_and_block_keep_the_start_frame_exactly(runner):
+    ep = pusht_episode(0)
+    out = _rollout(runner, ep.start_frame[None], ep.actions[None, :16])[0]
+    changed = np.any(out != ep.start_frame, axis=-1)
+    # the goal T, the walls and the floor are never redrawn: only a few % of pixels move
+    assert 0 < changed.mean() < 0.1
+
+
 def _tamper(tmp_path: Path, edit) -> Path:
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     source = PushTRunner.weights_path(specs.get("pusht-96"))
-    with safe_open(str(source), framework="pt") as f:
+    with safe_open(str(source), framework="numpy") as f:
         metadata = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     edit(tensors)
@@ -126,30 +168,73 @@ def _tamper(tmp_path: Path, edit) -> Path:
     return out
 
 
-def test_loader_names_missing_unexpected_and_misshaped_keys(tmp_path):
+def test_loader_names_missing_unexpected_and_misshaped_entries(tmp_path):
     def edit(tensors):
-        del tensors["head.bias"]
-        tensors["extra.weight"] = torch.zeros(3)
-        tensors["stem.weight"] = torch.zeros(1, 2, 3, 4)
+        del tensors["k_p"]
+        tensors["extra"] = np.zeros(3)
 
-    path = _tamper(tmp_path, edit)
     with pytest.raises(EngineError) as info:
-        load_pusht_model(path)
-    message = str(info.value)
-    assert "missing: head.bias" in message
-    assert "unexpected: extra.weight" in message
-    assert "shape mismatch: stem.weight" in message
+        load_params(_tamper(tmp_path, edit))
+    assert "missing entries ['k_p']" in str(info.value) and "unexpected entries ['extra']" in str(info.value)
+
+    def reshape(tensors):
+        tensors["cog_local"] = np.zeros(3)
+
+    with pytest.raises(EngineError, match="'cog_local' has shape"):
+        load_params(_tamper(tmp_path, reshape))
 
 
 def test_loader_accepts_the_untampered_file(tmp_path):
-    model = load_pusht_model(_tamper(tmp_path, lambda tensors: None))
-    assert not model.training
+    assert load_params(_tamper(tmp_path, lambda tensors: None)) == PhysicsParams()
 
 
-def test_loader_rejects_a_file_without_config(tmp_path):
-    from safetensors.torch import save_file
+def test_loader_rejects_a_file_of_another_format(tmp_path):
+    from safetensors.numpy import save_file
 
     path = tmp_path / "bare.safetensors"
-    save_file({"x": torch.zeros(2)}, str(path))
-    with pytest.raises(EngineError, match="config"):
-        load_pusht_model(path)
+    save_file({"x": np.zeros(2)}, str(path))
+    with pytest.raises(EngineError, match="not a pusht-96 parameter file"):
+        load_params(path)
+
+
+def test_mp4_bytes_are_the_same_with_one_or_two_torch_threads():
+    from dream.engine.engine import Engine
+
+    ep = pusht_episode(7)
+    videos = []
+    for threads in (1, 2):
+        engine = Engine(["pusht-96"], device="cpu", threads=threads)
+        engine.load("pusht-96")
+        frames = engine.predict(ep.start_frame, ep.actions[:10]).frames[0]
+        videos.append(engine.encode_mp4(frames))
+        engine.close()
+    assert videos[0] == videos[1]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 48])
+def test_chunks_concatenate_to_the_rollout_bit_for_bit(runner, chunk):
+    actions = np.stack([pusht_episode(i).actions[:13] for i in range(2)])
+    start = pusht_episode(5).start_frame[None]
+    whole = _rollout(runner, start, actions)
+    chunks = list(runner.rollout_chunks(start, actions, seeds=[0, 0], num_steps=None, guidance=None, chunk_actions=chunk))
+    assert chunks[0].shape == (2, 1, 96, 96, 3)
+    assert [c.shape[1] for c in chunks[1:-1]] == [chunk] * (len(chunks) - 2)
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
+
+
+def test_an_engine_stream_equals_predict_batch_and_interleaves_with_other_calls():
+    from dream.engine.engine import Engine
+
+    engine = Engine(["pusht-96"], threads=1)
+    ep = pusht_episode(6)
+    actions = np.stack([ep.actions[:20], pusht_episode(7).actions[:20]])
+    whole = engine.predict_batch(ep.start_frame, actions, spec="pusht-96").frames
+    stream = engine.stream([ep.start_frame], actions, spec="pusht-96", seeds=[0, 0], chunk_frames=8)
+    got = [stream.next_chunk()]
+    other = engine.predict(ep.start_frame, ep.actions[:3], spec="pusht-96")  # runs between two chunks
+    while (chunk := stream.next_chunk()) is not None:
+        assert chunk.shape[1] <= 4  # 8 frames over K = 2 rollouts
+        got.append(chunk)
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)
+    np.testing.assert_array_equal(other.frames[0], whole[0, :4])
+    assert stream.done and stream.frames_done == 21 and stream.wall_ms > 0

@@ -128,6 +128,43 @@ def outcome_of(pr: PredictResponse, *, seed: int, num_steps: int | None, frames:
     )
 
 
+def _sleep_of(transport: Any) -> dict[str, Any]:
+    """`sleep=` for the bulk runner: the transport's injected retry sleep, if it has one."""
+    sleep = getattr(transport, "_sleep", None)
+    return {"sleep": sleep} if callable(sleep) else {}
+
+
+def served_slugs(specs: Any) -> list[str]:
+    """The slugs a /v1/specs answer lists (rich entries, or an older server's bare strings)."""
+    entries = specs.get("specs") if isinstance(specs, dict) else specs
+    out: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        slug = entry.get("slug") if isinstance(entry, dict) else entry
+        if isinstance(slug, str):
+            out.append(slug)
+    return out
+
+
+def resolve_spec(specs: Any, spec: str | None) -> str | None:
+    """The slug a run will use: `spec`, else the default the specs answer names.
+
+    Raises ModelNotFoundError, naming the served slugs, when the answer lists specs and
+    `spec` is not one of them (so a typo fails before any row, not on every row).
+    """
+    from dream.errors import ModelNotFoundError
+
+    slugs = served_slugs(specs)
+    if spec is None:
+        default = specs.get("default_spec") if isinstance(specs, dict) else None
+        return str(default) if default else None
+    if slugs and spec not in slugs:
+        raise ModelNotFoundError(
+            f"unknown spec {spec!r}; served here: {', '.join(repr(s) for s in slugs)}",
+            status_code=404,
+        )
+    return spec
+
+
 def price_from_specs(specs: Any, spec: str | None, fallback: float = 0.0005) -> tuple[str, float]:
     """(slug, price per frame) from a /v1/specs answer (sdk-surface §17.3 lookup order)."""
     if not isinstance(specs, dict):

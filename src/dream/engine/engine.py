@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -88,6 +88,64 @@ class _Group:
         self.done = threading.Event()
         self.results: list[EngineResult] | None = None
         self.errors: list[BaseException | None] | None = None
+
+
+class RolloutStream:
+    """K rollouts being computed chunk by chunk (`Engine.stream`).
+
+    ``next_chunk`` runs the next chunk on the engine's model thread and returns it as
+    uint8 (K, n, H, W, 3), or None once all T + 1 frames have come; ``close`` stops it
+    early. Chunks arrive in order; frame 0 (the start frames) comes first, alone.
+    """
+
+    def __init__(self, engine: Engine, spec: EngineSpec, chunks: Iterator[np.ndarray], k: int, T: int) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.k = k
+        self.num_frames = T + 1  # per rollout
+        self.frames_done = 0
+        self.wall_ms = 0.0  # model-thread time so far
+        self._chunks = chunks
+
+    @property
+    def done(self) -> bool:
+        return self.frames_done >= self.num_frames
+
+    def next_chunk(self) -> np.ndarray | None:
+        if self.done:
+            return None
+
+        def step() -> np.ndarray:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                raise EngineError(
+                    f"{self.spec.slug} runner stopped after {self.frames_done} of {self.num_frames} frames"
+                ) from None
+            except (InputValidationError, EngineError):
+                raise
+            except Exception as exc:
+                raise EngineError(f"{self.spec.slug} rollout failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self.wall_ms += (time.perf_counter() - t0) * 1000.0
+            return chunk
+
+        chunk = self.engine.on_engine_thread(step)
+        h, w = self.spec.resolution
+        n = int(chunk.shape[1]) if chunk.ndim == 5 else -1
+        if tuple(chunk.shape) != (self.k, n, h, w, 3) or n < 1 or self.frames_done + n > self.num_frames:
+            raise EngineError(f"{self.spec.slug} runner yielded a chunk of shape {tuple(chunk.shape)} after "
+                              f"{self.frames_done} of {self.num_frames} frames of K={self.k} rollouts")
+        self.frames_done += n
+        return chunk
+
+    def close(self) -> None:
+        """Stop computing (the generator is closed on the model thread)."""
+        chunks, self._chunks = self._chunks, iter(())
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            self.engine.on_engine_thread(close)
 
 
 def validate_num_steps(num_steps: object) -> int | None:
@@ -534,6 +592,46 @@ class Engine:
         if tuple(out.shape) != expected:
             raise EngineError(f"{spec.slug} runner returned shape {tuple(out.shape)}; expected {expected}")
         return EngineResult(spec, out, wall_ms, steps, g, seed_values, notes)
+
+    def stream(
+        self,
+        frames: Sequence[np.ndarray],
+        actions: np.ndarray,
+        *,
+        spec: str | None = None,
+        seeds: Sequence[int],
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        chunk_frames: int = 64,
+    ) -> RolloutStream:
+        """K rollouts computed a chunk at a time: 1 or K start frames + (K, T, A) actions.
+
+        Validates like `predict_batch` / `predict_fused`, then returns a `RolloutStream`
+        whose ``next_chunk`` runs one chunk of about `chunk_frames` frames (over all K
+        rollouts) on the model thread. Other engine calls can run between chunks, and
+        memory holds one chunk rather than K × (T + 1) frames. The chunks concatenate to
+        what `predict_batch` / `predict_fused` return.
+        """
+        import numpy as np
+
+        s = self.spec(spec)
+        if not isinstance(actions, np.ndarray) or actions.ndim != 3 or actions.shape[0] == 0:
+            raise InputValidationError(
+                f"actions for a stream must be 3-D (K, T, action_dim), K >= 1; got shape {tuple(getattr(actions, 'shape', ()))}"
+            )
+        k = actions.shape[0]
+        if len(frames) not in (1, k) or len(seeds) != k:
+            raise ValueError(f"a stream needs 1 or K start frames and K seeds; got {len(frames)} and {len(seeds)} for K={k}")
+        fitted = np.stack([self.prepare_frame(s, f) for f in frames])
+        acts = np.stack([self.prepare_actions(s, a, f"actions[{i}]") for i, a in enumerate(actions)])
+        steps, g, seed_values, _ = self.check_params(s, num_steps, guidance, list(seeds))
+        runner = self.runner(s.slug)
+        per_chunk = max(1, int(chunk_frames) // k)
+        chunk_actions = max(s.chunk_size, per_chunk - per_chunk % s.chunk_size)
+        chunks = runner.rollout_chunks(
+            fitted, acts, seeds=seed_values, num_steps=steps, guidance=g, chunk_actions=chunk_actions
+        )
+        return RolloutStream(self, s, chunks, k, int(acts.shape[1]))
 
     def rollout_wall_s(self, slug: str | None = None, *, measure: bool = True) -> float | None:
         """Engine wall of one canonical single rollout of `slug` on this machine.

@@ -137,11 +137,13 @@ PUSHT_96 = EngineSpec(
     description=(
         "Predicts the 96x96 RGB observations of gym-pusht (a disc agent pushing a T-shaped block) "
         "from a start observation and the simulator's own actions: the agent's target position in "
-        "the 512x512 workspace, at 10 Hz. Trained by this project on simulator episodes; deterministic "
-        "(num_steps, guidance and seed do not change its output)."
+        "the 512x512 workspace, at 10 Hz. A structured model: it reads the agent and block poses off "
+        "the start frame, rolls them forward with pose-space contact dynamics fitted by this project on "
+        "simulator episodes, and redraws only what moved; deterministic (num_steps, guidance and seed do "
+        "not change its output)."
     ),
     intended_use="Offline demos, tests and CPU-only pipelines; visual MPC on the Push-T task.",
-    training_data="Episodes rendered by gym-pusht 0.1.8 with scripted block-seeking and random policies.",
+    training_data="Episodes simulated by gym-pusht 0.1.8 with scripted block-seeking and random policies.",
     license="Apache-2.0",
     links={"simulator": "https://pypi.org/project/gym-pusht/"},
     model_size="small",

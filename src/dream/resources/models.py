@@ -99,6 +99,12 @@ class _HandleBase:
             "chunk_size": self._spec.chunk_size if self._spec.chunk_size > 0 else None,
         }
 
+    def _warn_absolute(self, actions: np.ndarray) -> None:
+        if self._spec.arch.embodiment:
+            from dream.actions import warn_if_absolute_gr1
+
+            warn_if_absolute_gr1(self._spec.arch.embodiment, actions)
+
     def _rollout_request(
         self,
         start_frame: Any,
@@ -145,6 +151,7 @@ class _HandleBase:
             )
         frame, original = _frame_and_bytes(frame_value)
         acts = actions_to_array(actions_value, **self._checks())
+        self._warn_absolute(acts)
         return RolloutRequest(
             spec=self._spec,
             frame=frame,
@@ -168,6 +175,7 @@ class _HandleBase:
             raise InputValidationError("predict_batch requires both start_frame= and actions=")
         frame, original = _frame_and_bytes(start_frame)
         acts = actions_batch_to_array(actions, **self._checks())
+        self._warn_absolute(acts)
         return BatchRequest(
             spec=self._spec, frame=frame, frame_bytes=original, actions=acts, seed=seed, num_steps=num_steps,
             guidance=guidance,

@@ -19,9 +19,11 @@ cannot fail its neighbours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ class BatchItem:
     num_steps: int | None
     guidance: float | None
     future: asyncio.Future[ItemResult] | None = field(default=None, repr=False)
+    customer: str = ""  # whose engine turn the call takes (fair scheduling)
 
     @property
     def key(self) -> Hashable:
@@ -93,6 +96,7 @@ class DynamicBatcher:
         executor: Executor | None = None,
         on_batch: Callable[[int], Any] | None = None,
         fusable: Callable[[str], bool] | None = None,
+        gate: Callable[[list[BatchItem]], AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         self._run = run
         self._fusable = fusable  # spec slug -> may its rollouts share a call? (None: all may)
@@ -100,6 +104,7 @@ class DynamicBatcher:
         self.max_batch = max(1, int(max_batch))
         self._executor = executor
         self._on_batch = on_batch
+        self._gate = gate  # entered around every engine call (the fair scheduler's turn)
         self._open: dict[Hashable, _Open] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -153,7 +158,8 @@ class DynamicBatcher:
 
     async def _call(self, items: list[BatchItem]) -> EngineResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, items)
+        async with self._gate(items) if self._gate is not None else contextlib.nullcontext():
+            return await loop.run_in_executor(self._executor, self._run, items)
 
     async def _execute(self, items: list[BatchItem]) -> list[Any]:
         """Run `items` fused; if that fails and K > 1, one by one. Single failures raise."""

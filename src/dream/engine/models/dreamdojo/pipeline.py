@@ -15,27 +15,33 @@ One chunk, for K rollouts at once (all tensors batched over K):
 3. Sampling: UniPC (order 2, bh2) over the shifted σ schedule. Before every network call
    latent frame 0 is overwritten with the conditioning latent (condition-mask channel = 1)
    and its velocity with ``ε − x0_cond``. Guidance g: ``v = v_c + g·(v_c − v_u)`` where the
-   unconditional branch uses the zero text embedding (Cosmos's text dropout) and the same
-   actions; both branches run as one batched forward. With g = 0, or when the two
-   branches are identical (the zero-embedding fallback), the unconditional pass is skipped.
+   unconditional branch uses the negative-prompt embedding when the weights folder has one
+   (as NVIDIA's sampler does), else the zero text embedding (Cosmos's text dropout; logged),
+   and the same actions; both branches run as one batched forward. With g = 0, or when the
+   two branches are identical, the unconditional pass is skipped.
 4. Decode the 4 latent frames → 13 frames; frames 1..12 are the chunk's output.
 
-Actions (see :func:`preprocess_actions`): by default ("model" mode) the (K, T, 384) array
-is taken as DreamDojo's model input, i.e. already normalised and relative, as the hosted
-API receives it. "gr1_absolute" mode accepts absolute GR-1 joint commands in dims [0:29)
-and applies the training preprocessing: min-max normalisation to [−1, 1] with the stats
-of ``action_stats.json`` in the weights folder, then relative per group of 4,
-``a[t:t+4] − a[t−1]`` (the first group is relative to ``a[0]``), other dims zeroed.
+NVIDIA's evaluation protocol, as options of :meth:`DreamDojoPipeline.rollout` (defaults are ours):
+
+- ``noise="nvidia"``: chunk c's noise is ``numpy.random.RandomState(12·c)
+  .standard_normal((1, 16, 4, h, w))`` (the chunk's start index as seed, the same for every
+  rollout of a batch) instead of one seeded torch generator per rollout;
+- ``assembly="nvidia"``: the video is chunk 0's 13 decoded frames, then frames 0..11 of
+  every later chunk (its re-decoded conditioning frame kept, its last frame dropped), and
+  decoded pixels are truncated to uint8, not rounded (also the frame that conditions the
+  next chunk). Ours (``"aligned"``): the start frame, then frames 1..12 of every chunk, so
+  frame i is the prediction for time step i.
+
+Actions: the (K, T, 384) array is DreamDojo's model input (normalised and relative, as
+the hosted API receives it) and goes to the network unchanged. Raw GR-1 robot data is
+turned into that form by :func:`dream.actions.gr1_actions`, outside the engine.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -44,105 +50,21 @@ from dream.engine.models.dreamdojo.config import DreamDojoConfig
 from dream.engine.models.dreamdojo.dit import CrossKV, DreamDojoDiT, StepCache
 from dream.engine.models.dreamdojo.vae import WanVAE
 from dream.engine.sampling import UniPCMultistep, flow_timestep, shifted_sigmas
-from dream.errors import EngineError, InputValidationError
+from dream.errors import InputValidationError
 
-__all__ = [
-    "GR1_ACTION_SLICE",
-    "ActionMode",
-    "ActionStats",
-    "DreamDojoPipeline",
-    "PipelineOptions",
-    "RolloutStats",
-    "preprocess_actions",
-]
+__all__ = ["ASSEMBLIES", "NOISES", "DreamDojoPipeline", "PipelineOptions", "RolloutStats", "nvidia_noise"]
+
+NOISES = ("torch", "nvidia")
+ASSEMBLIES = ("aligned", "nvidia")
+
+
+def nvidia_noise(chunk_start: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """NVIDIA's evaluation noise for the chunk starting at action `chunk_start`: (1, C, T, h, w) float32."""
+    draw = np.random.RandomState(chunk_start).standard_normal((1, *shape))
+    return torch.from_numpy(draw).float()
 
 logger = logging.getLogger(__name__)
 
-ActionMode = Literal["model", "gr1_absolute"]
-GR1_ACTION_SLICE = slice(0, 29)
-ACTION_STATS_FILENAME = "action_stats.json"
-
-
-# ----------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class ActionStats:
-    """Per-dimension min/max of the GR-1 action slice, for min-max normalisation to [−1, 1].
-
-    File format (``action_stats.json`` in the weights folder)::
-
-        {"min": [29 floats], "max": [29 floats]}
-
-    The default (no file) is min = −1, max = 1: values are passed through unchanged.
-    """
-
-    minimum: tuple[float, ...]
-    maximum: tuple[float, ...]
-
-    @classmethod
-    def identity(cls, dims: int = 29) -> ActionStats:
-        return cls((-1.0,) * dims, (1.0,) * dims)
-
-    @classmethod
-    def from_file(cls, path: Path) -> ActionStats:
-        try:
-            payload = json.loads(Path(path).read_text())
-            lo, hi = [float(v) for v in payload["min"]], [float(v) for v in payload["max"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EngineError(
-                f"could not read action stats {str(path)!r}: expected {{'min': [...], 'max': [...]}} ({exc})"
-            ) from exc
-        if len(lo) != len(hi):
-            raise EngineError(f"action stats {str(path)!r}: min has {len(lo)} values, max {len(hi)}")
-        return cls(tuple(lo), tuple(hi))
-
-    @classmethod
-    def from_folder(cls, folder: Path | None, dims: int = 29) -> ActionStats | None:
-        """Stats from ``folder/action_stats.json``; None when the file is absent."""
-        if folder is None or not (folder / ACTION_STATS_FILENAME).is_file():
-            return None
-        stats = cls.from_file(folder / ACTION_STATS_FILENAME)
-        if len(stats.minimum) != dims:
-            raise EngineError(
-                f"action stats in {str(folder)!r} have {len(stats.minimum)} dims; the GR-1 slice has {dims}"
-            )
-        return stats
-
-
-def preprocess_actions(
-    actions: np.ndarray,
-    mode: ActionMode,
-    stats: ActionStats | None = None,
-    *,
-    group: int = 4,
-    action_slice: slice = GR1_ACTION_SLICE,
-) -> np.ndarray:
-    """Actions as the user gave them (K, T, A) → the DiT's action input (K, T, A) float32.
-
-    "model": returned unchanged. "gr1_absolute": dims in `action_slice` are min-max
-    normalised with `stats` (identity when None) and made relative per group of `group`
-    consecutive actions to the action just before the group (``a[−1] := a[0]``); all other
-    dims are set to zero.
-    """
-    actions = np.asarray(actions, dtype=np.float32)
-    if mode == "model":
-        return actions
-    if mode != "gr1_absolute":
-        raise ValueError(f"unknown action mode {mode!r}; expected 'model' or 'gr1_absolute'")
-    t = actions.shape[1]
-    part = actions[:, :, action_slice].astype(np.float64)
-    dims = part.shape[-1]
-    stats = stats or ActionStats.identity(dims)
-    lo, hi = np.asarray(stats.minimum, np.float64), np.asarray(stats.maximum, np.float64)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    normed = np.where(hi > lo, 2.0 * (part - lo) / span - 1.0, 0.0)
-    group_start = (np.arange(t) // group) * group  # [T]: first index of each action's group
-    ref_index = np.maximum(group_start - 1, 0)
-    relative = normed - normed[:, ref_index, :]
-    out = np.zeros_like(actions)
-    out[:, :, action_slice] = relative.astype(np.float32)
-    return out
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -158,7 +80,6 @@ class PipelineOptions:
     step_cache_warmup_steps: int = 3
     # Decode at most this many rollouts at once (None: all K) to bound VAE memory.
     vae_batch_size: int | None = None
-    action_mode: ActionMode = "model"
 
 
 @dataclass
@@ -184,25 +105,26 @@ class DreamDojoPipeline:
         config: DreamDojoConfig,
         *,
         text_embedding: torch.Tensor | None = None,
-        action_stats: ActionStats | None = None,
+        negative_text_embedding: torch.Tensor | None = None,
         options: PipelineOptions | None = None,
     ) -> None:
         self.dit = dit
         self.vae = vae
         self.config = config
         self.options = options or PipelineOptions()
-        self.action_stats = action_stats
         self.device = next(dit.parameters()).device
         self.last_stats = RolloutStats()
         with torch.inference_mode():
             # Computed once: the projected text context and every block's cross-attention K/V.
             context = dit.project_context(text_embedding)
-            uncond_context = dit.project_context(None, batch=1)
+            uncond_context = dit.project_context(negative_text_embedding, batch=1)
             self.cross_kv: CrossKV = dit.cross_attention_kv(context)
             self._uncond_kv: CrossKV = dit.cross_attention_kv(uncond_context)
             self.uncond_is_cond = context.shape == uncond_context.shape and bool(
                 torch.equal(context, uncond_context)
             )
+        self.has_negative_embedding = negative_text_embedding is not None
+        self._logged_zero_uncond = False
 
     # ------------------------------------------------------------------ public
 
@@ -214,12 +136,21 @@ class DreamDojoPipeline:
         seeds: list[int],
         num_steps: int,
         guidance: float,
+        noise: str = "torch",
+        assembly: str = "aligned",
     ) -> np.ndarray:
-        """uint8 frames (1 or K, H, W, 3), float32 actions (K, T, A) → uint8 (K, T + 1, H, W, 3)."""
+        """uint8 frames (1 or K, H, W, 3), float32 actions (K, T, A) → uint8 (K, T + 1, H, W, 3).
+
+        `noise` and `assembly` select NVIDIA's evaluation protocol (module docstring).
+        """
         cfg = self.config
         k, t_total = actions.shape[:2]
         self._check_inputs(frames, actions, seeds, num_steps)
-        model_actions = preprocess_actions(actions, self.options.action_mode, self.action_stats)
+        if noise not in NOISES or assembly not in ASSEMBLIES:
+            raise InputValidationError(
+                f"noise must be one of {NOISES} and assembly one of {ASSEMBLIES}; got {noise!r}, {assembly!r}"
+            )
+        nvidia_frames = assembly == "nvidia"
         stats = RolloutStats()
         h, w = frames.shape[1:3]
         out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
@@ -229,8 +160,8 @@ class DreamDojoPipeline:
         lat_h, lat_w = h // cfg.vae.spatial_compression, w // cfg.vae.spatial_compression
         lat_t = cfg.latent_frames_per_chunk
         with torch.inference_mode():
-            cond_pixels = torch.from_numpy(np.ascontiguousarray(frames))
-            actions_t = torch.from_numpy(model_actions).to(self.device)
+            cond_pixels = torch.from_numpy(np.array(frames, dtype=np.uint8))  # a copy: callers may pass read-only views
+            actions_t = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32)).to(self.device)
             for c in range(t_total // cfg.chunk_size):
                 t0 = time.perf_counter()
                 cond_latent = self.vae.encode_frames(cond_pixels)  # [1 or K, 16, 1, h, w]
@@ -238,20 +169,28 @@ class DreamDojoPipeline:
                     cond_latent = cond_latent.expand(k, -1, -1, -1, -1)
                 stats.add_time("encode", time.perf_counter() - t0)
 
-                noise = torch.stack(
-                    [torch.randn((cfg.dit.latent_channels, lat_t, lat_h, lat_w), generator=g) for g in gens]
-                ).to(self.device)
+                shape = (cfg.dit.latent_channels, lat_t, lat_h, lat_w)
+                if noise == "nvidia":
+                    eps = nvidia_noise(c * cfg.chunk_size, shape).expand(k, -1, -1, -1, -1).to(self.device)
+                else:
+                    eps = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
                 chunk_actions = actions_t[:, c * cfg.chunk_size : (c + 1) * cfg.chunk_size]
                 t0 = time.perf_counter()
-                latents = self.sample_chunk(cond_latent, chunk_actions, noise, num_steps, guidance, stats)
+                latents = self.sample_chunk(cond_latent, chunk_actions, eps, num_steps, guidance, stats)
                 self._sync()
                 stats.add_time("denoise", time.perf_counter() - t0)
 
                 t0 = time.perf_counter()
                 video = self.vae.decode_to_uint8(
-                    latents, batch_size=self.options.vae_batch_size
+                    latents, batch_size=self.options.vae_batch_size, truncate=nvidia_frames
                 )  # [K, 13, H, W, 3]
-                out[:, 1 + c * cfg.chunk_size : 1 + (c + 1) * cfg.chunk_size] = video[:, 1:].cpu().numpy()
+                lo = c * cfg.chunk_size
+                if nvidia_frames and c == 0:
+                    out[:, : cfg.chunk_size + 1] = video.cpu().numpy()
+                elif nvidia_frames:
+                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, :-1].cpu().numpy()
+                else:
+                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, 1:].cpu().numpy()
                 cond_pixels = video[:, -1]  # the last decoded frame conditions the next chunk
                 stats.add_time("decode", time.perf_counter() - t0)
         self.last_stats = stats
@@ -281,6 +220,14 @@ class DreamDojoPipeline:
         mask = is_cond.to(noise.dtype).expand(k, 1, -1, noise.shape[3], noise.shape[4])
 
         use_uncond = guidance != 0.0 and not self.uncond_is_cond
+        if guidance != 0.0 and not self.has_negative_embedding and not self._logged_zero_uncond:
+            logger.warning(
+                "guidance %g: no negative-prompt embedding, so the unconditional branch uses the all-zero text "
+                "embedding%s",
+                guidance,
+                " (identical to the conditional one: guidance has no effect)" if self.uncond_is_cond else "",
+            )
+            self._logged_zero_uncond = True
         if use_uncond:
             kv = [
                 (

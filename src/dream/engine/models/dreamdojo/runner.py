@@ -13,12 +13,13 @@ Where weights are looked for (first hit wins; ``weights_status`` and ``load`` ag
 A weights folder holds the DiT checkpoint (``model.safetensors`` from ``dream convert``,
 ``model_ema_bf16.pt``, or the DCP folder ``<hub folder>/iter_*/model/``), the Wan2.1 VAE
 in diffusers format under ``vae/``, and optionally ``empty_prompt_embedding.safetensors``
-and ``action_stats.json``. When the DiT is given as a file or DCP folder, ``vae/`` and the
+and ``negative_prompt_embedding.safetensors``. When the DiT is given as a file or DCP folder, ``vae/`` and the
 optional files are looked for next to it and up to four folders above.
 
 Runtime options (:class:`DreamDojoOptions`, also read from ``DREAM_DREAMDOJO_*`` env vars):
-torch.compile of the block stack, CUDA graphs, step caching, VAE dtype and batch, action
-preprocessing mode and whether pickled ``.pt`` files may be loaded.
+torch.compile of the block stack, CUDA graphs, step caching, VAE dtype and batch, and
+whether pickled ``.pt`` files may be loaded. Actions go to the network unchanged (model
+input); :func:`dream.actions.gr1_actions` builds them from raw GR-1 data.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class DreamDojoOptions:
     step_cache_threshold: TeaCache-style step caching; 0 = off (see PipelineOptions).
     vae_dtype:      VAE precision; None → float32 (diffusers' recommendation for Wan).
     vae_batch_size: decode at most this many rollouts at once (None: all).
-    action_mode:    "model" (actions are DreamDojo's input already) or "gr1_absolute".
     allow_pickle:   allow non-weights-only ``.pt`` files (trusted files only).
     """
 
@@ -93,16 +93,21 @@ class DreamDojoOptions:
     step_cache_warmup_steps: int = 3
     vae_dtype: str | None = None
     vae_batch_size: int | None = None
-    action_mode: str = "model"
     allow_pickle: bool = False
 
     @classmethod
     def from_env(cls) -> DreamDojoOptions:
         """Options from ``DREAM_DREAMDOJO_COMPILE``, ``..._CUDA_GRAPHS``, ``..._FUSE_QKV``,
-        ``..._STEP_CACHE`` (threshold), ``..._VAE_DTYPE``, ``..._VAE_BATCH``, ``..._ACTION_MODE``
-        and ``DREAM_TRUST_PICKLE``."""
+        ``..._STEP_CACHE`` (threshold), ``..._VAE_DTYPE``, ``..._VAE_BATCH`` and
+        ``DREAM_TRUST_PICKLE``."""
         cache = os.environ.get("DREAM_DREAMDOJO_STEP_CACHE", "")
         vae_batch = os.environ.get("DREAM_DREAMDOJO_VAE_BATCH", "")
+        mode = os.environ.get("DREAM_DREAMDOJO_ACTION_MODE", "")
+        if mode and mode != "model":
+            raise EngineError(
+                f"DREAM_DREAMDOJO_ACTION_MODE={mode!r} is no longer supported: the engine takes model-input "
+                "actions only; convert raw GR-1 data with dream.actions.gr1_actions(actions, state)"
+            )
         try:
             threshold = float(cache) if cache else 0.0
             batch = int(vae_batch) if vae_batch else None
@@ -115,7 +120,6 @@ class DreamDojoOptions:
             step_cache_threshold=threshold,
             vae_dtype=os.environ.get("DREAM_DREAMDOJO_VAE_DTYPE") or None,
             vae_batch_size=batch,
-            action_mode=os.environ.get("DREAM_DREAMDOJO_ACTION_MODE", "model"),
             allow_pickle=_env_flag("DREAM_TRUST_PICKLE"),
         )
 
@@ -126,7 +130,7 @@ class ResolvedWeights:
 
     dit: CheckpointRef
     vae_folder: Path
-    folder: Path  # where the optional files (embedding, action stats) are looked for
+    folder: Path  # where the optional files (prompt embeddings) are looked for
     source: str  # how they were found, for logs and WeightsStatus.location
 
 
@@ -148,7 +152,7 @@ def _missing_message(spec: EngineSpec, config: DreamDojoConfig, looked: list[str
         f"{spec_weights_env(slug)} / --weights to point at a folder or checkpoint): a DiT checkpoint "
         "(model.safetensors from `dream convert`, model_ema_bf16.pt, or the DCP folder iter_*/model/) and the "
         "Wan2.1 VAE in diffusers format in vae/ (config.json + diffusion_pytorch_model.safetensors); optional "
-        "empty_prompt_embedding.safetensors and action_stats.json."
+        "empty_prompt_embedding.safetensors and negative_prompt_embedding.safetensors."
     )
     if looked:
         parts.append("Looked in: " + "; ".join(looked) + ".")
@@ -262,7 +266,7 @@ class DreamDojoRunner(Runner):
 
     Lifecycle as every runner: ``weights_status`` (cheap) → ``__init__`` → ``load`` →
     ``warmup`` → ``rollout``. ``load`` reads the DiT (strictly, see ``loader``), the VAE,
-    the empty-prompt embedding (zeros fallback) and the action stats, moves them to the
+    the empty- and negative-prompt embeddings (zeros fallback), moves them to the
     device (bf16 DiT on CUDA, float32 on CPU unless ``dtype`` says otherwise) and applies
     the speed options.
     """
@@ -297,8 +301,10 @@ class DreamDojoRunner(Runner):
 
         from dream.engine.models.dreamdojo.dit import DreamDojoDiT
         from dream.engine.models.dreamdojo.loader import expected_shapes, load_dit_state_dict
-        from dream.engine.models.dreamdojo.pipeline import ActionStats
-        from dream.engine.models.dreamdojo.text_embedding import load_empty_prompt_embedding
+        from dream.engine.models.dreamdojo.text_embedding import (
+            load_empty_prompt_embedding,
+            load_negative_prompt_embedding,
+        )
         from dream.engine.models.dreamdojo.vae import WanVAE
 
         resolved = resolve_weights(self.spec, self.weights)
@@ -314,15 +320,11 @@ class DreamDojoRunner(Runner):
         vae = WanVAE.from_pretrained(
             resolved.vae_folder, device=device, dtype=_torch_dtype(self.options.vae_dtype or "fp32", device)
         )
-        text = load_empty_prompt_embedding(resolved.folder, self.config.dit.crossattn_proj_in_channels)
-        stats = ActionStats.from_folder(resolved.folder)
-        if self.options.action_mode == "gr1_absolute" and stats is None:
-            logger.warning(
-                "action_mode gr1_absolute without action_stats.json in %s: no min-max normalisation",
-                resolved.folder,
-            )
+        channels = self.config.dit.crossattn_proj_in_channels
+        text = load_empty_prompt_embedding(resolved.folder, channels)
+        negative = load_negative_prompt_embedding(resolved.folder, channels)
         self._loaded = _Loaded(
-            pipeline=self._assemble(dit, vae, device, dtype, text, stats), report=report, resolved=resolved
+            pipeline=self._assemble(dit, vae, device, dtype, text, negative), report=report, resolved=resolved
         )
         logger.info(
             "loaded %s from %s (%s) on %s/%s", self.spec.slug, resolved.dit, resolved.source, device, dtype
@@ -391,6 +393,7 @@ class DreamDojoRunner(Runner):
         device: str = "cpu",
         dtype: str | None = None,
         text_embedding: torch.Tensor | None = None,
+        negative_text_embedding: torch.Tensor | None = None,
         options: DreamDojoOptions | None = None,
     ) -> DreamDojoRunner:
         """A loaded runner around modules built in memory (benchmarks with random weights)."""
@@ -399,12 +402,12 @@ class DreamDojoRunner(Runner):
         runner = cls(spec, device=device, dtype=dtype, options=options or DreamDojoOptions())
         dev = torch.device(device)
         runner._loaded = _Loaded(
-            pipeline=runner._assemble(dit, vae, dev, _torch_dtype(dtype, dev), text_embedding, None),
+            pipeline=runner._assemble(dit, vae, dev, _torch_dtype(dtype, dev), text_embedding, negative_text_embedding),
             notes=["built from in-memory modules"],
         )
         return runner
 
-    def _assemble(self, dit, vae, device, dtype, text, stats) -> DreamDojoPipeline:  # type: ignore[no-untyped-def]
+    def _assemble(self, dit, vae, device, dtype, text, negative=None) -> DreamDojoPipeline:  # type: ignore[no-untyped-def]
         import torch
 
         from dream.engine.models.dreamdojo.pipeline import DreamDojoPipeline, PipelineOptions
@@ -418,14 +421,11 @@ class DreamDojoRunner(Runner):
         if opts.compile:
             mode = "reduce-overhead" if opts.cuda_graphs else None
             dit._run_blocks = torch.compile(dit._run_blocks, mode=mode)
-        if opts.action_mode not in ("model", "gr1_absolute"):
-            raise EngineError(f"unknown action_mode {opts.action_mode!r}; expected 'model' or 'gr1_absolute'")
         pipe_opts = PipelineOptions(
             step_cache_threshold=opts.step_cache_threshold,
             step_cache_warmup_steps=opts.step_cache_warmup_steps,
             vae_batch_size=opts.vae_batch_size,
-            action_mode=opts.action_mode,  # type: ignore[arg-type]
         )
         return DreamDojoPipeline(
-            dit, vae, self.config, text_embedding=text, action_stats=stats, options=pipe_opts
+            dit, vae, self.config, text_embedding=text, negative_text_embedding=negative, options=pipe_opts
         )

@@ -14,6 +14,11 @@ Cached file (optional), looked up in the weights folder in this order:
 
 Shape (N, C) or (1, N, C) with C = ``crossattn_proj_in_channels`` (100352 for 2B).
 
+The negative-prompt embedding (optional, same formats, files
+``negative_prompt_embedding.safetensors`` / ``.pt``) is the unconditional branch of
+classifier-free guidance (guidance ≠ 0), as in NVIDIA's sampler; without it that branch
+uses the all-zero embedding.
+
 Fallback when no file is present: the all-zero embedding. Zero text embeddings are in
 the training distribution — Cosmos trains with text dropout, which zeroes the embedding —
 so the model is well-defined on it; a warning is logged because outputs may differ
@@ -31,22 +36,25 @@ from dream.errors import EngineError
 
 __all__ = [
     "EMBEDDING_FILENAMES",
+    "NEGATIVE_EMBEDDING_FILENAMES",
     "find_embedding_file",
     "load_empty_prompt_embedding",
+    "load_negative_prompt_embedding",
     "save_empty_prompt_embedding",
 ]
 
 logger = logging.getLogger(__name__)
 
 EMBEDDING_FILENAMES = ("empty_prompt_embedding.safetensors", "empty_prompt_embedding.pt")
+NEGATIVE_EMBEDDING_FILENAMES = ("negative_prompt_embedding.safetensors", "negative_prompt_embedding.pt")
 _KEY = "embedding"
 
 
-def find_embedding_file(folder: Path | None) -> Path | None:
-    """The cached empty-prompt embedding file in `folder`, if any."""
+def find_embedding_file(folder: Path | None, names: tuple[str, ...] = EMBEDDING_FILENAMES) -> Path | None:
+    """The cached (empty-prompt by default) embedding file in `folder`, if any."""
     if folder is None or not folder.is_dir():
         return None
-    for name in EMBEDDING_FILENAMES:
+    for name in names:
         if (folder / name).is_file():
             return folder / name
     return None
@@ -66,6 +74,22 @@ def load_empty_prompt_embedding(folder: Path | None, channels: int) -> torch.Ten
             folder,
         )
         return None
+    return _read_embedding(path, channels, "empty-prompt")
+
+
+def load_negative_prompt_embedding(folder: Path | None, channels: int) -> torch.Tensor | None:
+    """The raw negative-prompt embedding (1, N, channels) float32 from `folder`, or None (absent).
+
+    Raises EngineError naming the file when it exists but is malformed.
+    """
+    path = find_embedding_file(folder, NEGATIVE_EMBEDDING_FILENAMES)
+    if path is None:
+        logger.info("no negative-prompt embedding in %s: guidance would use the all-zero embedding", folder)
+        return None
+    return _read_embedding(path, channels, "negative-prompt")
+
+
+def _read_embedding(path: Path, channels: int, what: str) -> torch.Tensor:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -80,7 +104,7 @@ def load_empty_prompt_embedding(folder: Path | None, channels: int) -> torch.Ten
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError(f"could not read the empty-prompt embedding {str(path)!r}: {exc}") from exc
+        raise EngineError(f"could not read the {what} embedding {str(path)!r}: {exc}") from exc
     if not isinstance(emb, torch.Tensor):
         raise EngineError(f"{str(path)!r} does not hold a tensor (got {type(emb).__name__})")
     stored_shape = tuple(emb.shape)
@@ -88,9 +112,9 @@ def load_empty_prompt_embedding(folder: Path | None, channels: int) -> torch.Ten
         emb = emb[None]
     if emb.ndim != 3 or emb.shape[0] != 1 or emb.shape[-1] != channels:
         raise EngineError(
-            f"empty-prompt embedding {str(path)!r} has shape {stored_shape}; expected (N, {channels}) or (1, N, {channels})"
+            f"{what} embedding {str(path)!r} has shape {stored_shape}; expected (N, {channels}) or (1, N, {channels})"
         )
-    logger.info("loaded the empty-prompt embedding %s from %s", tuple(emb.shape), path)
+    logger.info("loaded the %s embedding %s from %s", what, tuple(emb.shape), path)
     return emb.float()
 
 

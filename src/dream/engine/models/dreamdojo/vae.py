@@ -95,13 +95,21 @@ class WanVAE:
         return (mu - self.mean) / self.std
 
     @torch.no_grad()
-    def decode_to_uint8(self, latents: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-        """Normalised latents (B, 16, T, h, w) → uint8 frames (B, 1 + 4(T−1), 8h, 8w, 3) on the VAE's device."""
+    def decode_to_uint8(
+        self, latents: torch.Tensor, *, batch_size: int | None = None, truncate: bool = False
+    ) -> torch.Tensor:
+        """Normalised latents (B, 16, T, h, w) → uint8 frames (B, 1 + 4(T−1), 8h, 8w, 3) on the VAE's device.
+
+        Pixel values are rounded; ``truncate=True`` truncates instead (NVIDIA's evaluation).
+        """
         z = latents.float() * self.std + self.mean
         outs = []
         step = batch_size or z.shape[0]
         for i in range(0, z.shape[0], step):
             video = self.model.decode(z[i : i + step].to(self.dtype)).sample  # [b, 3, F, H, W] in ~[-1, 1]
-            video = video.float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
+            if truncate:  # NVIDIA's order of operations, so that truncation picks the same integers
+                video = video.float().add_(1.0).div_(2.0).clamp_(0.0, 1.0).mul_(255.0).to(torch.uint8)
+            else:
+                video = video.float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
             outs.append(video.permute(0, 2, 3, 4, 1))  # [b, F, H, W, 3]
         return torch.cat(outs, dim=0)
