@@ -31,6 +31,7 @@ import dream.ray
 from dream.examples import pusht_episode
 from dream.inputs import encode_npy, encode_png
 from dream.io import RolloutSink, frames_from_dir
+from dream.io._records import is_ok
 
 SRC_PATH = str(Path(dream.__file__).resolve().parents[1])
 
@@ -76,7 +77,7 @@ def journal_counts(out: Path) -> collections.Counter:
     for path in out.glob("*.journal.jsonl"):
         for line in path.read_text().splitlines():
             entry = json.loads(line)
-            if entry.get("status") == "ok":
+            if is_ok(entry):
                 counts[entry["row_id"]] += 1
     return counts
 
@@ -116,7 +117,7 @@ def test_every_row_once_failures_recorded_and_bytes_equal_to_predict_many(cluste
     thread_rows = {r["row_id"]: r for r in pq.read_table(tmp_path / "threads" / "metadata.parquet").to_pylist()}
     assert ray_rows.keys() == thread_rows.keys()
     for row_id, row in ray_rows.items():
-        for key in ("status", "error", "frames", "cost_usd", "attempts", "source_metadata"):
+        for key in ("status", "error", "frames", "estimated_charge_usd", "attempts", "sampling_seed", "spec"):
             assert row.get(key) == thread_rows[row_id].get(key), (row_id, key)
 
     again = dream.ray.predict_many(
@@ -278,7 +279,8 @@ def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path
     kinds = dict(zip(out["row_id"], out["kind"], strict=True))
     assert kinds == {"good": "ok", "a/b": "unsafe-id", "done": "skipped", "broken": "failed", "wide": "failed"}
     meta = {r: json.loads(m) for r, m in zip(out["row_id"], out["record_metadata"], strict=True)}
-    assert meta["good"]["status"] == "ok" and meta["good"]["source_metadata"] == {"k": 1}
+    # 0.5.0's layout: the source's keys at the top level, the int HTTP status.
+    assert meta["good"]["status"] == 200 and meta["good"]["k"] == 1 and meta["good"]["sampling_seed"] == 5
     assert meta["broken"]["error"] == "cannot read row files: boom" and meta["broken"]["attempts"] == 0
     assert "model expects 2" in meta["wide"]["error"]
     run = _BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
@@ -300,6 +302,6 @@ def test_building_blocks_in_a_user_pipeline_write_through_a_sink(cluster, tmp_pa
     import pyarrow.parquet as pq
 
     table = {r["row_id"]: r for r in pq.read_table(tmp_path / "out" / "metadata.parquet").to_pylist()}
-    assert set(table) == {*ids, "orphan"} and table["orphan"]["status"] == "failed"
+    assert set(table) == {*ids, "orphan"} and table["orphan"]["status"] == 422
     with pytest.raises(TypeError, match="sink URI or a zero-argument callable"):
         RolloutDatasink(RolloutSink.dir(tmp_path / "x"))
