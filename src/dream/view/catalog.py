@@ -20,7 +20,6 @@ References for side-by-side viewing:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import threading
@@ -171,14 +170,21 @@ class Page:
                 "columns": self.columns}
 
 
-def _read_parquet_columns(data: bytes) -> dict[str, list[Any]]:
+def _read_parquet(data: bytes) -> Any:
+    """The table in `data`. Read from an Arrow buffer, not a Python file object: Arrow's
+    scanner threads may drop their last reference to a Python file while the interpreter
+    exits, and that aborts the process ("terminate called without an active exception")."""
+    pa = require("pyarrow", "Reading the metadata table")
     pq = require("pyarrow.parquet", "Reading the metadata table")
-    return pq.read_table(io.BytesIO(data)).to_pydict()
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _read_parquet_columns(data: bytes) -> dict[str, list[Any]]:
+    return _read_parquet(data).to_pydict()
 
 
 def _read_parquet_rows(data: bytes) -> list[dict[str, Any]]:
-    pq = require("pyarrow.parquet", "Reading the metadata table")
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    return _read_parquet(data).to_pylist()
 
 
 def _read_jsonl_columns(data: bytes, *, last_wins: bool) -> dict[str, list[Any]]:
