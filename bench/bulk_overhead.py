@@ -2,6 +2,13 @@
 
     python bench/bulk_overhead.py [--rows 32] [--repeats 3] [--spec SLUG]
     python bench/bulk_overhead.py --stand-in-ms 30     # no model: a fixed-cost stand-in engine
+    python bench/bulk_overhead.py --fusion [--rows 32] [--concurrency 8]
+
+--fusion compares predict_many with fused rows (`Engine(coalesce=True)`: the engine
+runs the concurrent rows as one call) against the same run with fusion off
+(`Engine(coalesce=False)`), same rows, same concurrency, alternating runs,
+and checks every fused row's mp4 is byte-identical to the unfused one. Target: >= 1.5x
+rows/s.
 
 The bare loop reads each row's two files, calls `Client.predict` and writes the mp4 — the
 least a hand-written script does. predict_many does the same rows through the dream.io
@@ -148,6 +155,54 @@ def stand_in_setup(cost_ms: float) -> tuple[Predict, Callable[..., Any], dict]:
     return predict, run_many, info
 
 
+def fusion(rows: int, repeats: int, concurrency: int, spec_slug: str | None) -> None:
+    import dream
+    from dream.engine import specs
+    from dream.engine.engine import Engine
+    from dream.io import RolloutSink, frames_from_dir
+
+    slug = spec_slug or specs.DEFAULT_SPEC
+    spec = specs.get(slug)
+    engines = {"fused": Engine([slug], coalesce=True), "unfused": Engine([slug], coalesce=False)}
+    default = Engine([slug])
+    print(f"machine: {describe_machine()}")
+    print(f"spec {slug}: {rows} rows, T={spec.canonical_T}, predict_many concurrency={concurrency}; "
+          f"batch-invariant: {default.batch_invariant(slug)}; fusion by default here ({default.device}): "
+          f"{'on' if default.coalesces(slug) else 'off'}")
+    rng = (100.0, 400.0) if spec.runner == "pusht" else (-0.05, 0.05)
+    walls: dict[str, list[float]] = {k: [] for k in engines}
+    with tempfile.TemporaryDirectory(prefix="dream-bench-fusion-") as tmp:
+        root = Path(tmp)
+        write_rows(root / "src", rows, spec.resolution, spec.canonical_T, spec.action_dim, *rng)
+        for name, engine in engines.items():  # load + warm both, untimed
+            engine.load(slug)
+            dream.Client(engine=engine).predict_many(
+                frames_from_dir(root / "src"), RolloutSink.dir(root / f"warm_{name}"), spec=slug,
+                concurrency=concurrency, progress=False,
+            )
+        for r in range(repeats):
+            for name, engine in engines.items():
+                t0 = time.perf_counter()
+                result = dream.Client(engine=engine).predict_many(
+                    frames_from_dir(root / "src"), RolloutSink.dir(root / f"{name}{r}"), spec=slug,
+                    concurrency=concurrency, progress=False,
+                )
+                walls[name].append(time.perf_counter() - t0)
+                if result.ok != rows:
+                    raise SystemExit(f"{name}: {result.ok}/{rows} rows ok: {result.failures[:3]}")
+        same = all(
+            (root / "fused0" / "videos" / p.name).read_bytes() == p.read_bytes()
+            for p in (root / "unfused0" / "videos").glob("*.mp4")
+        )
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    for name in engines:
+        print(f"  {name:<8} median {med[name]:7.3f} s  ({rows / med[name]:6.1f} rows/s; runs "
+              f"{[round(w, 3) for w in walls[name]]})")
+    ratio = med["unfused"] / med["fused"]
+    print(f"fused / unfused rows/s: {ratio:.2f}x (target >= 1.5: {'met' if ratio >= 1.5 else 'NOT met'}); "
+          f"every fused mp4 byte-identical to the unfused one: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,7 +211,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--spec", default=None, help="spec slug (default: the client's default spec)")
     parser.add_argument("--stand-in-ms", type=float, default=None, help="use a fixed-cost stand-in engine")
+    parser.add_argument("--fusion", action="store_true", help="fused vs unfused predict_many (see above)")
+    parser.add_argument("--concurrency", type=int, default=8, help="predict_many concurrency for --fusion")
     args = parser.parse_args()
+    if args.fusion:
+        fusion(args.rows, args.repeats, args.concurrency, args.spec)
+        return
 
     setup = stand_in_setup(args.stand_in_ms) if args.stand_in_ms is not None else engine_setup(args.spec)
     if isinstance(setup, str):

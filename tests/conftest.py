@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# As `dream.engine.threads` does for users: OpenMP threads sleep rather than spin while
+# they wait. Set before anything imports torch, which reads it once; spinning threads
+# make every test slow on a machine whose cores are shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture(autouse=True)
 def clean_dream_environ(monkeypatch: pytest.MonkeyPatch) -> None:

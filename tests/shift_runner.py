@@ -15,6 +15,7 @@ from dream.engine.specs import EngineSpec
 
 
 class ShiftRunner(Runner):
+    batch_invariant = True  # each rollout is computed on its own
     calls: list[tuple[int, int]] = []
 
     @classmethod

@@ -35,7 +35,11 @@ def test_models_lists_the_built_in_model_as_active() -> None:
     line = next(row for row in out.splitlines() if row.startswith("pusht-96"))
     assert " yes " in line and "96x96" in line
     dd = next(row for row in out.splitlines() if row.startswith("dreamdojo-2b-gr1"))
-    assert " no " in dd and "dream pull dreamdojo-2b-gr1" in dd
+    assert " no* " in dd
+    # The long "why not active" note is a wrapped paragraph under the table, not a table cell.
+    note = out[out.index("* dreamdojo-2b-gr1:"):]
+    assert "dream pull dreamdojo-2b-gr1" in " ".join(note.split())
+    assert max(len(line) for line in out.splitlines()) <= 100
 
 
 def test_predict_writes_an_mp4_and_is_deterministic(tmp_path: Path) -> None:
@@ -73,6 +77,21 @@ def test_run_and_estimate_over_a_folder(tmp_path: Path) -> None:
     again = run("run", str(src), str(tmp_path / "out"), "--no-progress").stdout
     assert "0 ok, 0 failed, 8 skipped" in again
     assert len(list((tmp_path / "out" / "videos").glob("*.mp4"))) == 8
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "out" / "metadata.parquet")
+    assert set(table.column("spec").to_pylist()) == {"pusht-96"}  # the resolved default, not null
+    assert set(table.column("status").to_pylist()) == {200}
+    # Another spec, or one that does not exist: not "8 skipped".
+    bad = run("run", str(src), str(tmp_path / "out"), "--no-progress", "--spec", "no-such-spec", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        bad.stderr.strip()
+    ] and "ModelNotFoundError" in bad.stderr and "'no-such-spec'" in bad.stderr
+    reseeded = run("run", str(src), str(tmp_path / "out"), "--no-progress", "--seed", "3").stdout
+    assert "8 ok, 0 failed, 0 skipped (already done), 8 redone" in reseeded
+    assert "other parameters: sampling_seed 0 → 3 (8 rows)" in reseeded
+    est = run("estimate", str(src), "--spec", "no-such-spec", check=False)
+    assert est.returncode == 1 and "ModelNotFoundError" in est.stderr and "Traceback" not in est.stderr
 
 
 def test_demo_writes_rollouts_comparisons_and_a_bulk_run(tmp_path: Path) -> None:
@@ -86,3 +105,26 @@ def test_demo_writes_rollouts_comparisons_and_a_bulk_run(tmp_path: Path) -> None
     assert (out / "bulk" / "metadata.parquet").is_file()
     assert "bulk: 8 ok, 0 failed" in res.stdout
     assert res.stdout.strip().splitlines()[-1].endswith(f"dream view {out / 'bulk'} --open")
+
+
+def test_predict_threads_do_not_change_the_bytes(tmp_path: Path) -> None:
+    from dream.examples import pusht_episode
+
+    ep = pusht_episode(0)
+    (tmp_path / "start.png").write_bytes(encode_png(ep.start_frame))
+    (tmp_path / "acts.npy").write_bytes(encode_npy(ep.actions))
+    for n in ("1", "2"):
+        run("predict", "--frame", "start.png", "--actions", "acts.npy", "-o", f"t{n}.mp4", "--threads", n, cwd=tmp_path)
+    assert (tmp_path / "t1.mp4").read_bytes() == (tmp_path / "t2.mp4").read_bytes()
+
+
+@pytest.mark.parametrize("cmd", ["predict", "run", "eval"])
+def test_threads_must_be_positive(cmd: str) -> None:
+    res = run(cmd, "--threads", "0", check=False)
+    assert res.returncode == 2 and "--threads: must be a positive integer; got '0'" in res.stderr
+
+
+def test_threads_with_a_server_is_one_error_line(tmp_path: Path) -> None:
+    res = run("run", str(tmp_path), str(tmp_path / "out"), "--threads", "2", "--base-url", "http://127.0.0.1:9",
+              check=False)
+    assert res.returncode == 1 and res.stderr.strip().startswith("error: threads=") and "Traceback" not in res.stderr

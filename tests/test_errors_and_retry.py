@@ -80,6 +80,16 @@ def test_input_validation_error_is_also_a_value_error() -> None:
     assert issubclass(ModelNotActiveError, RuntimeError) and not issubclass(ModelNotActiveError, DreamError)
 
 
+def test_input_validation_error_is_caught_as_the_0_5_0_validation_error() -> None:
+    # 0.5.0 code catches a refused input as `except dream.ValidationError` (the server's 422).
+    from dream.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        raise InputValidationError("actions must be 2-D")
+    assert issubclass(InputValidationError, ValueError)
+    assert InputValidationError.http_status == 422
+
+
 def test_insufficient_credits_amounts() -> None:
     err = error_for_status(402, "HTTP 402", detail={"balance_mils": 1234, "requested_mils": 245})
     assert isinstance(err, InsufficientCreditsError)
@@ -158,3 +168,43 @@ def test_non_retryable_errors_surface_at_once() -> None:
     with pytest.raises(ValidationError) as info:
         call_with_retry(fn, RetryPolicy(), sleep=lambda s: None)
     assert len(calls) == 1 and info.value.attempts_made == 1
+
+
+def test_the_default_policy_rides_out_a_restart_of_a_few_seconds() -> None:
+    # The server is away for ~3.5 s: connection refused, then 503 while it loads, then up.
+    clock = [0.0]
+    outage = [ServerError("transport error: refused", status_code=None)] * 4 + [ServerError("loading", status_code=503)]
+
+    def fn() -> str:
+        if clock[0] < 3.5:
+            raise outage[min(int(clock[0]), len(outage) - 1)]
+        return "ok"
+
+    def sleep(s: float) -> None:
+        clock[0] += s
+
+    assert call_with_retry(fn, RetryPolicy(jitter=False), sleep=sleep) == "ok"
+    assert 3.5 <= clock[0] <= 10.0
+
+
+def test_outage_retries_stop_at_the_time_budget_and_other_errors_at_max_attempts() -> None:
+    slept: list[float] = []
+
+    def down() -> None:
+        raise ServerError("loading", status_code=503)
+
+    with pytest.raises(ServerError) as info:
+        call_with_retry(down, RetryPolicy(jitter=False, budget_s=3.0), sleep=slept.append)
+    assert slept == [0.25, 0.5, 1.0, 1.25] and info.value.attempts_made == 5
+
+    slept.clear()
+
+    def gateway() -> None:
+        raise ServerError("bad gateway", status_code=502)
+
+    with pytest.raises(ServerError) as info:
+        call_with_retry(gateway, RetryPolicy(jitter=False), sleep=slept.append)
+    assert info.value.attempts_made == 3 and slept == [0.25, 0.5]
+    with pytest.raises(ServerError) as info:
+        call_with_retry(down, RetryPolicy(max_attempts=1), sleep=slept.append)
+    assert info.value.attempts_made == 1  # 1 still turns every retry off

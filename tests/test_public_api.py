@@ -45,6 +45,28 @@ def test_import_is_fast_and_loads_nothing_heavy() -> None:
     assert best["dt"] < 0.3
 
 
+def test_submodules_are_attributes_without_importing_them_by_hand() -> None:
+    # 0.5.0's `import dream` imports these, so `except dream.errors.AuthError` works; ours
+    # must too, lazily (nothing heavy at import time).
+    code = (
+        "import sys, json, dream; "
+        "names = [dream.errors.AuthError.__name__, dream.types.ModelSpec.__name__, dream.rollout.Rollout.__name__, "
+        "dream.resources.models.ModelHandle.__name__, dream.examples.dreamdojo.dreamdojo_grasp.__name__]; "
+        "print(json.dumps({'names': names}))"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["names"] == ["AuthError", "ModelSpec", "Rollout", "ModelHandle", "dreamdojo_grasp"]
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        dream.nonexistent  # noqa: B018
+
+
+def test_version_is_ours_not_the_official_sdks() -> None:
+    assert dream.__version__ != "0.5.0"
+    out = subprocess.run([sys.executable, "-m", "dream.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert dream.__version__ in out.stdout and "0.5.0" not in out.stdout
+
+
 def _public(cls: type) -> dict[str, inspect.Signature | None]:
     out = {}
     for name, member in inspect.getmembers(cls):
@@ -78,7 +100,7 @@ def test_sync_and_async_twins_have_the_same_surface(sync_cls, async_cls, sync_on
 
 
 def test_version() -> None:
-    assert dream.__version__ == "0.5.0"
+    assert dream.__version__ == "0.6.0"
     from dream._version import __version__
 
     assert __version__ == dream.__version__

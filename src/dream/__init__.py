@@ -56,6 +56,10 @@ _LAZY: dict[str, str] = {
     "CostEstimate": "dream._bulk",
 }
 _SUBPACKAGES = ("examples", "io")
+# Submodules that 0.5.0 code reaches as attributes (`dream.errors.AuthError` in an
+# `except` clause, `dream.types.ModelSpec`): imported on first access, not listed in
+# __all__ (the 36 names of sdk-surface §1).
+_SUBMODULES = ("errors", "types", "rollout", "resources", "inputs", "client")
 
 __all__ = [*_LAZY, *_SUBPACKAGES, "__version__"]
 
@@ -63,7 +67,7 @@ __all__ = [*_LAZY, *_SUBPACKAGES, "__version__"]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif name in _SUBPACKAGES:
+    elif name in _SUBPACKAGES or name in _SUBMODULES:
         value = importlib.import_module(f"dream.{name}")
     else:
         raise AttributeError(f"module 'dream' has no attribute {name!r}")
@@ -76,7 +80,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # mirror for type checkers and IDEs
-    from dream import examples, io
+    from dream import client, errors, examples, inputs, io, resources, rollout, types
     from dream._bulk import CostEstimate, FailedRow, PredictManyResult
     from dream._retry import RetryPolicy
     from dream.client.async_client import AsyncClient

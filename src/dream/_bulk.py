@@ -14,13 +14,17 @@ How a run goes (sdk-surface §16, DESIGN decision 7):
   completion order.
 * Before a row reaches the engine the runner checks its id (one safe file name, unique in
   the run) and whether the source flagged it (`SourceRow.error`); such rows fail without
-  an engine call. Rows the sink already holds as finished (`finished_row_ids()`) are
-  skipped when `resume=True`.
-* Transient errors (RateLimitError, honouring `retry_after`; ServerError) are retried up
-  to `retries` times with exponential backoff and jitter. Each row carries one
-  idempotency key derived from its content and the sampling arguments, the same on every
-  retry and every rerun, so a server that honours `Idempotency-Key` never charges a row
-  twice.
+  an engine call. With `resume=True`, rows the sink already holds as finished
+  (`finished_rows()`) are skipped when they were made with the same spec and sampling
+  parameters; the others are redone, and the result says how many and why.
+* Retries follow the client's `RetryPolicy` (`call_with_retry`, as every other call of
+  the client: 429 honouring Retry-After, 502/503/504 and transport failures; a 500 is not
+  retried), as in 0.5.0. Each row carries one idempotency key derived from its content
+  and the sampling arguments, the same on every retry and every rerun, so a server that
+  honours `Idempotency-Key` never charges a row twice.
+* Each row's `RolloutRecord.metadata` has 0.5.0's layout (the source row's keys at the
+  top level, overlaid with request_id, engine_wall_ms, estimated_charge_usd, the int
+  HTTP status and spec), plus our keys; see `dream.io._records`.
 * `on_error="skip"`: any other DreamError fails the row; it is listed in the result and
   handed to `sink.write_failure`, and the run goes on. `"halt"` (alias `"raise"`): the
   first failure stops the run. AuthError, InsufficientCreditsError, ModelNotFoundError,
@@ -33,27 +37,28 @@ How a run goes (sdk-surface §16, DESIGN decision 7):
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
-import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from dream._retry import RetryPolicy, call_with_retry, call_with_retry_async
 from dream.errors import (
     AuthError,
     DreamError,
     InputValidationError,
     InsufficientCreditsError,
     ModelNotFoundError,
-    RateLimitError,
-    ServerError,
     WeightsNotFoundError,
+    status_for_error,
 )
-from dream.io._records import STATUS_FAILED, STATUS_OK, unsafe_row_id_reason
+from dream.io._records import HTTP_OK, RESERVED_KEYS, unsafe_row_id_reason
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
 __all__ = [
@@ -67,7 +72,6 @@ __all__ = [
     "estimate_cost_for",
     "estimate_cost_for_async",
     "idempotency_key",
-    "retry_delay_s",
     "run_predict_many",
     "run_predict_many_async",
 ]
@@ -76,15 +80,10 @@ log = logging.getLogger("dream.bulk")
 
 DEFAULT_FRAMES_PER_ROW = 49  # sdk-surface §17: used when the first row's actions can't be read
 
-RETRY_BASE_DELAY_S = 0.5
-RETRY_MAX_DELAY_S = 8.0
-RETRY_AFTER_CAP_S = 60.0
-
 ON_ERROR_VALUES = {"skip": False, "halt": True, "raise": True}  # value -> halts?
 
 # Errors that say every later row would fail the same way (or would be refused): stop.
 _FATAL = (AuthError, InsufficientCreditsError, ModelNotFoundError, WeightsNotFoundError)
-_TRANSIENT = (RateLimitError, ServerError)
 
 
 # -- result types (sdk-surface §16, §17) ----------------------------------------------
@@ -111,7 +110,9 @@ class PredictManyResult:
     failed: int
     output_uri: str
     failures: list[FailedRow] = field(default_factory=list)
-    skipped: int = 0  # rows already finished in the sink (resume)
+    skipped: int = 0  # rows already finished in the sink with the same parameters (resume)
+    redone: int = 0  # rows finished before with another spec / sampling parameters, run again
+    redone_why: str = ""  # e.g. "spec 'a' → 'b' (9 rows)"
     cost_usd: float = 0.0  # sum over this run's ok rows
     wall_s: float = 0.0
 
@@ -184,16 +185,6 @@ def idempotency_key(
     return f"pm-{digest[:48]}"
 
 
-def retry_delay_s(attempt: int, exc: BaseException, *, rng: random.Random | None = None) -> float:
-    """Wait before retry number `attempt` (1-based): the server's Retry-After when it gave
-    one (capped at 60 s), else 0.5 s × 2^(attempt-1) capped at 8 s, times a jitter in [0.5, 1.5)."""
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(exc, RateLimitError) and retry_after is not None and retry_after >= 0:
-        return min(float(retry_after), RETRY_AFTER_CAP_S)
-    base = min(RETRY_BASE_DELAY_S * 2 ** (attempt - 1), RETRY_MAX_DELAY_S)
-    return base * (rng or random).uniform(0.5, 1.5)
-
-
 def _halts(on_error: str) -> bool:
     try:
         return ON_ERROR_VALUES[on_error]
@@ -229,6 +220,26 @@ def _tag_row(exc: BaseException, row_id: str | None) -> BaseException:
     return exc
 
 
+def _same(recorded: Any, value: Any) -> bool:
+    if isinstance(recorded, (int, float)) and isinstance(value, (int, float)):
+        return float(recorded) == float(value)
+    return recorded == value
+
+
+def _outside_dream() -> int:
+    """The `stacklevel` that points a warning at the nearest caller outside dream."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _source_rows(src: IterableSource, finished: set[str]) -> Iterator[SourceRow]:
     # Built-in sources can skip reading (and decoding) rows the sink already holds. Only
     # when `__iter__` is the one defined beside `_iter_rows`: a subclass that overrides
@@ -247,6 +258,83 @@ def _close_iterator(rows: Iterator[Any]) -> None:
             close()
         except Exception:
             log.debug("closing the source iterator failed", exc_info=True)
+
+
+# -- per-row logic shared by every runner (threads here, Ray actors in _bulk_ray) -------
+
+
+def normalize_row(row: SourceRow) -> SourceRow:
+    """The row with an int id turned into its str form (other ids are left to the check)."""
+    row_id = row.row_id
+    if isinstance(row_id, int) and not isinstance(row_id, bool):
+        return SourceRow(str(row_id), row.frame_bytes, row.actions_bytes, row.metadata, row.error)
+    return row
+
+
+def unsafe_row_error(row_id: object) -> InputValidationError | None:
+    """Why `row_id` cannot name an output file, as the row's error; None when it can."""
+    reason = unsafe_row_id_reason(row_id)
+    if reason is None:
+        return None
+    return InputValidationError(f"{reason}; row ids name the output files, so the row was not run")
+
+
+def duplicate_row_error(row_id: str) -> InputValidationError:
+    return InputValidationError(
+        f"duplicate row id {row_id!r}: an earlier row of this source has the same id; "
+        "this row was not run (row ids must be unique)"
+    )
+
+
+def source_row_error(row: SourceRow) -> InputValidationError | None:
+    """The error the source flagged on this row (`SourceRow.error`), if any."""
+    source_error = getattr(row, "error", None)  # duck-typed rows may predate the field
+    return None if source_error is None else InputValidationError(str(source_error))
+
+
+def colliding_keys(source_metadata: dict | None) -> list[str]:
+    """Source metadata keys that `record_metadata` moves to `_source_<key>`."""
+    return sorted(RESERVED_KEYS & (source_metadata or {}).keys())
+
+
+def record_metadata(
+    *,
+    spec: str | None,
+    seed: int,
+    num_steps: int | None,
+    guidance: float | None,
+    source_metadata: dict | None,
+    attempts: int,
+    outcome: RowOutcome | None = None,
+    error: BaseException | None = None,
+) -> dict[str, Any]:
+    """A row's metadata in the sink, in 0.5.0's layout (sdk-surface §16): the source keys at
+    the top level, overlaid with the SDK's (`request_id`, `engine_wall_ms`,
+    `estimated_charge_usd`, `status` as the int HTTP status, `spec`); a colliding source
+    key is kept as `_source_<key>`. Then our own keys: what the run asked for (a resumed
+    run compares these), not what an engine echoed."""
+    metadata = dict(source_metadata or {})
+    for key in colliding_keys(metadata):
+        metadata[f"_source_{key}"] = metadata[key]
+    if outcome is not None:
+        status = int(outcome.status or HTTP_OK)
+    else:
+        status = status_for_error(error) if isinstance(error, DreamError) else 500
+    metadata["request_id"] = (outcome.request_id if outcome is not None else getattr(error, "request_id", None)) or ""
+    metadata["engine_wall_ms"] = float(outcome.engine_wall_ms) if outcome is not None else 0.0
+    metadata["estimated_charge_usd"] = float(outcome.cost_usd or 0.0) if outcome is not None else 0.0
+    metadata["status"] = status
+    if spec:
+        metadata["spec"] = spec
+    else:
+        metadata.pop("spec", None)
+    metadata["error"] = None if error is None else str(error)
+    metadata["attempts"] = attempts
+    metadata["frames"] = int(outcome.frames) if outcome is not None else 0
+    metadata["sampling_seed"] = seed
+    metadata["num_steps"] = num_steps
+    metadata["guidance"] = guidance
+    return metadata
 
 
 # -- the state machine shared by the sync and async drivers -----------------------------
@@ -276,15 +364,40 @@ class _BulkRun:
         self.guidance = guidance
         self.seed = seed
         self.started = time.perf_counter()
-        finished_ids = getattr(sink, "finished_row_ids", None)
-        self.finished: set[str] = set(finished_ids()) if resume and callable(finished_ids) else set()
+        # finished: skipped; stale: finished with other parameters -> why (redone).
+        self.finished: set[str] = set()
+        self.stale: dict[str, str] = {}
+        if resume:
+            self._load_finished()
+        self.redone_why: dict[str, int] = {}
         self.seen: set[str] = set()
         self.ok = 0
         self.skipped = 0
+        self.redone = 0
+        self.collisions_warned: set[str] = set()
         self.cost_usd = 0.0
         self.failures: list[FailedRow] = []
         self.fatal: BaseException | None = None
         self.bar = _progress_bar(progress, getattr(src, "rows_hint", None))
+
+    def _load_finished(self) -> None:
+        finished_rows = getattr(self.sink, "finished_rows", None)
+        if callable(finished_rows):
+            rows = finished_rows()
+        else:  # a duck-typed sink from before finished_rows
+            finished_ids = getattr(self.sink, "finished_row_ids", None)
+            rows = {row_id: {} for row_id in finished_ids()} if callable(finished_ids) else {}
+        mine = {"spec": self.spec, "sampling_seed": self.seed, "num_steps": self.num_steps, "guidance": self.guidance}
+        for row_id, params in rows.items():
+            why = [
+                f"{key} {params[key]!r} → {value!r}"
+                for key, value in mine.items()
+                if key in (params or {}) and not _same(params[key], value)
+            ]
+            if why:
+                self.stale[row_id] = ", ".join(why)
+            else:
+                self.finished.add(row_id)
 
     @property
     def stopping(self) -> bool:
@@ -298,43 +411,41 @@ class _BulkRun:
 
     def admit(self, row: SourceRow) -> SourceRow | None:
         """The row to send to the engine, or None when it was handled here."""
+        row = normalize_row(row)
         row_id = row.row_id
-        if isinstance(row_id, int) and not isinstance(row_id, bool):
-            row_id = str(row_id)
-            row = SourceRow(row_id, row.frame_bytes, row.actions_bytes, row.metadata, row.error)
-        reason = unsafe_row_id_reason(row_id)
-        if reason is not None:
-            self._fail(
-                row_id if isinstance(row_id, str) else repr(row_id),
-                row.metadata,
-                InputValidationError(f"{reason}; row ids name the output files, so the row was not run"),
-                attempts=0,
-            )
+        unsafe = unsafe_row_error(row_id)
+        if unsafe is not None:
+            self._fail(row_id if isinstance(row_id, str) else repr(row_id), row.metadata, unsafe, attempts=0)
             return None
+        if not self.first_sighting(row_id, row.metadata):
+            return None
+        if row_id in self.finished:
+            self.skip()
+            return None
+        source_error = source_row_error(row)
+        if source_error is not None:
+            self._fail(row_id, row.metadata, source_error, attempts=0)
+            return None
+        return row
+
+    def first_sighting(self, row_id: str, source_metadata: dict) -> bool:
+        """True the first time `row_id` comes; a repeat fails as a duplicate."""
         if row_id in self.seen:
             # Not handed to the sink: its metadata is keyed by row id, and an entry for this
             # id would overwrite the first row's.
-            self._fail(
-                row_id,
-                row.metadata,
-                InputValidationError(
-                    f"duplicate row id {row_id!r}: an earlier row of this source has the same id; "
-                    "this row was not run (row ids must be unique)"
-                ),
-                attempts=0,
-                to_sink=False,
-            )
-            return None
+            self._fail(row_id, source_metadata, duplicate_row_error(row_id), attempts=0, to_sink=False)
+            return False
         self.seen.add(row_id)
-        if row_id in self.finished:
-            self.skipped += 1
-            self._tick()
-            return None
-        source_error = getattr(row, "error", None)  # duck-typed rows may predate the field
-        if source_error is not None:
-            self._fail(row_id, row.metadata, InputValidationError(str(source_error)), attempts=0)
-            return None
-        return row
+        why = self.stale.get(row_id)
+        if why is not None:  # finished before with other parameters: run again
+            self.redone += 1
+            self.redone_why[why] = self.redone_why.get(why, 0) + 1
+        return True
+
+    def skip(self) -> None:
+        """Count a row the sink already holds (resume)."""
+        self.skipped += 1
+        self._tick()
 
     def done(
         self,
@@ -347,7 +458,7 @@ class _BulkRun:
         """Handle one finished predict: write it, record it, or stop the run."""
         if exc is None and outcome is not None:
             record = RolloutRecord(
-                row_id, outcome.mp4_bytes, self._metadata(source_metadata, attempts, outcome=outcome)
+                row_id, outcome.mp4_bytes, self._metadata(row_id, source_metadata, attempts, outcome=outcome)
             )
             try:
                 self.sink.write(record)
@@ -371,7 +482,7 @@ class _BulkRun:
         log.info("row %r failed: %s", row_id, exc)
         write_failure = getattr(self.sink, "write_failure", None)  # duck-typed sinks may lack it
         if to_sink and callable(write_failure):
-            record = RolloutRecord(row_id, b"", self._metadata(source_metadata, attempts, error=exc))
+            record = RolloutRecord(row_id, b"", self._metadata(row_id, source_metadata, attempts, error=exc))
             try:
                 write_failure(record)
             except Exception as write_exc:
@@ -382,30 +493,35 @@ class _BulkRun:
 
     def _metadata(
         self,
+        row_id: str,
         source_metadata: dict | None,
         attempts: int,
         *,
         outcome: RowOutcome | None = None,
         error: BaseException | None = None,
     ) -> dict[str, Any]:
-        cost = float(outcome.cost_usd or 0.0) if outcome is not None else 0.0
-        return {
-            "status": STATUS_OK if outcome is not None else STATUS_FAILED,
-            "error": None if error is None else str(error),
-            "request_id": (outcome.request_id if outcome is not None else getattr(error, "request_id", None))
-            or "",
-            "spec": self.spec,
-            "seed": outcome.seed if outcome is not None else self.seed,
-            "num_steps": outcome.num_steps if outcome is not None else self.num_steps,
-            "guidance": self.guidance,
-            "frames": int(outcome.frames) if outcome is not None else 0,
-            "cost_usd": cost,
-            "estimated_charge_usd": cost,  # the 0.5.0 name of the same number
-            "engine_wall_ms": float(outcome.engine_wall_ms) if outcome is not None else 0.0,
-            "attempts": attempts,
-            "http_status": outcome.status if outcome is not None else getattr(error, "status_code", None),
-            "source_metadata": dict(source_metadata or {}),
-        }
+        """0.5.0's record metadata (see `record_metadata`); a source key colliding with ours
+        is warned about once per run."""
+        collisions = colliding_keys(source_metadata)
+        if collisions and not set(collisions) <= self.collisions_warned:
+            self.collisions_warned.update(collisions)
+            warnings.warn(
+                f"source metadata keys {collisions} collide with the keys predict_many records; the source "
+                f"values are kept as {[f'_source_{k}' for k in collisions]} (first seen on row "
+                f"{row_id!r})",
+                UserWarning,
+                stacklevel=_outside_dream(),
+            )
+        return record_metadata(
+            spec=self.spec,
+            seed=self.seed,
+            num_steps=self.num_steps,
+            guidance=self.guidance,
+            source_metadata=source_metadata,
+            attempts=attempts,
+            outcome=outcome,
+            error=error,
+        )
 
     def key_for(self, row: SourceRow) -> str:
         return idempotency_key(
@@ -441,13 +557,26 @@ class _BulkRun:
             raise self.fatal
         output_uri = self.sink.finalize()
         if self.failures:
-            log.warning("predict_many: %d row(s) failed (see result.failures)", len(self.failures))
+            log.warning(
+                "predict_many: %d row(s) failed; each is listed with its error in the run's failures "
+                "and in the sink's metadata table",
+                len(self.failures),
+            )
+        redone_why = "; ".join(f"{why} ({n} rows)" for why, n in self.redone_why.items())
+        if self.redone:
+            log.warning(
+                "predict_many: %d row(s) finished earlier with other parameters were redone: %s",
+                self.redone,
+                redone_why,
+            )
         return PredictManyResult(
             ok=self.ok,
             failed=len(self.failures),
             output_uri=str(output_uri),
             failures=list(self.failures),
             skipped=self.skipped,
+            redone=self.redone,
+            redone_why=redone_why,
             cost_usd=self.cost_usd,
             wall_s=time.perf_counter() - self.started,
         )
@@ -466,42 +595,54 @@ def _progress_bar(progress: bool, total: int | None) -> Any:
 # -- one row, with retries --------------------------------------------------------------
 
 
+def retry_policy_for(policy: RetryPolicy | None, retries: int | None) -> RetryPolicy:
+    """The policy rows are retried with: the client's (`policy`), with `retries` + 1
+    attempts when `retries` is given (then outages count attempts too: no time budget)."""
+    policy = policy if policy is not None else RetryPolicy()
+    if retries is None:
+        return policy
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0 (or None for the client's RetryPolicy), got {retries!r}")
+    return dataclasses.replace(policy, max_attempts=retries + 1, budget_s=0.0)
+
+
 def _predict_row(
-    predict: RowPredictor, row: SourceRow, key: str, retries: int, sleep: Callable[[float], Any]
+    predict: RowPredictor, row: SourceRow, key: str, policy: RetryPolicy, sleep: Callable[[float], Any]
 ) -> tuple[RowOutcome | None, BaseException | None, int]:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return predict(row.frame_bytes, row.actions_bytes, key), None, attempt
-        except _TRANSIENT as exc:
-            if attempt > retries:
-                return None, exc, attempt
-            delay = retry_delay_s(attempt, exc)
-            log.debug("row %r: %s; retry %d in %.2f s", row.row_id, exc, attempt, delay)
-            sleep(delay)
-        except Exception as exc:
-            return None, exc, attempt
+    attempts = 0
+
+    def attempt() -> RowOutcome:
+        nonlocal attempts
+        attempts += 1
+        return predict(row.frame_bytes, row.actions_bytes, key)
+
+    try:
+        return call_with_retry(attempt, policy, sleep=sleep), None, attempts
+    except Exception as exc:
+        return None, exc, attempts
 
 
 async def _predict_row_async(
-    predict: AsyncRowPredictor, row: SourceRow, key: str, retries: int, sleep: Callable[[float], Any]
+    predict: AsyncRowPredictor, row: SourceRow, key: str, policy: RetryPolicy, sleep: Callable[[float], Any]
 ) -> tuple[RowOutcome | None, BaseException | None, int]:
     import inspect
 
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await predict(row.frame_bytes, row.actions_bytes, key), None, attempt
-        except _TRANSIENT as exc:
-            if attempt > retries:
-                return None, exc, attempt
-            slept = sleep(retry_delay_s(attempt, exc))
-            if inspect.isawaitable(slept):
-                await slept
-        except Exception as exc:
-            return None, exc, attempt
+    attempts = 0
+
+    async def attempt() -> RowOutcome:
+        nonlocal attempts
+        attempts += 1
+        return await predict(row.frame_bytes, row.actions_bytes, key)
+
+    async def wait(seconds: float) -> None:
+        slept = sleep(seconds)
+        if inspect.isawaitable(slept):
+            await slept
+
+    try:
+        return await call_with_retry_async(attempt, policy, sleep=wait), None, attempts
+    except Exception as exc:
+        return None, exc, attempts
 
 
 # -- drivers ----------------------------------------------------------------------------
@@ -515,7 +656,8 @@ def run_predict_many(
     spec: str | None = None,
     concurrency: int = 4,
     on_error: str = "skip",
-    retries: int = 2,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
     progress: bool = True,
     num_steps: int | None = None,
     guidance: float | None = None,
@@ -527,13 +669,14 @@ def run_predict_many(
 
     See the module docstring for retries, failures, resume and stopping. `spec`,
     `num_steps`, `guidance` and `seed` are what the client bound into `predict`; they are
-    recorded in each row's metadata and in its idempotency key. `sleep` waits between
-    retries (inject a fake in tests). Raises ValueError for a bad `on_error` or
+    recorded in each row's metadata and in its idempotency key. Rows are retried by
+    `retry_policy` (the client's), with `retries` + 1 attempts when `retries` is given.
+    `sleep` waits between retries (inject a fake in tests). Raises ValueError for a bad `on_error` or
     `concurrency` before touching the source or the sink.
     """
     _halts(on_error)
     _check_concurrency(concurrency)
-    retries = max(0, int(retries))
+    policy = retry_policy_for(retry_policy, retries)
     run = _BulkRun(
         src,
         sink,
@@ -547,7 +690,7 @@ def run_predict_many(
     )
 
     def task(row: SourceRow) -> tuple[RowOutcome | None, BaseException | None, int]:
-        return _predict_row(predict, row, run.key_for(row), retries, sleep)
+        return _predict_row(predict, row, run.key_for(row), policy, sleep)
 
     window = 2 * concurrency
     inflight: dict[Future, tuple[str, dict]] = {}
@@ -597,7 +740,8 @@ async def run_predict_many_async(
     spec: str | None = None,
     concurrency: int = 4,
     on_error: str = "skip",
-    retries: int = 2,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
     progress: bool = True,
     num_steps: int | None = None,
     guidance: float | None = None,
@@ -613,7 +757,7 @@ async def run_predict_many_async(
 
     _halts(on_error)
     _check_concurrency(concurrency)
-    retries = max(0, int(retries))
+    policy = retry_policy_for(retry_policy, retries)
     sleep = sleep or asyncio.sleep
     run = await asyncio.to_thread(
         _BulkRun,
@@ -633,7 +777,7 @@ async def run_predict_many_async(
     async def task(row: SourceRow) -> tuple[RowOutcome | None, BaseException | None, int]:
         async with semaphore:
             key = run.key_for(row)
-            return await _predict_row_async(predict, row, key, retries, sleep)
+            return await _predict_row_async(predict, row, key, policy, sleep)
 
     def pull(rows: Iterator[SourceRow]) -> Any:
         return next(rows, _end)

@@ -27,16 +27,34 @@ RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 class RetryPolicy:
     """How many times to try a call and how long to wait in between.
 
-    max_attempts counts the first try (1 disables retries). The delay before retry n
-    (1-based) is base_delay_s · 2^(n-1), capped at max_delay_s, then scaled by a uniform
-    factor in [0.5, 1.5] when jitter is on. A 429's Retry-After replaces the computed
-    delay (still capped at max_delay_s, no jitter).
+    max_attempts counts the first try (1 disables retries) for 429, 502 and 504. An
+    outage, meaning a connection failure or a 503 (a server restarting, a model loading),
+    is retried until `budget_s` seconds of backoff have been spent however many tries
+    that takes, so a restart of a few seconds is ridden out (budget_s=0: outages count
+    attempts like the rest). The delay before retry n (1-based) is base_delay_s · 2^(n-1),
+    capped at max_delay_s, then scaled by a uniform factor in [0.5, 1.5] when jitter is
+    on; the last outage delay is cut to what is left of the budget. A 429's Retry-After
+    replaces the computed delay (still capped at max_delay_s, no jitter).
     """
 
     max_attempts: int = 3
     base_delay_s: float = 0.25
     max_delay_s: float = 4.0
     jitter: bool = True
+    budget_s: float = 10.0
+
+    def next_delay(
+        self, attempt: int, exc: DreamError, slept_s: float, *, rng: random.Random | None = None
+    ) -> float | None:
+        """Seconds to wait before trying again after failed `attempt`, or None to give up."""
+        attempts = max(1, int(self.max_attempts))
+        if attempts == 1 or not is_retryable(exc):
+            return None
+        delay = self.delay_for(attempt, _retry_after(exc), rng=rng)
+        if is_outage(exc) and self.budget_s > 0:
+            left = self.budget_s - slept_s
+            return min(delay, left) if left > 1e-9 else None
+        return delay if attempt < attempts else None
 
     def delay_for(self, attempt: int, retry_after_s: float | None = None, *, rng: random.Random | None = None) -> float:
         if retry_after_s is not None:
@@ -57,6 +75,11 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+def is_outage(exc: BaseException) -> bool:
+    """A connection failure (no response) or a 503: the server is away for a while."""
+    return isinstance(exc, ServerError) and exc.status_code in (None, 503)
+
+
 def _retry_after(exc: BaseException) -> float | None:
     return exc.retry_after if isinstance(exc, RateLimitError) else None
 
@@ -67,17 +90,19 @@ def call_with_retry(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call `fn` until it succeeds, raises a non-retryable error, or attempts run out."""
-    attempts = max(1, int(policy.max_attempts))
-    for attempt in range(1, attempts + 1):
+    """Call `fn` until it succeeds, raises a non-retryable error, or the policy gives up."""
+    attempt, slept = 0, 0.0
+    while True:
+        attempt += 1
         try:
             return fn()
         except DreamError as exc:
-            if attempt >= attempts or not is_retryable(exc):
+            delay = policy.next_delay(attempt, exc, slept)
+            if delay is None:
                 exc.attempts_made = attempt  # type: ignore[attr-defined]
                 raise
-            sleep(policy.delay_for(attempt, _retry_after(exc)))
-    raise AssertionError("unreachable")  # pragma: no cover
+            sleep(delay)
+            slept += delay
 
 
 async def call_with_retry_async(
@@ -87,16 +112,25 @@ async def call_with_retry_async(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """Async twin of `call_with_retry`."""
-    attempts = max(1, int(policy.max_attempts))
-    for attempt in range(1, attempts + 1):
+    attempt, slept = 0, 0.0
+    while True:
+        attempt += 1
         try:
             return await fn()
         except DreamError as exc:
-            if attempt >= attempts or not is_retryable(exc):
+            delay = policy.next_delay(attempt, exc, slept)
+            if delay is None:
                 exc.attempts_made = attempt  # type: ignore[attr-defined]
                 raise
-            await sleep(policy.delay_for(attempt, _retry_after(exc)))
-    raise AssertionError("unreachable")  # pragma: no cover
+            await sleep(delay)
+            slept += delay
 
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "call_with_retry", "call_with_retry_async", "is_retryable"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RetryPolicy",
+    "call_with_retry",
+    "call_with_retry_async",
+    "is_outage",
+    "is_retryable",
+]

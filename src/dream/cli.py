@@ -31,7 +31,27 @@ process; with one they talk to a `dream serve` server using --api-key / DREAM_AP
 def _client(args: argparse.Namespace) -> Any:
     import dream
 
-    return dream.Client(base_url=args.base_url, api_key=args.api_key)
+    try:
+        return dream.Client(base_url=args.base_url, api_key=args.api_key, threads=getattr(args, "threads", None))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads", type=_positive_int, default=None,
+        help="torch CPU threads of the embedded engine (default: the CPUs this process may use)",
+    )
 
 
 def _add_remote(p: argparse.ArgumentParser) -> None:
@@ -75,18 +95,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.spec.__dict__ | {"arch": h.spec.arch.__dict__} for h in handles], default=str, indent=2))
         return 0
-    rows = [("SLUG", "ACTIVE", "ACTIONS", "CHUNK", "RESOLUTION", "FPS", "USD/FRAME", "NOTE")]
+    rows = [("SLUG", "ACTIVE", "ACTIONS", "CHUNK", "RESOLUTION", "FPS", "USD/FRAME")]
+    notes: list[tuple[str, str]] = []
     for h in handles:
         s = h.spec
         rows.append((
-            s.slug, "yes" if s.active else "no", str(s.action_dim), str(s.chunk_size),
+            s.slug, "yes" if s.active else "no*", str(s.action_dim), str(s.chunk_size),
             f"{s.resolution[0]}x{s.resolution[1]}", str(s.fps or ""), f"{s.price_per_frame_usd:g}",
-            "" if s.active else s.status_message,
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+        if not s.active and s.status_message:
+            notes.append((s.slug, s.status_message))
+    _print_table(rows)
+    _print_notes(notes)
     return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _print_notes(notes: list[tuple[str, str]]) -> None:
+    """Why a model is not active, as wrapped paragraphs under the table (a note can be long)."""
+    import shutil
+    import textwrap
+
+    width = max(60, min(100, shutil.get_terminal_size((100, 20)).columns))
+    for slug, note in notes:
+        print()
+        print(textwrap.fill(note, width=width, initial_indent=f"* {slug}: ", subsequent_indent="    "))
 
 
 # --------------------------------------------------------------------------- predict
@@ -95,6 +133,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import dream
 
+    _check_output_path(args.output)
     client = _client(args)
     model = client.models.get(args.spec or dream.DEFAULT_SPEC)
     rollout = model.predict(
@@ -108,24 +147,70 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_path(output: str) -> None:
+    """Refuse an output the rollout cannot be written to before any engine work."""
+    path = Path(output)
+    if path.suffix.lower() != ".mp4":
+        raise CliError(f"-o {output}: the rollout is an MP4 video; name the output *.mp4")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CliError(f"-o {output}: folder {str(parent)!r} does not exist")
+
+
 # --------------------------------------------------------------------------- bulk
+
+
+def _run_on_ray(args: argparse.Namespace, src: Any, sink: Any) -> Any:
+    """`dream run --ray`: the same run on Ray Data actors (dream.ray.predict_many)."""
+    if args.base_url:
+        raise SystemExit("error: --ray runs engines on Ray actors; it cannot be combined with --base-url")
+    try:
+        import dream.ray
+    except ImportError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return dream.ray.predict_many(
+        src, sink, spec=args.spec, num_actors=args.actors, num_cpus_per_actor=args.threads or 1,
+        num_gpus_per_actor=args.gpus_per_actor, address=args.ray, seed=args.seed, num_steps=args.num_steps,
+        guidance=args.guidance, on_error=args.on_error, resume=not args.no_resume, progress=not args.no_progress,
+        retries=args.retries, batch_size=args.batch_size,
+    )
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (needs the [ray] extra)")
+    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="local|ADDRESS",
+                   help="run on Ray Data actors: a local Ray, or the cluster at ADDRESS (e.g. auto, ray://host:10001)")
+    g.add_argument("--actors", type=_positive_int, default=1, help="engine actors (default 1)")
+    g.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per actor (default 0: CPU)")
+    g.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="rows per actor call, fused when the model allows it (default 4)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dream.io.uri import sink_from_uri, source_from_uri
 
-    client = _client(args)
     src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
     sink = sink_from_uri(args.sink, **_parse_options(args.sink_opt, "--sink-opt"))
+    if args.ray is not None:
+        result = _run_on_ray(args, src, sink)
+        return _report_run(result)
+    client = _client(args)
     result = client.predict_many(
         src, sink, spec=args.spec, concurrency=args.concurrency, on_error=args.on_error, retries=args.retries,
         progress=not args.no_progress, num_steps=args.num_steps, guidance=args.guidance, seed=args.seed,
         resume=not args.no_resume,
     )
+    return _report_run(result)
+
+
+def _report_run(result: Any) -> int:
+    redone = f", {result.redone} redone" if result.redone else ""
     print(
-        f"{result.ok} ok, {result.failed} failed, {result.skipped} skipped (already done) in {result.wall_s:.1f}s, "
-        f"${result.cost_usd:.4f} → {result.output_uri}"
+        f"{result.ok} ok, {result.failed} failed, {result.skipped} skipped (already done){redone} "
+        f"in {result.wall_s:.1f}s, ${result.cost_usd:.4f} → {result.output_uri}"
     )
+    if result.redone:
+        print(f"  redone because they were made with other parameters: {result.redone_why}")
     for failure in result.failures[:20]:
         print(f"  failed {failure.row_id}: {failure.error}", file=sys.stderr)
     if len(result.failures) > 20:
@@ -138,8 +223,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     client = _client(args)
     src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    why = getattr(src, "rows_hint_error", None)
+    if why:  # before the first-row peek, which would wait on the same unreachable service
+        raise CliError(f"cannot count the rows of {args.source}: {why}")
     est = client.estimate_cost(src, spec=args.spec, frames_per_row=args.frames_per_row)
-    rows = "unknown" if est.rows is None else str(est.rows)
+    if est.rows is None:
+        raise CliError(
+            f"cannot count the rows of {args.source} (the source gives no row count; with -v the log says why), "
+            "so there is no estimate"
+        )
+    rows = str(est.rows)
     usd = "unknown" if est.total_usd is None else f"${est.total_usd:.4f}"
     print(f"spec {est.spec or '(default)'}: {rows} rows x {est.frames_per_row} frames at ${est.price_per_frame_usd:g}/frame = {usd}")
     if est.est_engine_s is not None:
@@ -158,7 +251,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dream.eval.pusht_eval import run_pusht_eval
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
-    result = run_pusht_eval(num_episodes=args.episodes, horizons=horizons, progress=not args.no_progress)
+    result = run_pusht_eval(
+        num_episodes=args.episodes, horizons=horizons, progress=not args.no_progress, threads=args.threads
+    )
     table = result.to_markdown()
     print(table)
     if args.output:
@@ -353,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="model slug (default: the built-in pusht-96)")
     _add_sampling(p)
     _add_remote(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_predict)
 
     uri_help = (
@@ -370,12 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
     p.add_argument("--concurrency", type=int, default=2, help="rows in flight at once (default 2)")
     p.add_argument("--on-error", choices=["skip", "halt"], default="skip", help="skip (record and go on) or halt")
-    p.add_argument("--retries", type=int, default=2, help="retries per row for transient errors (default 2)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="retries per row for transient errors (default: the client's retry policy)")
     p.add_argument("--no-resume", action="store_true", help="redo rows the sink already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_uri_options(p, sink=True)
     _add_sampling(p)
     _add_remote(p)
+    _add_threads(p)
+    _add_ray(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("estimate", help="rows, frames, USD and engine time of a bulk run")
@@ -399,12 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads(p)
     _add_gr1_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")
     p.add_argument("slug", help="e.g. dreamdojo-2b-gr1")
-    p.add_argument("--dest", default=None, help="folder (default: DREAM_WEIGHTS_DIR or the Hub cache)")
+    p.add_argument("--dest", default=None,
+                   help="folder; the weights go to DEST/SLUG (default: DREAM_WEIGHTS_DIR, else ~/.cache/dream/weights)")
     p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / login cache)")
     p.add_argument("--revision", default=None, help="branch, tag or commit")
     p.set_defaults(func=cmd_pull)
@@ -431,10 +532,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CliError(Exception):
+    """A usage problem found by the CLI itself (printed as one `error:` line)."""
+
+
+def _one_line_warnings() -> None:
+    """Warnings as one `warning: …` line, not a file:line pointing into the entry-point shim."""
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _error_line(exc: BaseException) -> str:
+    from dream.errors import DreamError, ModelNotActiveError
+
+    if isinstance(exc, CliError):
+        return f"error: {exc}"
+    if isinstance(exc, (DreamError, ModelNotActiveError)):
+        return f"error: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"error: {exc.strerror}: {exc.filename}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (ValueError, TypeError, ImportError, OSError, KeyError)):
+        return f"error: {text}"
+    return f"error: {type(exc).__name__}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
-
-    from dream.errors import DreamError, ModelNotActiveError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -444,22 +572,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _one_line_warnings()
     try:
         return int(args.func(args) or 0)
-    except (DreamError, ModelNotActiveError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except (ImportError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        if args.func not in (cmd_view, cmd_qc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(_error_line(exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@
     │   ├── RateLimitError              429: slow down; ``retry_after`` seconds if the server said
     │   ├── ModelNotFoundError          404: unknown model slug (or any 404)
     │   ├── ValidationError             other 4xx: the request was refused as malformed
-    │   │   └── PayloadTooLargeError    413: request body over the server's size limit
+    │   │   ├── PayloadTooLargeError    413: request body over the server's size limit
+    │   │   └── InputValidationError    bad start_frame / actions, caught before any engine work
+    │   │                               (also a ValueError; a ValidationError as in 0.5.0)
     │   ├── InsufficientCreditsError    402: balance below the call's charge (mils attached)
     │   ├── ServerError                 5xx, or transport failure after retries
-    │   ├── EngineError                 the engine failed while running a rollout
-    │   │   └── WeightsNotFoundError    a spec's weights are not present (says what to fetch)
-    │   └── InputValidationError        bad start_frame / actions, caught before any engine work
-    │                                   (also a ValueError)
+    │   └── EngineError                 the engine failed while running a rollout
+    │       └── WeightsNotFoundError    a spec's weights are not present (says what to fetch)
     └── RuntimeError
         └── ModelNotActiveError         the handle's model is not served here (sdk-surface §20.1:
                                         kept a RuntimeError, not a DreamError, for 0.5.0 parity)
@@ -175,8 +175,12 @@ class WeightsNotFoundError(EngineError):
     http_status = 503
 
 
-class InputValidationError(DreamError, ValueError):
-    """A start frame or action sequence is malformed; raised before any engine work."""
+class InputValidationError(ValidationError, ValueError):
+    """A start frame or action sequence is malformed; raised before any engine work.
+
+    A `ValidationError` too, so 0.5.0 code that catches the server's 422 as
+    ``except dream.ValidationError`` also catches the same input refused locally.
+    """
 
     http_status = 422
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_FRAME_PIXELS",
     "ActionsInput",
+    "ImageHeader",
     "StartFrameInput",
     "actions_batch_to_array",
     "actions_to_array",
@@ -59,6 +61,7 @@ __all__ = [
     "encode_png",
     "fit_frame",
     "frame_to_array",
+    "read_image_header",
 ]
 
 # Limits that keep one request from exhausting memory. An 8K frame is 33 M pixels.
@@ -179,6 +182,92 @@ def decode_image_bytes(data: bytes | bytearray | memoryview, *, what: str = "sta
             f"{len(data)} bytes): {exc}"
         ) from exc
     return _image_to_rgb_array(img, what)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour type → channels (greyscale, RGB, palette, grey + alpha, RGBA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+# JPEG start-of-frame markers (SOF0..SOF15 but DHT, JPG and DAC, which share the range).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a PNG or JPEG header says about the pixels, read without decoding any."""
+
+    format: str  # "PNG" | "JPEG"
+    width: int
+    height: int
+    bit_depth: int  # bits per sample
+    channels: int  # samples per pixel as stored
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of the decoded samples (what a decoder must allocate, at least)."""
+        return self.pixels * self.channels * max(1, (self.bit_depth + 7) // 8)
+
+
+def _png_header(data: bytes, what: str) -> ImageHeader:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise InputValidationError(f"{what}: PNG without an IHDR header chunk ({len(data)} bytes)")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour = data[24], data[25]
+    if colour not in _PNG_CHANNELS or depth not in _PNG_DEPTHS[colour]:
+        raise InputValidationError(f"{what}: PNG header has colour type {colour} with bit depth {depth}, which PNG does not allow")
+    return ImageHeader("PNG", width, height, depth, _PNG_CHANNELS[colour])
+
+
+def _jpeg_header(data: bytes, what: str) -> ImageHeader:
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise InputValidationError(f"{what}: JPEG marker expected at byte {i}, got 0x{data[i]:02x}")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _JPEG_SOF:
+            if i + 10 > n or length < 8:
+                break
+            depth = data[i + 4]
+            height, width = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+            return ImageHeader("JPEG", width, height, depth, data[i + 9])
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image, or scan data before any frame header
+            break
+        i += 2 + length
+    raise InputValidationError(f"{what}: JPEG without a frame header (SOF) before its image data ({n} bytes)")
+
+
+def read_image_header(data: bytes | bytearray | memoryview, *, what: str = "start_frame") -> ImageHeader:
+    """Format, size, bit depth and channels of PNG or JPEG bytes, from the header alone.
+
+    Costs no decoding, so a server can refuse a frame whose pixels would not fit its
+    budget before spending memory on it. Anything but PNG or JPEG is refused.
+    """
+    head = bytes(data[:65536])
+    if not head:
+        raise InputValidationError(f"{what}: empty bytes; expected a PNG or JPEG image")
+    if head.startswith(_PNG_SIGNATURE):
+        header = _png_header(head, what)
+    elif head.startswith(b"\xff\xd8\xff"):
+        header = _jpeg_header(bytes(data), what)
+    else:
+        raise InputValidationError(
+            f"{what}: bytes are not a readable image: not PNG or JPEG (first bytes {head[:16]!r}, "
+            f"{len(data)} bytes total)"
+        )
+    if header.width <= 0 or header.height <= 0:
+        raise InputValidationError(f"{what}: {header.format} header declares no pixels ({header.width}x{header.height})")
+    return header
 
 
 def _ndarray_frame_to_hwc(arr: np.ndarray, what: str) -> np.ndarray:

@@ -180,5 +180,5 @@ def test_dream_eval_cli_gr1(
         main(["eval", "--spec", "dreamdojo-2b-gr1"])
     with pytest.raises(SystemExit, match=r"^error: SOURCE './ds' is for GR-1 evaluation; add --spec"):
         main(["eval", "./ds"])
-    with pytest.raises(SystemExit, match=r"^error: .*neither a local folder nor a Hub repo id"):
+    with pytest.raises(SystemExit, match=r"^error: .*no folder 'no/such/dataset'.*(neither exists)"):
         main(["eval", "--spec", TINY_SLUG, "./no/such/dataset"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,6 +32,6 @@ def test_dream_run_on_a_gr1_lerobot_dataset(
         "episode_000000_from_000002.mp4", "episode_000001_from_000002.mp4", "episode_000001_from_000026.mp4"
     ]
     table = pq.read_table(next(out.glob("*.parquet"))).to_pylist()
-    assert [row["status"] for row in table] == ["ok"] * 3 and all(row["frames"] == 13 for row in table)
-    source_meta = json.loads(table[0]["source_metadata"])
-    assert (source_meta["actions"], source_meta["fps"], source_meta["dataset_fps"]) == ("gr1", 10, 20)
+    assert [row["status"] for row in table] == [200] * 3 and all(row["frames"] == 13 for row in table)
+    # The source's metadata keys are columns of their own (0.5.0's layout).
+    assert (table[0]["actions"], table[0]["fps"], table[0]["dataset_fps"]) == ("gr1", 10, 20)

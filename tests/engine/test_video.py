@@ -59,3 +59,59 @@ def test_fps_is_written() -> None:
 def test_bad_frames_are_refused(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         encode_mp4(bad, 10)
+
+
+def _encode_all_at_once(frames: np.ndarray, fps: int) -> bytes:
+    """The encoder as it was before chunked writing (one call over every frame), kept as the reference."""
+    import io
+
+    import av
+
+    from dream.engine import video
+
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    container = av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"})
+    try:
+        stream = container.add_stream(video.CODEC, rate=fps, options=dict(video.X264_OPTIONS))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = video.PIX_FMT
+        stream.thread_count = video.X264_THREADS
+        stream.thread_type = "SLICE"
+        stream.codec_context.flags |= int(av.codec.context.Flags.bitexact)
+        for i in range(t):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    finally:
+        container.close()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 5, 13])
+@pytest.mark.parametrize("frames", [FRAMES, FRAMES[:, :31, :47]], ids=["even", "odd-size"])
+def test_chunked_writing_gives_the_same_bytes_as_one_call(frames: np.ndarray, chunk: int) -> None:
+    from dream.engine.video import Mp4Writer
+
+    writer = Mp4Writer(10)
+    for i in range(0, len(frames), chunk):
+        writer.write(frames[i : i + chunk])
+    data = writer.finish()
+    assert data == _encode_all_at_once(frames, 10) == encode_mp4(frames, 10)
+
+
+def test_a_writer_refuses_a_size_change_and_an_empty_video() -> None:
+    from dream.engine.video import Mp4Writer
+
+    writer = Mp4Writer(10)
+    writer.write(FRAMES[:2])
+    with pytest.raises(ValueError, match="frames are 16x48, but this video is 32x48"):
+        writer.write(FRAMES[:1, :16])
+    writer.close()
+    with pytest.raises(ValueError, match="at least one frame"):
+        Mp4Writer(10).finish()

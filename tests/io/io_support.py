@@ -248,6 +248,10 @@ def _encode_video(path: Path, frames: list[np.ndarray], *, fps: int, codec: str)
         stream.time_base = Fraction(1, fps)
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "g": "4", "threads": "1"}
+        elif codec == "libx265":
+            # x265's default open GOP, with short GOPs so that frames precede their keyframe
+            # in display order several times per video.
+            stream.options = {"preset": "ultrafast", "x265-params": "keyint=10:min-keyint=10:log-level=error"}
         else:
             stream.options = {"preset": "12", "g": "4", "crf": "30"}
         for i, image in enumerate(frames):

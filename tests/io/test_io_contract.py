@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -195,9 +194,10 @@ def test_data_augmentation_example_source_and_dir_sink(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "augmented" / "metadata.parquet").to_pylist()
-    # The source's own "seed" key sits in source_metadata and cannot clash with the run's seed.
-    assert {json.loads(r["source_metadata"])["seed"] for r in table} == {0, 1}
-    assert {r["seed"] for r in table} == {0}
+    # As in 0.5.0 the source's keys are columns one can filter on; the run's seed is
+    # `sampling_seed`, so it cannot clash with the source's own "seed".
+    assert {(r["source_episode"], r["seed"]) for r in table} == {(f"ep_00{e}", k) for e in (0, 1) for k in (0, 1)}
+    assert {r["sampling_seed"] for r in table} == {0} and {r["status"] for r in table} == {200}
 
 
 def test_minimal_user_sink_gets_no_failed_rows(tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_source_uris(tmp_path: Path, s3_bucket, s3_kwargs) -> None:
     assert isinstance(source_from_uri(str(tmp_path / "eps")), DirSource)
     assert isinstance(source_from_uri(f"file://{tmp_path / 'eps'}"), DirSource)
     assert source_from_uri(str(tmp_path / "eps"), frame_glob=None).rows_hint == 2  # None options dropped
-    with pytest.raises(TypeError, match="does not take option"):
+    with pytest.raises(ValueError, match=r"does not take option.*nonsense.*valid options: actions_glob, frame_glob"):
         source_from_uri(str(tmp_path / "eps"), nonsense=1)
 
     bucket, client = s3_bucket
@@ -239,6 +239,11 @@ def test_source_uris(tmp_path: Path, s3_bucket, s3_kwargs) -> None:
     assert isinstance(source_from_uri(str(root)), LeRobotSource)  # a LeRobot folder is detected
     windows = source_from_uri(f"lerobot://{root}?horizon=2&stride=2")
     assert windows.rows_hint == 4 and windows.horizon == 2
+    # What the CLI passes (`--source-opt horizon=2`): text, converted by the signature.
+    windows = source_from_uri(f"lerobot://{root}", horizon="2", stride="2", episodes="1")
+    assert (windows.horizon, windows.stride, windows.rows_hint) == (2, 2, 2)
+    with pytest.raises(ValueError, match="horizon='two': expected int"):
+        source_from_uri(f"lerobot://{root}", horizon="two")
 
     for bad in ["ftp://x/y", "hf://models/org/name", "hf://datasets/justone", ""]:
         with pytest.raises(ValueError):
@@ -252,7 +257,7 @@ def test_hf_source_uri_takes_fields_from_the_query(tmp_path: Path) -> None:
     pq.write_table(pa.table({"img": ["x"], "act": [[[0.0, 0.0]]]}), tmp_path / "train.parquet")
     src = source_from_uri(f"hf+parquet://{tmp_path}/train.parquet?frame_field=img&actions_field=act")
     assert (src.frame_field, src.actions_field, src.rows_hint) == ("img", "act", 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"needs option.*frame_field, actions_field"):
         source_from_uri(f"hf+parquet://{tmp_path}/train.parquet")  # the fields are required
 
 
@@ -269,5 +274,10 @@ def test_sink_uris(tmp_path: Path, s3_bucket, s3_kwargs, hub) -> None:
     assert isinstance(s3, S3RolloutSink) and s3.output_uri == f"s3://{bucket}/runs/1/"
     hf = sink_from_uri("hf://datasets/org/name?shard_rows=7&private=true", endpoint=hub.endpoint)
     assert isinstance(hf, HfRolloutSink) and hf.shard_rows == 7 and hf.private is True
+    # CLI text is converted by the sink's signature: "false" is False, not a true string.
+    assert sink_from_uri(str(tmp_path / "out3"), fsync="false").fsync is False
+    assert sink_from_uri(str(tmp_path / "out4"), fsync="true").fsync is True
+    with pytest.raises(ValueError, match="fsync='maybe': expected bool"):
+        sink_from_uri(str(tmp_path / "out5"), fsync="maybe")
     with pytest.raises(ValueError, match="unsupported sink URI"):
         sink_from_uri("gs://bucket/x")

@@ -63,11 +63,11 @@ def assert_sink_valid(folder: Path) -> dict[str, dict]:
     """Every ok row has a decodable mp4 with `frames` frames; no stray files."""
     rows = metadata_rows(folder)
     for row_id, row in rows.items():
-        if row["status"] == "ok":
+        if row["status"] == 200:
             frames = decode_mp4((folder / row["file_name"]).read_bytes())
             assert frames.shape[0] == row["frames"], row_id
     videos = {p.stem for p in (folder / "videos").iterdir()}
-    assert videos >= {r for r, row in rows.items() if row["status"] == "ok"}
+    assert videos >= {r for r, row in rows.items() if row["status"] == 200}
     return rows
 
 
@@ -88,16 +88,16 @@ def test_dir_to_dir(tmp_path: Path) -> None:
     rows = assert_sink_valid(tmp_path / "out")
     assert sorted(rows) == ids
     row = rows["ep_003"]
-    assert (row["status"], row["spec"], row["seed"], row["num_steps"], row["guidance"], row["frames"]) == (
-        "ok",
+    assert (row["status"], row["spec"], row["sampling_seed"], row["num_steps"], row["guidance"], row["frames"]) == (
+        200,
         "tiny",
-        0,  # what the engine reported using
-        None,
+        7,  # what the run asked for (a resumed run compares these)
+        4,
         0.5,
         9,
     )
     assert row["attempts"] == 1 and row["engine_wall_ms"] == 1.5 and row["request_id"].startswith("req-")
-    assert json.loads(row["source_metadata"])["frame_file"] == "ep_003.png"
+    assert row["frame_file"] == "ep_003.png"
     # One deterministic idempotency key per row, derived from its content and the sampling args.
     first = next(r for r in src if r.row_id == "ep_003")
     expected = idempotency_key(
@@ -175,7 +175,7 @@ def test_bad_row_skip_mode_records_it_everywhere(tmp_path: Path, case: str) -> N
     assert failure.row_id == "bad" and isinstance(failure.error, InputValidationError)
     assert failure.error.args and __import__("re").search(DIR_CASES[case][2], str(failure.error))
     rows = assert_sink_valid(tmp_path / "out")
-    assert rows["bad"]["status"] == "failed" and rows["bad"]["file_name"] == ""
+    assert rows["bad"]["status"] == 422 and rows["bad"]["file_name"] == ""
     assert __import__("re").search(DIR_CASES[case][2], rows["bad"]["error"])
     assert engine.calls.get("bad", 0) == (0 if case == "orphan_frame" else 1)  # validation errors: no retry
 
@@ -192,8 +192,8 @@ def test_bad_row_halt_mode_names_the_row_and_keeps_the_sink_valid(tmp_path: Path
         run(src, RolloutSink.dir(tmp_path / "out"), TinyEngine(source=src), concurrency=1, on_error="halt")
     assert str(info.value).startswith("row 'ep_001x': ") and info.value.row_id == "ep_001x"
     rows = assert_sink_valid(tmp_path / "out")  # finalized best-effort: the table is there and valid
-    assert {"ep_000", "ep_001"} <= {r for r, row in rows.items() if row["status"] == "ok"}
-    assert rows["ep_001x"]["status"] == "failed"
+    assert {"ep_000", "ep_001"} <= {r for r, row in rows.items() if row["status"] == 200}
+    assert rows["ep_001x"]["status"] == 422
     assert "ep_003" not in rows  # stopped pulling rows
 
 
@@ -217,7 +217,7 @@ def test_unsafe_row_ids(tmp_path: Path, case: str) -> None:
     assert pattern in str(result.failures[0].error) and result.failures[0].attempts == 0
     assert engine.total_calls() == 2  # never sent to the engine
     listed = metadata_rows(tmp_path / "out")
-    assert listed[bad_id]["status"] == "failed"
+    assert listed[bad_id]["status"] == 422
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing escaped
     with pytest.raises(InputValidationError, match=pattern) as info:
         run(
@@ -235,7 +235,7 @@ def test_duplicate_row_ids(tmp_path: Path) -> None:
     assert result.ok == 2 and [f.row_id for f in result.failures] == ["a"]
     assert "duplicate row id 'a'" in str(result.failures[0].error)
     listed = metadata_rows(tmp_path / "out")
-    assert listed["a"]["status"] == "ok"  # the first row's entry is not clobbered by the duplicate
+    assert listed["a"]["status"] == 200  # the first row's entry is not clobbered by the duplicate
     assert engine.total_calls() == 2
     with pytest.raises(InputValidationError, match="duplicate row id") as info:
         run(
@@ -261,7 +261,7 @@ def test_transient_errors_are_retried_with_backoff_and_one_key(tmp_path: Path) -
     result = run(src, RolloutSink.dir(tmp_path / "out"), engine, retries=2, sleep=fake_sleep)
     assert (result.ok, result.failed) == (3, 0)
     assert slept[0] == 3.0  # Retry-After honoured
-    assert 0.5 <= slept[1] < 1.5  # 0.5 s × 2^1 with jitter in [0.5, 1.5)
+    assert 0.25 <= slept[1] < 0.75  # RetryPolicy(): 0.25 s × 2^1 with jitter in [0.5, 1.5)
     assert engine.calls[ids[1]] == 3 and len(engine.keys[ids[1]]) == 1  # same idempotency key each time
     assert metadata_rows(tmp_path / "out")[ids[1]]["attempts"] == 3
 
@@ -360,7 +360,7 @@ def test_resume_after_keyboard_interrupt_recomputes_nothing(tmp_path: Path) -> N
     assert not set(engine.calls) & done_before  # no finished row recomputed
     assert all(n == 1 for n in engine.calls.values())
     rows = assert_sink_valid(tmp_path / "out")
-    assert sorted(rows) == ids and all(r["status"] == "ok" for r in rows.values())
+    assert sorted(rows) == ids and all(r["status"] == 200 for r in rows.values())
     journal = [json.loads(line)["row_id"] for line in (tmp_path / "out" / "metadata.journal.jsonl").open()]
     assert sorted(journal) == ids  # each row written exactly once across both runs
     # And a third run has nothing to do.
@@ -432,7 +432,7 @@ def test_failed_rows_are_retried_on_resume(tmp_path: Path) -> None:
     engine = TinyEngine(source=src)
     second = run(src, RolloutSink.dir(tmp_path / "out"), engine)
     assert (second.ok, second.skipped, second.failed) == (1, 3, 0) and list(engine.calls) == [ids[2]]
-    assert metadata_rows(tmp_path / "out")[ids[2]]["status"] == "ok"
+    assert metadata_rows(tmp_path / "out")[ids[2]]["status"] == 200
 
 
 # -- streaming and progress ----------------------------------------------------------------------
@@ -524,7 +524,7 @@ def test_async_runner_matches_the_sync_one(tmp_path: Path) -> None:
     assert slept == [2.0] and live["max"] <= 3
     assert_sink_valid(tmp_path / "out")
     again = asyncio.run(
-        run_predict_many_async(src, RolloutSink.dir(tmp_path / "out"), predict=predict, progress=False)
+        run_predict_many_async(src, RolloutSink.dir(tmp_path / "out"), predict=predict, spec="tiny", progress=False)
     )
     assert (again.ok, again.skipped, again.failed) == (0, 10, 1)  # only the failed row is tried again
 
@@ -597,7 +597,7 @@ def test_lerobot_to_dir(tmp_path: Path) -> None:
     result = run(src, RolloutSink.dir(tmp_path / "out"), TinyEngine(), concurrency=2)
     assert result.ok == src.rows_hint == 6 and result.failed == 0
     rows = assert_sink_valid(tmp_path / "out")
-    assert json.loads(rows["episode_000001_from_000004"]["source_metadata"])["start_frame_index"] == 4
+    assert rows["episode_000001_from_000004"]["start_frame_index"] == 4
 
 
 # -- through the public client --------------------------------------------------------------------

@@ -14,24 +14,26 @@ import pytest
 from io_support import HubStandIn
 
 from dream.io import RolloutRecord, RolloutSink
-from dream.io._records import COLUMN_NAMES
+from dream.io._records import BASE_COLUMNS
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + b"x" * 64
 
 
 def ok_record(row_id: str, **extra) -> RolloutRecord:
     metadata = {
-        "status": "ok",
+        "episode": row_id,
+        "n": 1,
         "request_id": f"req-{row_id}",
+        "engine_wall_ms": 12.5,
+        "estimated_charge_usd": 0.009,
+        "status": 200,
         "spec": "tiny",
-        "seed": 3,
+        "error": None,
+        "attempts": 1,
+        "frames": 9,
+        "sampling_seed": 3,
         "num_steps": 5,
         "guidance": 1.5,
-        "frames": 9,
-        "cost_usd": 0.009,
-        "engine_wall_ms": 12.5,
-        "attempts": 1,
-        "source_metadata": {"episode": row_id, "n": 1},
         **extra,
     }
     return RolloutRecord(row_id, MP4 + row_id.encode(), metadata)
@@ -39,7 +41,7 @@ def ok_record(row_id: str, **extra) -> RolloutRecord:
 
 def failed_record(row_id: str, error: str = "boom") -> RolloutRecord:
     return RolloutRecord(
-        row_id, b"", {"status": "failed", "error": error, "spec": "tiny", "seed": 3, "source_metadata": {}}
+        row_id, b"", {"status": 500, "error": error, "spec": "tiny", "sampling_seed": 3}
     )
 
 
@@ -56,16 +58,17 @@ def test_dir_layout_schema_and_idempotent_finalize(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "videos" / "a.mp4").read_bytes() == MP4 + b"a"
     assert not (tmp_path / "out" / "videos" / "b.mp4").exists()
     table = pq.read_table(tmp_path / "out" / "metadata.parquet")
-    assert table.column_names == list(COLUMN_NAMES)
-    assert (
-        str(table.schema.field("seed").type) == "int64"
-        and str(table.schema.field("guidance").type) == "double"
-    )
+    # 0.5.0's layout: the source keys as their own columns, then its columns, then ours.
+    assert table.column_names == ["episode", "n", *BASE_COLUMNS]
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["n"] == "int64" and types["episode"] == "string" and types["status"] == "int64"
+    assert types["sampling_seed"] == "int64" and types["guidance"] == "double"
     rows = {r["row_id"]: r for r in table.to_pylist()}
-    assert rows["a"]["file_name"] == "videos/a.mp4" and rows["a"]["status"] == "ok"
+    assert rows["a"]["file_name"] == "videos/a.mp4" and rows["a"]["status"] == 200
     assert rows["a"]["request_id"] == "req-a" and rows["a"]["frames"] == 9 and rows["a"]["guidance"] == 1.5
-    assert json.loads(rows["a"]["source_metadata"]) == {"episode": "a", "n": 1}
-    assert rows["b"]["status"] == "failed" and rows["b"]["error"] == "boom" and rows["b"]["file_name"] == ""
+    assert (rows["a"]["episode"], rows["a"]["n"]) == ("a", 1)
+    assert rows["b"]["status"] == 500 and rows["b"]["error"] == "boom" and rows["b"]["file_name"] == ""
+    assert rows["b"]["episode"] is None
     mtime = (tmp_path / "out" / "metadata.parquet").stat().st_mtime_ns
     assert sink.finalize() == uri
     assert (tmp_path / "out" / "metadata.parquet").stat().st_mtime_ns == mtime  # idempotent, not rewritten
@@ -75,7 +78,7 @@ def test_dir_layout_schema_and_idempotent_finalize(tmp_path: Path) -> None:
 def test_dir_zero_rows_still_writes_a_typed_table(tmp_path: Path) -> None:
     RolloutSink.dir(tmp_path).finalize()
     table = pq.read_table(tmp_path / "metadata.parquet")
-    assert table.num_rows == 0 and table.column_names == list(COLUMN_NAMES)
+    assert table.num_rows == 0 and table.column_names == list(BASE_COLUMNS)
 
 
 def test_dir_rerun_appends_and_last_entry_wins(tmp_path: Path) -> None:
@@ -88,7 +91,7 @@ def test_dir_rerun_appends_and_last_entry_wins(tmp_path: Path) -> None:
     second.write(ok_record("b"))
     second.finalize()
     rows = pq.read_table(tmp_path / "metadata.parquet").to_pylist()
-    assert sorted((r["row_id"], r["status"]) for r in rows) == [("a", "ok"), ("b", "ok")]
+    assert sorted((r["row_id"], r["status"]) for r in rows) == [("a", 200), ("b", 200)]
 
 
 def test_dir_recovers_from_a_crash_mid_write(tmp_path: Path) -> None:
@@ -156,14 +159,14 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     sink = RolloutSink.dir({str(tmp_path)!r})
 print(json.dumps([str(w.message) for w in caught]))
-sink.write(RolloutRecord("a", b"mp4", {{"status": "ok"}}))
+sink.write(RolloutRecord("a", b"mp4", {{"status": 200, "seed": 4}}))
 print(sink.finalize())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     warning_lines = json.loads(out.stdout.splitlines()[0])
     assert any("pip install 'dream-engine[io]'" in w and "metadata.jsonl" in w for w in warning_lines)
     entries = [json.loads(line) for line in (tmp_path / "metadata.jsonl").read_text().splitlines()]
-    assert [e["row_id"] for e in entries] == ["a"] and set(entries[0]) == set(COLUMN_NAMES)
+    assert entries == [{"status": 200, "seed": 4, "row_id": "a", "file_name": "videos/a.mp4"}]
     assert not (tmp_path / "metadata.parquet").exists()
 
 
@@ -185,13 +188,13 @@ def test_s3_layout_journal_and_resume(s3_bucket, s3_kwargs) -> None:
     table = pq.read_table(
         io.BytesIO(client.get_object(Bucket=bucket, Key="runs/r1/metadata.parquet")["Body"].read())
     )
-    assert table.column_names == list(COLUMN_NAMES)
+    assert table.column_names == ["episode", "n", *BASE_COLUMNS]
     assert sorted(
         zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True)
     ) == [
-        ("../evil", "failed"),
-        ("a", "ok"),
-        ("b", "failed"),
+        ("../evil", 500),
+        ("a", 200),
+        ("b", 500),
     ]
     # A second process: finished ids from the listing, failed row retried and replaced.
     again = RolloutSink.s3(f"s3://{bucket}/runs/r1", boto3_kwargs=s3_kwargs)
@@ -202,7 +205,7 @@ def test_s3_layout_journal_and_resume(s3_bucket, s3_kwargs) -> None:
         io.BytesIO(client.get_object(Bucket=bucket, Key="runs/r1/metadata.parquet")["Body"].read())
     )
     statuses = dict(zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True))
-    assert statuses == {"a": "ok", "b": "ok", "../evil": "failed"}
+    assert statuses == {"a": 200, "b": 200, "../evil": 500}
     assert table.num_rows == 3  # b listed once
     assert again.finalize() == f"s3://{bucket}/runs/r1/"
 
@@ -262,7 +265,7 @@ def test_hf_one_commit_per_shard_card_once_and_rerun_appends(hub: HubStandIn, hu
     shards = _shards(hub, hub_repo)
     assert list(shards) == [f"metadata/data-{i:05d}.parquet" for i in range(3)]
     assert [r["row_id"] for r in shards["metadata/data-00001.parquet"]] == ["c", "d"]
-    assert shards["metadata/data-00001.parquet"][1]["status"] == "failed"
+    assert shards["metadata/data-00001.parquet"][1]["status"] == 500
     assert shards["metadata/data-00000.parquet"][0]["file_name"] == "videos/a.mp4"
     assert repo.files["videos/a.mp4"] == MP4 + b"a"
     assert "videos/d.mp4" not in repo.files
@@ -281,7 +284,7 @@ def test_hf_one_commit_per_shard_card_once_and_rerun_appends(hub: HubStandIn, hu
     assert "+metadata/data-00003.parquet" in last and "+metadata/data-00001.parquet" in last
     shards = _shards(hub, hub_repo)
     all_rows = [(r["row_id"], r["status"]) for rows in shards.values() for r in rows]
-    assert sorted(all_rows) == [("a", "ok"), ("b", "ok"), ("c", "ok"), ("d", "ok"), ("e", "ok"), ("f", "ok")]
+    assert sorted(all_rows) == [(r, 200) for r in "abcdef"]
     assert hub.unknown == []
 
 

@@ -329,7 +329,7 @@ def test_lerobot_bad_arguments(tmp_path: Path) -> None:
         frames_from_lerobot(root, camera="observation.images.wrist")
     with pytest.raises(ValueError, match=r"no episode\(s\) \[7\]"):
         frames_from_lerobot(root, episodes=[7])
-    with pytest.raises(ValueError, match="neither a local folder"):
+    with pytest.raises(ValueError, match=r"no folder .* not a Hub repo id"):
         frames_from_lerobot(str(tmp_path / "missing" / "x" / "y"))
 
 

@@ -214,3 +214,32 @@ def test_mp4_bytes_are_the_same_with_one_or_two_torch_threads():
         videos.append(engine.encode_mp4(frames))
         engine.close()
     assert videos[0] == videos[1]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 48])
+def test_chunks_concatenate_to_the_rollout_bit_for_bit(runner, chunk):
+    actions = np.stack([pusht_episode(i).actions[:13] for i in range(2)])
+    start = pusht_episode(5).start_frame[None]
+    whole = _rollout(runner, start, actions)
+    chunks = list(runner.rollout_chunks(start, actions, seeds=[0, 0], num_steps=None, guidance=None, chunk_actions=chunk))
+    assert chunks[0].shape == (2, 1, 96, 96, 3)
+    assert [c.shape[1] for c in chunks[1:-1]] == [chunk] * (len(chunks) - 2)
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
+
+
+def test_an_engine_stream_equals_predict_batch_and_interleaves_with_other_calls():
+    from dream.engine.engine import Engine
+
+    engine = Engine(["pusht-96"], threads=1)
+    ep = pusht_episode(6)
+    actions = np.stack([ep.actions[:20], pusht_episode(7).actions[:20]])
+    whole = engine.predict_batch(ep.start_frame, actions, spec="pusht-96").frames
+    stream = engine.stream([ep.start_frame], actions, spec="pusht-96", seeds=[0, 0], chunk_frames=8)
+    got = [stream.next_chunk()]
+    other = engine.predict(ep.start_frame, ep.actions[:3], spec="pusht-96")  # runs between two chunks
+    while (chunk := stream.next_chunk()) is not None:
+        assert chunk.shape[1] <= 4  # 8 frames over K = 2 rollouts
+        got.append(chunk)
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)
+    np.testing.assert_array_equal(other.frames[0], whole[0, :4])
+    assert stream.done and stream.frames_done == 21 and stream.wall_ms > 0

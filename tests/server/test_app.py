@@ -50,7 +50,6 @@ BAD_PREDICT = {
     # name: (files, data, expected status, expected error code)
     "non-image frame": (predict_files(frame=b"GIF89a not really"), {}, 422, "input_validation"),
     "empty frame": (predict_files(frame=b""), {}, 422, "input_validation"),
-    "truncated png": (predict_files(frame=_truncated_png()), {}, 422, "input_validation"),
     "decompression bomb": (predict_files(frame=_bomb()), {}, 422, "input_validation"),
     "pickled npy": (predict_files(actions=_pickled_npy()), {}, 422, "input_validation"),
     "raw pickle": (predict_files(actions=b"\x80\x04\x95 pickle"), {}, 422, "input_validation"),
@@ -91,6 +90,18 @@ def test_every_bad_input_gets_a_clear_4xx_and_costs_nothing(make_client) -> None
         assert detail, name
     assert tiny.TinyRunner.calls == []  # no engine work for any of them
     assert _balance(h, key) == 1000 and _kinds(h, key) == ["credit"]
+
+
+def test_a_truncated_frame_is_decoded_after_the_reservation_then_refunded(make_client) -> None:
+    # Its header is fine, so only decoding finds the damage; decoding waits for the
+    # reservation (no pixels for callers without credit), and the refund undoes it.
+    h = make_client()
+    key = h.key(credits_mils=1000)
+    tiny.TinyRunner.calls.clear()
+    r = h.client.post("/v1/predict", files=predict_files(frame=_truncated_png()), headers=h.auth(key))
+    assert r.status_code == 422 and "truncated or corrupt" in r.json()["detail"]
+    assert tiny.TinyRunner.calls == []
+    assert _balance(h, key) == 1000 and _kinds(h, key) == ["refund", "debit", "credit"]
 
 
 def test_messages_name_the_offending_value(make_client) -> None:
@@ -361,7 +372,7 @@ def test_unexpected_crash_is_a_bare_500_refunded_with_the_traceback_only_in_the_
 def test_readiness_turns_green_only_after_loading(make_client) -> None:
     tiny.TinyRunner.load_gate = threading.Event()
     try:
-        h = make_client(wait_ready=False)
+        h = make_client(wait_ready=False, warmup_hold_s=0)  # 0: refuse at once while loading
         key = h.key()
         assert h.client.get("/healthz").status_code == 200
         r = h.client.get("/readyz")
@@ -374,6 +385,47 @@ def test_readiness_turns_green_only_after_loading(make_client) -> None:
         assert h.client.post("/v1/predict", files=predict_files(), headers=h.auth(key)).status_code == 200
         assert _kinds(h, key) == ["debit", "credit"]
     finally:
+        tiny.TinyRunner.load_gate = None
+
+
+def test_requests_during_warm_up_are_held_until_the_model_is_ready(make_client, caplog) -> None:
+    # The 0.5.0 client's retries end long before a real model loads: a request that arrives
+    # while loading waits for it (bounded) instead of getting 503. /readyz is unchanged.
+    tiny.TinyRunner.load_gate = threading.Event()
+    try:
+        h = make_client(wait_ready=False, warmup_hold_s=60)
+        key = h.key()
+        assert h.client.get("/readyz").status_code == 503
+        answer: dict = {}
+
+        def call() -> None:
+            answer["r"] = h.client.post("/v1/predict", files=predict_files(), headers=h.auth(key))
+
+        with caplog.at_level(logging.INFO, logger="dream.server"):
+            worker = threading.Thread(target=call)
+            worker.start()
+            worker.join(1.0)
+            assert worker.is_alive() and "r" not in answer  # held, not refused
+            tiny.TinyRunner.load_gate.set()
+            worker.join(30)
+        assert answer["r"].status_code == 200 and _kinds(h, key) == ["debit", "credit"]
+        held = [rec for rec in caplog.records if "holding a request" in rec.getMessage()]
+        assert held and all(rec.levelno == logging.INFO for rec in held)
+        assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    finally:
+        tiny.TinyRunner.load_gate = None
+
+
+def test_a_hold_that_outlasts_loading_ends_in_a_503_logged_at_info(make_client, caplog) -> None:
+    tiny.TinyRunner.load_gate = threading.Event()
+    try:
+        h = make_client(wait_ready=False, warmup_hold_s=0.2)
+        with caplog.at_level(logging.INFO, logger="dream.server"):
+            r = h.client.post("/v1/predict", files=predict_files(), headers=h.auth(h.key()))
+        assert r.status_code == 503 and "still loading" in r.json()["detail"] and r.headers["retry-after"] == "1"
+        assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    finally:
+        tiny.TinyRunner.load_gate.set()
         tiny.TinyRunner.load_gate = None
 
 

@@ -286,3 +286,18 @@ def test_results_round_trip_through_their_idempotency_record_json() -> None:
     older = json.loads(json.dumps(single.meta()))
     del older["fused"]  # records written before `fused` existed
     assert SingleResult.from_stored(StoredResult(older, b"mp4")).fused == 1
+
+
+def test_batcher_runs_specs_that_may_not_fuse_alone() -> None:
+    calls: list[int] = []
+
+    def run(items: list[BatchItem]) -> _FakeResult:
+        calls.append(len(items))
+        return _FakeResult(items)
+
+    async def main() -> None:
+        b = DynamicBatcher(run, window_s=30.0, max_batch=3, fusable=lambda slug: False)
+        await asyncio.gather(*(b.submit(_item(seed=s)) for s in range(3)))
+
+    asyncio.run(main())
+    assert calls == [1, 1, 1]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,8 +47,10 @@ TINY_SLASH = dataclasses.replace(TINY, slug="tests/tiny-16")
 
 
 class TinyRunner(Runner):
+    batch_invariant = True  # each rollout is computed on its own
     load_gate: threading.Event | None = None
     calls: list[int] = []  # K of every rollout call (engine work happened)
+    on_chunk: Callable[[int], None] | None = None  # called (on the engine thread) before streamed chunk i
 
     @classmethod
     def weights_status(cls, spec: EngineSpec, weights: str | None = None) -> WeightsStatus:
@@ -56,6 +60,8 @@ class TinyRunner(Runner):
         gate = type(self).load_gate
         if gate is not None:
             gate.wait(30)
+        # A slow model in a server subprocess (the warm-up scenario of the differential test).
+        time.sleep(float(os.environ.get("TINY_LOAD_DELAY_S", "0")))
 
     def rollout(
         self, frames: np.ndarray, actions: np.ndarray, *, seeds: Sequence[int], num_steps: int | None, guidance: float | None
@@ -73,6 +79,17 @@ class TinyRunner(Runner):
                 cur = np.clip(np.roll(cur, (dy, dx), axis=(0, 1)) + 1, 0, 255)
                 out[k, t + 1] = cur
         return out
+
+    def rollout_chunks(
+        self, frames: np.ndarray, actions: np.ndarray, *, seeds: Sequence[int], num_steps: int | None,
+        guidance: float | None, chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        out = self.rollout(frames, actions, seeds=seeds, num_steps=num_steps, guidance=guidance)
+        yield out[:, :1]
+        for i, t in enumerate(range(1, out.shape[1], chunk_actions)):
+            if TinyRunner.on_chunk is not None:
+                TinyRunner.on_chunk(i)
+            yield out[:, t : t + chunk_actions]
 
 
 def install() -> EngineSpec:

@@ -13,6 +13,7 @@ pytest.importorskip("pyarrow")
 from fastapi.testclient import TestClient
 
 from dream.io import RolloutSink
+from dream.io._records import is_ok
 from dream.io.types import RolloutRecord
 from dream.view import open_view
 
@@ -22,7 +23,7 @@ def _copy_rows(bulk_output: Path, sink: RolloutSink) -> None:
     import pyarrow.parquet as pq
 
     for entry in pq.read_table(bulk_output / "metadata.parquet").to_pylist():
-        if entry["status"] == "ok":
+        if is_ok(entry):
             sink.write(RolloutRecord(entry["row_id"], (bulk_output / entry["file_name"]).read_bytes(), entry))
         else:
             sink.write_failure(RolloutRecord(entry["row_id"], b"", entry))

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 from dream.client.base import (
     DEFAULT_TIMEOUT_S,
     BaseClient,
+    _sleep_of,
     actions_bytes_arg,
     check_on_error,
     estimate_from,
     frame_bytes_arg,
     outcome_of,
     price_from_specs,
+    resolve_spec,
 )
 from dream.client.sync_client import _frames_of
 
@@ -44,9 +46,11 @@ class AsyncClient(BaseClient):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine,
+            threads=threads,
         )
         self._transport_obj: AsyncTransport | None = None
 
@@ -57,7 +61,7 @@ class AsyncClient(BaseClient):
                 from dream.client.async_transport import ThreadedAsyncTransport
                 from dream.client.local import LocalTransport
 
-                self._transport_obj = ThreadedAsyncTransport(LocalTransport(self._engine))
+                self._transport_obj = ThreadedAsyncTransport(LocalTransport(self._engine, threads=self.threads))
             else:
                 from dream.client.http import AsyncHttpTransport
 
@@ -172,7 +176,7 @@ class AsyncClient(BaseClient):
         num_steps: int | None = None,
         guidance: float | None = None,
         seed: int = 0,
-        retries: int = 2,
+        retries: int | None = None,
         resume: bool = True,
     ) -> PredictManyResult:
         """Async `Client.predict_many` (concurrency bounded by an asyncio semaphore)."""
@@ -180,7 +184,9 @@ class AsyncClient(BaseClient):
         from dream._retry import RetryPolicy
 
         mode = check_on_error(on_error)
-        # The bulk runner retries rows itself; a second retry layer underneath would multiply attempts.
+        # An unknown spec fails here, before any row; the resolved default is what rows record.
+        run_spec = resolve_spec(await self._specs_or_none(), spec)
+        # Rows are retried by the runner with this client's policy; one layer only.
         bulk_client = self if self.is_local else self.with_options(retry_policy=RetryPolicy(max_attempts=1))
         transport = bulk_client._transport
 
@@ -194,22 +200,30 @@ class AsyncClient(BaseClient):
 
         try:
             return await run_predict_many_async(
-                src, sink, predict=predict, spec=spec, concurrency=concurrency, on_error=mode, retries=retries,
+                src, sink, predict=predict, spec=run_spec, concurrency=concurrency, on_error=mode, retries=retries,
+                retry_policy=self.retry_policy, **_sleep_of(transport),
                 progress=progress, num_steps=num_steps, guidance=guidance, seed=seed, resume=resume,
             )
         finally:
             if bulk_client is not self:
                 await bulk_client.close()
 
+    async def _specs_or_none(self) -> Any:
+        """The specs answer, or None when it cannot be had (then nothing is checked and
+        the documented fallback price applies, sdk-surface §17.3)."""
+        from dream.errors import DreamError
+
+        try:
+            return await self._transport.specs()
+        except DreamError:
+            return None
+
     async def estimate_cost(
         self, src: IterableSource, *, spec: str | None = None, frames_per_row: int | None = None
     ) -> CostEstimate:
         """Async `Client.estimate_cost`."""
-        try:
-            specs = await self._transport.specs()
-        except Exception:
-            specs = None
-        slug, price = price_from_specs(specs, spec)
+        specs = await self._specs_or_none()
+        slug, price = price_from_specs(specs, resolve_spec(specs, spec))
         try:
             wall_s = await self._transport.rollout_wall_s(slug or None)
         except Exception:

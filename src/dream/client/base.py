@@ -49,7 +49,10 @@ class BaseClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
+        from dream.engine.threads import check_threads
+
         self.api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self.timeout_s = float(timeout_s)
@@ -57,6 +60,10 @@ class BaseClient:
         if engine is not None and self.base_url:
             raise ValueError("engine= is for the embedded transport; it cannot be combined with a base_url")
         self._engine = engine
+        self.threads = check_threads(threads)
+        if threads is not None and (self.base_url or engine is not None):
+            where = "a base_url" if self.base_url else "engine= (give Engine(threads=...) instead)"
+            raise ValueError(f"threads= sets up the embedded engine this client creates; it cannot be combined with {where}")
 
     @property
     def is_local(self) -> bool:
@@ -119,6 +126,43 @@ def outcome_of(pr: PredictResponse, *, seed: int, num_steps: int | None, frames:
         seed=seed,
         num_steps=num_steps,
     )
+
+
+def _sleep_of(transport: Any) -> dict[str, Any]:
+    """`sleep=` for the bulk runner: the transport's injected retry sleep, if it has one."""
+    sleep = getattr(transport, "_sleep", None)
+    return {"sleep": sleep} if callable(sleep) else {}
+
+
+def served_slugs(specs: Any) -> list[str]:
+    """The slugs a /v1/specs answer lists (rich entries, or an older server's bare strings)."""
+    entries = specs.get("specs") if isinstance(specs, dict) else specs
+    out: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        slug = entry.get("slug") if isinstance(entry, dict) else entry
+        if isinstance(slug, str):
+            out.append(slug)
+    return out
+
+
+def resolve_spec(specs: Any, spec: str | None) -> str | None:
+    """The slug a run will use: `spec`, else the default the specs answer names.
+
+    Raises ModelNotFoundError, naming the served slugs, when the answer lists specs and
+    `spec` is not one of them (so a typo fails before any row, not on every row).
+    """
+    from dream.errors import ModelNotFoundError
+
+    slugs = served_slugs(specs)
+    if spec is None:
+        default = specs.get("default_spec") if isinstance(specs, dict) else None
+        return str(default) if default else None
+    if slugs and spec not in slugs:
+        raise ModelNotFoundError(
+            f"unknown spec {spec!r}; served here: {', '.join(repr(s) for s in slugs)}",
+            status_code=404,
+        )
+    return spec
 
 
 def price_from_specs(specs: Any, spec: str | None, fallback: float = 0.0005) -> tuple[str, float]:

@@ -42,8 +42,9 @@ class LocalTransport(Transport):
     kind = "local"
     base_url = ""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, *, threads: int | None = None) -> None:
         self._engine = engine
+        self._threads = threads  # torch CPU threads of the engine created here (None: the policy's)
         self._engine_lock = threading.Lock()
         self._latency = RollingLatency()
         self._started = time.time()
@@ -57,7 +58,7 @@ class LocalTransport(Transport):
                 if self._engine is None:
                     from dream.engine.engine import Engine
 
-                    self._engine = Engine()
+                    self._engine = Engine(threads=self._threads)
         return self._engine
 
     # ----------------------------------------------------------------- catalog

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any
 from dream.client.base import (
     DEFAULT_TIMEOUT_S,
     BaseClient,
+    _sleep_of,
     actions_bytes_arg,
     check_on_error,
     estimate_from,
     frame_bytes_arg,
     outcome_of,
     price_from_specs,
+    resolve_spec,
 )
 
 if TYPE_CHECKING:
-    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome
+    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome, RowPredictor
     from dream._retry import RetryPolicy
     from dream.client.transport import Transport
     from dream.engine.engine import Engine
@@ -37,6 +39,22 @@ def _frames_of(actions_bytes: bytes) -> int:
     return int(arr.shape[0]) + 1 if arr.ndim >= 1 else 0
 
 
+def row_predictor(
+    transport: Transport, *, spec: str | None, seed: int, num_steps: int | None, guidance: float | None
+) -> RowPredictor:
+    """The bulk runners' `predict(frame_bytes, actions_bytes, idempotency_key)` over a transport."""
+
+    def predict(frame_bytes: bytes, actions_bytes: bytes, idempotency_key: str) -> RowOutcome:
+        frames = _frames_of(actions_bytes)
+        pr = transport.predict_bytes(
+            frame_bytes=frame_bytes, actions_bytes=actions_bytes, seed=seed, num_steps=num_steps,
+            guidance=guidance, spec=spec, idempotency_key=idempotency_key,
+        )
+        return outcome_of(pr, seed=seed, num_steps=num_steps, frames=frames)
+
+    return predict
+
+
 class Client(BaseClient):
     """Entry point of the SDK.
 
@@ -44,6 +62,8 @@ class Client(BaseClient):
     model works on a CPU out of the box). ``Client(base_url="http://host:8000")`` (or
     ``DREAM_BASE_URL``) talks to a ``dream serve`` server or the hosted service with
     ``api_key`` (or ``DREAM_API_KEY``). Models, results and errors are the same either way.
+    ``threads`` sets the embedded engine's torch CPU threads (default: the CPUs this
+    process may use, `dream.engine.threads.usable_cpus`); output bytes do not depend on it.
     """
 
     def __init__(
@@ -54,9 +74,11 @@ class Client(BaseClient):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_policy: RetryPolicy | None = None,
         engine: Engine | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, retry_policy=retry_policy, engine=engine,
+            threads=threads,
         )
         self._transport_obj: Transport | None = None
 
@@ -68,7 +90,7 @@ class Client(BaseClient):
             if self.is_local:
                 from dream.client.local import LocalTransport
 
-                self._transport_obj = LocalTransport(self._engine)
+                self._transport_obj = LocalTransport(self._engine, threads=self.threads)
             else:
                 from dream.client.http import HttpTransport
 
@@ -194,50 +216,56 @@ class Client(BaseClient):
         num_steps: int | None = None,
         guidance: float | None = None,
         seed: int = 0,
-        retries: int = 2,
+        retries: int | None = None,
         resume: bool = True,
     ) -> PredictManyResult:
         """Run one rollout per source row and write each to `sink`.
 
         Streams `src` through `concurrency` workers (memory bounded by the pool, not the
-        dataset), retries transient failures `retries` times with backoff, records failed
-        rows (``on_error="skip"``) or stops at the first (``"halt"``), and with `resume`
-        skips rows the sink already holds. Returns counts, failures, cost and wall time.
+        dataset), retries transient failures by the client's `RetryPolicy` (`retries` + 1
+        attempts when `retries` is given), records failed rows (``on_error="skip"``) or
+        stops at the first (``"halt"``), and with `resume` skips rows the sink already
+        holds from a run with the same spec and sampling parameters (the others are
+        redone). An unknown `spec` raises ModelNotFoundError before any row. Returns
+        counts, failures, cost and wall time.
         """
         from dream._bulk import run_predict_many
         from dream._retry import RetryPolicy
 
         mode = check_on_error(on_error)
-        # The bulk runner retries rows itself; a second retry layer underneath would multiply attempts.
+        # An unknown spec fails here, before any row; the resolved default is what rows record.
+        run_spec = resolve_spec(self._specs_or_none(), spec)
+        # Rows are retried by the runner with this client's policy; one layer only.
         bulk_client = self if self.is_local else self.with_options(retry_policy=RetryPolicy(max_attempts=1))
         transport = bulk_client._transport
 
-        def predict(frame_bytes: bytes, actions_bytes: bytes, idempotency_key: str) -> RowOutcome:
-            frames = _frames_of(actions_bytes)
-            pr = transport.predict_bytes(
-                frame_bytes=frame_bytes, actions_bytes=actions_bytes, seed=seed, num_steps=num_steps,
-                guidance=guidance, spec=spec, idempotency_key=idempotency_key,
-            )
-            return outcome_of(pr, seed=seed, num_steps=num_steps, frames=frames)
-
+        predict = row_predictor(transport, spec=spec, seed=seed, num_steps=num_steps, guidance=guidance)
         try:
             return run_predict_many(
-                src, sink, predict=predict, spec=spec, concurrency=concurrency, on_error=mode, retries=retries,
+                src, sink, predict=predict, spec=run_spec, concurrency=concurrency, on_error=mode, retries=retries,
+                retry_policy=self.retry_policy, **_sleep_of(transport),
                 progress=progress, num_steps=num_steps, guidance=guidance, seed=seed, resume=resume,
             )
         finally:
             if bulk_client is not self:
                 bulk_client.close()
 
+    def _specs_or_none(self) -> Any:
+        """The specs answer, or None when it cannot be had (then nothing is checked and
+        the documented fallback price applies, sdk-surface §17.3)."""
+        from dream.errors import DreamError
+
+        try:
+            return self._transport.specs()
+        except DreamError:
+            return None
+
     def estimate_cost(
         self, src: IterableSource, *, spec: str | None = None, frames_per_row: int | None = None
     ) -> CostEstimate:
         """Rows, frames, USD and estimated engine time of running `src` on `spec`."""
-        try:
-            specs = self._transport.specs()
-        except Exception:  # any failure → the documented fallback price (sdk-surface §17.3)
-            specs = None
-        slug, price = price_from_specs(specs, spec)
+        specs = self._specs_or_none()
+        slug, price = price_from_specs(specs, resolve_spec(specs, spec))
         try:
             wall_s = self._transport.rollout_wall_s(slug or None)
         except Exception:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from dream.engine import specs as spec_registry
 from dream.engine.runner import Runner, WeightsStatus, runner_class
 from dream.engine.specs import DEFAULT_SPEC, EngineSpec
+from dream.engine.threads import check_threads, prepare_torch_env, set_torch_threads
 from dream.errors import EngineError, InputValidationError, ModelNotFoundError, WeightsNotFoundError
 from dream.inputs import check_actions, fit_frame
 
@@ -34,6 +35,8 @@ MAX_NUM_STEPS = 1000
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
 MAX_BATCH = 256
+
+MAX_COALESCED = 32  # rows fused into one coalesced call at most
 
 _T = TypeVar("_T")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +65,7 @@ class EngineResult:
     guidance: float | None
     seeds: tuple[int, ...]
     warnings: tuple[str, ...] = field(default=())
+    fused: int = 1  # rollouts that shared the engine call (coalesced predicts: wall_ms is the call's)
 
     @property
     def k(self) -> int:
@@ -74,6 +78,74 @@ class EngineResult:
     def cost_usd(self) -> float:
         """Charge for every rollout in this result at the spec's price."""
         return self.spec.cost_usd(self.num_frames - 1, k=self.k)
+
+
+class _Group:
+    """Concurrent predicts waiting to run as one fused call (Engine._coalesced)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[np.ndarray, np.ndarray, object]] = []
+        self.done = threading.Event()
+        self.results: list[EngineResult] | None = None
+        self.errors: list[BaseException | None] | None = None
+
+
+class RolloutStream:
+    """K rollouts being computed chunk by chunk (`Engine.stream`).
+
+    ``next_chunk`` runs the next chunk on the engine's model thread and returns it as
+    uint8 (K, n, H, W, 3), or None once all T + 1 frames have come; ``close`` stops it
+    early. Chunks arrive in order; frame 0 (the start frames) comes first, alone.
+    """
+
+    def __init__(self, engine: Engine, spec: EngineSpec, chunks: Iterator[np.ndarray], k: int, T: int) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.k = k
+        self.num_frames = T + 1  # per rollout
+        self.frames_done = 0
+        self.wall_ms = 0.0  # model-thread time so far
+        self._chunks = chunks
+
+    @property
+    def done(self) -> bool:
+        return self.frames_done >= self.num_frames
+
+    def next_chunk(self) -> np.ndarray | None:
+        if self.done:
+            return None
+
+        def step() -> np.ndarray:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                raise EngineError(
+                    f"{self.spec.slug} runner stopped after {self.frames_done} of {self.num_frames} frames"
+                ) from None
+            except (InputValidationError, EngineError):
+                raise
+            except Exception as exc:
+                raise EngineError(f"{self.spec.slug} rollout failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self.wall_ms += (time.perf_counter() - t0) * 1000.0
+            return chunk
+
+        chunk = self.engine.on_engine_thread(step)
+        h, w = self.spec.resolution
+        n = int(chunk.shape[1]) if chunk.ndim == 5 else -1
+        if tuple(chunk.shape) != (self.k, n, h, w, 3) or n < 1 or self.frames_done + n > self.num_frames:
+            raise EngineError(f"{self.spec.slug} runner yielded a chunk of shape {tuple(chunk.shape)} after "
+                              f"{self.frames_done} of {self.num_frames} frames of K={self.k} rollouts")
+        self.frames_done += n
+        return chunk
+
+    def close(self) -> None:
+        """Stop computing (the generator is closed on the model thread)."""
+        chunks, self._chunks = self._chunks, iter(())
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            self.engine.on_engine_thread(close)
 
 
 def validate_num_steps(num_steps: object) -> int | None:
@@ -135,8 +207,15 @@ class Engine:
             the default model). Unknown slugs raise `ModelNotFoundError`.
         device: "cpu", "cuda", "cuda:1"…; None picks CUDA when available.
         dtype: runner dtype override ("float32", "bfloat16"); None: the family default.
-        threads: torch CPU threads; None leaves torch's default.
+        threads: torch CPU threads; None: the CPUs this process may use (affinity and
+            cgroup quota; `dream.engine.threads`). OpenMP is set to sleep, not spin,
+            while it waits, unless torch was imported first or ``OMP_WAIT_POLICY`` is set.
         weights: per-slug weights file or folder overrides.
+        coalesce: concurrent `predict` calls with the same spec, length and sampling
+            parameters run as one fused call. None: for batch-invariant runners
+            (`Runner.batch_invariant`, whose fused rows are byte-identical to single
+            ones) on an accelerator, not on CPU, where fusing measured no real gain;
+            True: for every runner, on any device; False: never.
     """
 
     def __init__(
@@ -147,6 +226,7 @@ class Engine:
         dtype: str | None = None,
         threads: int | None = None,
         weights: Mapping[str, str] | None = None,
+        coalesce: bool | None = None,
     ) -> None:
         slugs = list(specs) if specs is not None else [s.slug for s in spec_registry.all_specs()]
         if not slugs:
@@ -157,7 +237,8 @@ class Engine:
         self.default_slug = DEFAULT_SPEC if DEFAULT_SPEC in self._specs else slugs[0]
         self._device = device
         self.dtype = dtype
-        self.threads = threads
+        self.threads = check_threads(threads)
+        prepare_torch_env()
         self._weights = dict(weights or {})
         self._runners: dict[str, Runner] = {}
         self._load_lock = threading.Lock()
@@ -166,6 +247,12 @@ class Engine:
         self._worker_ident: int | None = None
         self._worker_pid = 0
         self._ms_per_frame: dict[str, float] = {}  # single-rollout wall per output frame, smoothed
+        if coalesce is not None and not isinstance(coalesce, bool):
+            raise ValueError(f"coalesce must be None, True or False; got {coalesce!r}")
+        self.coalesce = coalesce
+        self._groups: dict[tuple, _Group] = {}  # open coalescing groups by key
+        self._groups_lock = threading.Lock()
+        self._coalesce_run = threading.Lock()  # held by the group whose fused call runs
 
     # ----------------------------------------------------------------- catalog
 
@@ -203,6 +290,7 @@ class Engine:
     @property
     def device(self) -> str:
         if self._device is None:
+            prepare_torch_env()
             import torch
 
             self._device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -249,8 +337,7 @@ class Engine:
             raise WeightsNotFoundError(status.message or f"weights for {spec.slug} are not available")
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        set_torch_threads(self.threads)
         device = self.device
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = False
@@ -324,11 +411,99 @@ class Engine:
         guidance: float | None = None,
         seed: int = 0,
     ) -> EngineResult:
-        """One rollout: uint8 (H, W, 3) + float (T, A) → frames (1, T + 1, H', W', 3)."""
+        """One rollout: uint8 (H, W, 3) + float (T, A) → frames (1, T + 1, H', W', 3).
+
+        Calls from several threads may be fused into one engine call (`coalesce`); each
+        gets its own row, the same bytes it would get alone for a batch-invariant runner.
+        """
         s = self.spec(spec)
         frame = self.prepare_frame(s, frame)
         acts = self.prepare_actions(s, actions)
+        if self.coalesces(s.slug):
+            return self._coalesced(s, frame, acts, seed, num_steps, guidance)
         return self._run(s, frame[None], acts[None], [seed], num_steps, guidance)
+
+    def batch_invariant(self, slug: str | None = None) -> bool:
+        """Whether `slug`'s runner declares its rows' bytes independent of their batch."""
+        spec = self.spec(slug)
+        runner = self._runners.get(spec.slug)
+        cls = type(runner) if runner is not None else runner_class(spec.runner)
+        return bool(getattr(cls, "batch_invariant", False))
+
+    def coalesces(self, slug: str | None = None) -> bool:
+        """Whether concurrent `predict` calls of `slug` are fused (see `coalesce`)."""
+        if self.coalesce is not None:
+            return self.coalesce
+        # On CPU the fused call bought little or nothing over single calls (bench/bulk_overhead.py
+        # --fusion on a shared 2-core VM: 0.84-1.2x), so by default only accelerators fuse.
+        return self.batch_invariant(slug) and not self.device.startswith("cpu")
+
+    def _coalesced(
+        self, spec: EngineSpec, frame: np.ndarray, acts: np.ndarray, seed: object, num_steps: object, guidance: object
+    ) -> EngineResult:
+        # The first caller of a key leads its group: it waits for the engine to be free
+        # (the previous group's call), and every caller that arrives meanwhile joins.
+        key = (spec.slug, acts.shape[0], num_steps, guidance)
+        with self._groups_lock:
+            group = self._groups.get(key)
+            leader = group is None
+            if leader:
+                group = self._groups[key] = _Group()
+            index = len(group.items)
+            group.items.append((frame, acts, seed))
+            if len(group.items) >= MAX_COALESCED:
+                self._groups.pop(key, None)  # full: later callers start a new group
+        if leader:
+            with self._coalesce_run:
+                with self._groups_lock:
+                    if self._groups.get(key) is group:
+                        del self._groups[key]
+                self._run_group(spec, group, num_steps, guidance)
+        else:
+            group.done.wait()
+        if group.errors is not None:
+            error = group.errors[index]
+            if error is not None:
+                raise error
+        assert group.results is not None
+        return group.results[index]
+
+    def _run_group(self, spec: EngineSpec, group: _Group, num_steps: object, guidance: object) -> None:
+        import numpy as np
+
+        items = group.items
+        try:
+            if len(items) == 1:
+                frame, acts, seed = items[0]
+                group.results = [self._run(spec, frame[None], acts[None], [seed], num_steps, guidance)]
+                return
+            try:
+                fused = self._run(
+                    spec, np.stack([f for f, _, _ in items]), np.stack([a for _, a, _ in items]),
+                    [s for _, _, s in items], num_steps, guidance,
+                )
+            except Exception:
+                # One bad row must not fail its neighbours: run them one by one.
+                results: list[EngineResult | None] = []
+                errors: list[BaseException | None] = []
+                for frame, acts, seed in items:
+                    try:
+                        results.append(self._run(spec, frame[None], acts[None], [seed], num_steps, guidance))
+                        errors.append(None)
+                    except Exception as exc:
+                        results.append(None)
+                        errors.append(exc)
+                group.results, group.errors = results, errors  # type: ignore[assignment]
+                return
+            group.results = [
+                EngineResult(fused.spec, fused.frames[k : k + 1], fused.wall_ms, fused.num_steps, fused.guidance,
+                             (fused.seeds[k],), fused.warnings, fused=len(items))
+                for k in range(len(items))
+            ]
+        except BaseException as exc:
+            group.errors = [exc] * len(items)
+        finally:
+            group.done.set()
 
     def predict_batch(
         self,
@@ -417,6 +592,46 @@ class Engine:
         if tuple(out.shape) != expected:
             raise EngineError(f"{spec.slug} runner returned shape {tuple(out.shape)}; expected {expected}")
         return EngineResult(spec, out, wall_ms, steps, g, seed_values, notes)
+
+    def stream(
+        self,
+        frames: Sequence[np.ndarray],
+        actions: np.ndarray,
+        *,
+        spec: str | None = None,
+        seeds: Sequence[int],
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        chunk_frames: int = 64,
+    ) -> RolloutStream:
+        """K rollouts computed a chunk at a time: 1 or K start frames + (K, T, A) actions.
+
+        Validates like `predict_batch` / `predict_fused`, then returns a `RolloutStream`
+        whose ``next_chunk`` runs one chunk of about `chunk_frames` frames (over all K
+        rollouts) on the model thread. Other engine calls can run between chunks, and
+        memory holds one chunk rather than K × (T + 1) frames. The chunks concatenate to
+        what `predict_batch` / `predict_fused` return.
+        """
+        import numpy as np
+
+        s = self.spec(spec)
+        if not isinstance(actions, np.ndarray) or actions.ndim != 3 or actions.shape[0] == 0:
+            raise InputValidationError(
+                f"actions for a stream must be 3-D (K, T, action_dim), K >= 1; got shape {tuple(getattr(actions, 'shape', ()))}"
+            )
+        k = actions.shape[0]
+        if len(frames) not in (1, k) or len(seeds) != k:
+            raise ValueError(f"a stream needs 1 or K start frames and K seeds; got {len(frames)} and {len(seeds)} for K={k}")
+        fitted = np.stack([self.prepare_frame(s, f) for f in frames])
+        acts = np.stack([self.prepare_actions(s, a, f"actions[{i}]") for i, a in enumerate(actions)])
+        steps, g, seed_values, _ = self.check_params(s, num_steps, guidance, list(seeds))
+        runner = self.runner(s.slug)
+        per_chunk = max(1, int(chunk_frames) // k)
+        chunk_actions = max(s.chunk_size, per_chunk - per_chunk % s.chunk_size)
+        chunks = runner.rollout_chunks(
+            fitted, acts, seeds=seed_values, num_steps=steps, guidance=g, chunk_actions=chunk_actions
+        )
+        return RolloutStream(self, s, chunks, k, int(acts.shape[1]))
 
     def rollout_wall_s(self, slug: str | None = None, *, measure: bool = True) -> float | None:
         """Engine wall of one canonical single rollout of `slug` on this machine.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,8 +41,10 @@ class Runner(ABC):
     onto the device) → ``warmup`` → ``rollout`` many times, possibly from several threads
     one at a time (the engine serialises calls).
 
-    ``batch_invariant``: True when each row of a fused `rollout` is byte-identical to the
-    same rollout alone, whatever its batch neighbours and the torch thread count.
+    ``batch_invariant``: a runner sets it True when each rollout's output bytes do not
+    depend on what else shares its `rollout` call (nor on the torch thread count). Only
+    then do bulk runs and the server fuse independent requests into one call by default:
+    fused, every row stays byte-identical to its own single predict.
     """
 
     batch_invariant: bool = False
@@ -98,6 +100,30 @@ class Runner(ABC):
         num_steps / guidance: None means the spec's default.
         Returns uint8 (K, T + 1, H, W, 3); frame 0 of each rollout is its start frame.
         """
+
+    def rollout_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        num_steps: int | None,
+        guidance: float | None,
+        chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        """`rollout`, yielded as it is computed: uint8 (K, n, H, W, 3) chunks whose
+        concatenation along axis 1 equals what `rollout` returns.
+
+        The first chunk is frame 0 alone; each later one covers up to `chunk_actions`
+        actions (a multiple of the spec's chunk_size). The engine runs every ``next`` on
+        its model thread and may run other work between two of them. This default
+        computes the whole rollout before yielding it; families that can step override it
+        so that memory holds one chunk, not the rollout.
+        """
+        out = self.rollout(frames, actions, seeds=seeds, num_steps=num_steps, guidance=guidance)
+        yield out[:, :1]
+        yield out[:, 1:]
+
 
 
 def runner_class(family: str) -> type[Runner]:

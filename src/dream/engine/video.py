@@ -36,39 +36,91 @@ def _av():
     return av
 
 
-def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
-    """Encode uint8 (T, H, W, 3) RGB frames as an H.264 mp4 at `fps` frames per second."""
-    import numpy as np
+class Mp4Writer:
+    """An H.264 mp4 written chunk by chunk: memory holds one chunk of frames, not the video.
 
-    av = _av()
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"encode_mp4 expects uint8 (T, H, W, 3); got {frames.dtype} {tuple(frames.shape)}")
-    t, h, w, _ = frames.shape
-    if t == 0:
-        raise ValueError("encode_mp4 needs at least one frame")
-    if h % 2 or w % 2:
-        # yuv420p needs even sizes: repeat the last row/column.
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    buf = io.BytesIO()
-    container = av.open(buf, mode="w", format="mp4", options={"fflags": "+bitexact"})
-    try:
-        stream = container.add_stream(CODEC, rate=fps, options=dict(X264_OPTIONS))
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
+    ``write`` takes uint8 (n, H, W, 3) RGB chunks of one size; ``finish`` flushes the
+    encoder and returns the file. The bytes equal `encode_mp4` of all the chunks at once:
+    libx264 here has no lookahead (zerolatency, one thread), so where chunks split the
+    frames changes nothing.
+    """
+
+    def __init__(self, fps: int) -> None:
+        self.fps = fps
+        self._buf = io.BytesIO()
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None  # (H, W) as sent
+        self.frames = 0
+
+    def _open(self, h: int, w: int) -> None:
+        av = _av()
+        self._container = av.open(self._buf, mode="w", format="mp4", options={"fflags": "+bitexact"})
+        stream = self._container.add_stream(CODEC, rate=self.fps, options=dict(X264_OPTIONS))
+        stream.width = w + w % 2  # yuv420p needs even sizes: the last row/column is repeated
+        stream.height = h + h % 2
         stream.pix_fmt = PIX_FMT
         stream.thread_count = X264_THREADS
         stream.thread_type = "SLICE"
         stream.codec_context.flags |= int(av.codec.context.Flags.bitexact)
-        for i in range(t):
+        self._stream = stream
+        self._size = (h, w)
+
+    def write(self, frames: np.ndarray) -> None:
+        """Encode uint8 (n, H, W, 3) frames after those already written."""
+        import numpy as np
+
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"Mp4Writer.write expects uint8 (n, H, W, 3); got {frames.dtype} {tuple(frames.shape)}")
+        n, h, w, _ = frames.shape
+        if self._size is None:
+            if n == 0:
+                return
+            self._open(h, w)
+        elif (h, w) != self._size:
+            raise ValueError(f"Mp4Writer.write: frames are {h}x{w}, but this video is {self._size[0]}x{self._size[1]}")
+        if h % 2 or w % 2:
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        av = _av()
+        for i in range(n):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+            frame.pts = self.frames
+            self.frames += 1
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+
+    def finish(self) -> bytes:
+        """Flush the encoder, close the file and return its bytes."""
+        if self._container is None:
+            raise ValueError("an mp4 needs at least one frame")
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self.close()
+        return self._buf.getvalue()
+
+    def close(self) -> None:
+        """Release the encoder (after `finish`, or to abandon the video)."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
+
+
+def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
+    """Encode uint8 (T, H, W, 3) RGB frames as an H.264 mp4 at `fps` frames per second."""
+    import numpy as np
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"encode_mp4 expects uint8 (T, H, W, 3); got {frames.dtype} {tuple(frames.shape)}")
+    if frames.shape[0] == 0:
+        raise ValueError("encode_mp4 needs at least one frame")
+    writer = Mp4Writer(fps)
+    try:
+        writer.write(frames)
+        return writer.finish()
     finally:
-        container.close()
-    return buf.getvalue()
+        writer.close()
 
 
 def decode_mp4(data: bytes) -> np.ndarray:

@@ -205,6 +205,7 @@ def run_pusht_eval(
     progress: bool = True,
     *,
     batch_size: int = 25,
+    threads: int | None = None,
 ) -> EvalResult:
     """Evaluate pusht-96, repeat-start and the no-action model on held-out simulator episodes.
 
@@ -212,8 +213,13 @@ def run_pusht_eval(
         test range (`dream.sim.pusht.TEST_SEED_OFFSET`).
     horizons: frames to score; the rollouts are max(horizons) actions long.
     progress: show progress bars (episodes simulated, rollouts made) on stderr.
+    threads: torch CPU threads (default: the CPUs this process may use; `dream.engine.threads`).
     Raises ImportError naming ``pip install 'dream-engine[sim]'`` without gym-pusht.
     """
+    from dream.engine.threads import check_threads, set_torch_threads
+
+    check_threads(threads)
+    set_torch_threads(threads)
     from dream.sim.pusht import TEST_SEED_OFFSET, PushTSim, generate_episode
 
     horizons = tuple(int(h) for h in horizons)

@@ -20,9 +20,12 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
+_SUBMODULES = ("dreamdojo", "pusht", "pusht_files")  # `dream.examples.dreamdojo` without importing it by hand
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dream.examples.{name}")
     raise AttributeError(f"module 'dream.examples' has no attribute {name!r}")

@@ -1,25 +1,32 @@
 """What every sink writes per row, and the row-id rules every sink and the runner share.
 
 One metadata entry per row, the same in the dir journal (one JSON line), the S3 journal
-(one small JSON object) and every Parquet table (one row, explicit schema):
+(one small JSON object) and every Parquet table (one row). The layout is dream-engine
+0.5.0's (sdk-surface §16, §18.3), so code written for it reads our tables unchanged:
 
-    row_id          str    the source's row id
-    file_name       str    "<videos_subdir>/<row_id>.mp4" for ok rows, "" for failed ones
-    status          str    "ok" or "failed"
-    error           str    why the row failed (None for ok rows)
-    request_id      str    engine / server request id ("" when none)
-    spec            str    model slug the run asked for (None when not given)
-    seed            int    sampling seed
-    num_steps       int    sampler steps asked for (None: the spec's default)
-    guidance        float  guidance asked for (None: the spec's default)
-    frames          int    frames in the rollout video (start frame included; 0 if failed)
-    cost_usd        float  charge for the row (0.0 if failed)
-    engine_wall_ms  float  engine time for the row (0.0 if failed)
-    attempts        int    predict attempts made (retries included)
-    source_metadata str    the source row's metadata as JSON text
+    <source keys>        the source row's metadata, one column each, types as given
+    _source_<key>        a source value whose key collides with a reserved one below
+    request_id           str    engine / server request id ("" when none)
+    engine_wall_ms       float  engine time for the row (0.0 if failed)
+    estimated_charge_usd float  charge for the row (0.0 if failed)
+    status               int    the HTTP status: 200 for ok rows; for failed rows the
+                                status the server answers that error with (422, 500, …)
+    spec                 str    the model slug the row ran on (the resolved default too)
+    row_id               str    the source's row id
+    file_name            str    "<videos_subdir>/<row_id>.mp4" for ok rows, "" for failed
+    error                str    why the row failed (None for ok rows)          ┐ ours, not
+    attempts             int    predict attempts made (retries included)       │ in 0.5.0
+    frames               int    frames in the video (start frame included)     │
+    sampling_seed        int    the seed the run sampled with                  │
+    num_steps            int    sampler steps asked for (None: spec default)   │
+    guidance             float  guidance asked for (None: spec default)        ┘
 
-This module imports nothing heavy; `metadata_schema()` and `ParquetEntryWriter` import
-pyarrow when called.
+A source key keeps its own column (its type inferred over all rows: bool, int64,
+float64 or string; anything else, lists and dicts included, is written as JSON text).
+The sampling seed is not called `seed`, because sources use that name for their own
+(the product docs' data-augmentation example does).
+
+This module imports nothing heavy; the Parquet helpers import pyarrow when called.
 """
 
 from __future__ import annotations
@@ -28,37 +35,44 @@ import base64
 import datetime as _dt
 import json
 import math
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 IO_EXTRA_HINT = "pip install 'dream-engine[io]'"
 
-# (name, pyarrow type name) in column order.
-METADATA_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("row_id", "string"),
-    ("file_name", "string"),
-    ("status", "string"),
-    ("error", "string"),
-    ("request_id", "string"),
-    ("spec", "string"),
-    ("seed", "int64"),
-    ("num_steps", "int64"),
-    ("guidance", "float64"),
-    ("frames", "int64"),
-    ("cost_usd", "float64"),
-    ("engine_wall_ms", "float64"),
-    ("attempts", "int64"),
-    ("source_metadata", "string"),
-)
-COLUMN_NAMES = tuple(name for name, _ in METADATA_COLUMNS)
+# 0.5.0's reserved keys, then ours; a source key among them is kept as `_source_<key>`.
+SDK_KEYS: tuple[str, ...] = ("request_id", "engine_wall_ms", "estimated_charge_usd", "status", "spec")
+EXTRA_KEYS: tuple[str, ...] = ("error", "attempts", "frames", "sampling_seed", "num_steps", "guidance")
+RESERVED_KEYS: frozenset[str] = frozenset(SDK_KEYS + EXTRA_KEYS)
+# The sampling parameters a resumed run compares before it skips a finished row.
+PARAM_KEYS: tuple[str, ...] = ("spec", "sampling_seed", "num_steps", "guidance")
 
-# Keys of RolloutRecord.metadata that predict_many sets itself; anything else a record
-# carries (a user writing records by hand) is kept as source metadata.
-RECORD_KEYS = frozenset(COLUMN_NAMES) | {"estimated_charge_usd", "http_status"}
+# Columns whose type is fixed (pyarrow type names); source columns are inferred.
+KNOWN_TYPES: dict[str, str] = {
+    "request_id": "string",
+    "engine_wall_ms": "float64",
+    "estimated_charge_usd": "float64",
+    "status": "int64",
+    "spec": "string",
+    "row_id": "string",
+    "file_name": "string",
+    "error": "string",
+    "attempts": "int64",
+    "frames": "int64",
+    "sampling_seed": "int64",
+    "num_steps": "int64",
+    "guidance": "float64",
+}
+_SDK_TAIL = (*SDK_KEYS, "row_id", "file_name")  # 0.5.0's column order after the source keys
+# The columns every table has, in order (a run with no row writes these, no source column).
+BASE_COLUMNS: tuple[str, ...] = (*_SDK_TAIL, *EXTRA_KEYS)
 
+# Journal names of the two outcomes (S3 journal prefixes); the table says it by `status`.
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+HTTP_OK = 200
 
 _MAX_ROW_ID_BYTES = 200  # leaves room for ".mp4" and temp suffixes under the usual 255-byte name limit
 
@@ -154,7 +168,7 @@ def _opt_int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -168,47 +182,53 @@ def _opt_float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+def status_code(value: Any) -> int:
+    """The int status of an entry's `status` (our older journals said "ok" / "failed")."""
+    if value == STATUS_OK:
+        return HTTP_OK
+    if value == STATUS_FAILED:
+        return 500
+    code = _opt_int(value)
+    return HTTP_OK if code is None else code
+
+
+def is_ok(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry (or a 0.5.0 table row, status 200) is a finished, successful row."""
+    return 200 <= status_code(entry.get("status", HTTP_OK)) < 300
+
+
+def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """`metadata` as JSON values (numpy scalars to numbers, bytes summarised, NaN to None)."""
+    return json.loads(source_metadata_json(metadata))
+
+
 def entry_for(
     row_id: str, metadata: Mapping[str, Any] | None, *, file_name: str, failed: bool = False
 ) -> dict:
     """The metadata entry (one Parquet row) for a record.
 
-    `metadata` is a `RolloutRecord.metadata` as predict_many builds it (status, request_id,
-    …, source_metadata); keys it does not know are kept in `source_metadata`, so records
-    written by hand land in the table too.
+    `metadata` is a `RolloutRecord.metadata` as predict_many builds it (source keys at the
+    top level plus the reserved keys); a record written by hand may carry anything, and
+    its keys become columns all the same. The sink adds `row_id` and `file_name`.
     """
-    md = dict(metadata or {})
-    status = STATUS_FAILED if failed or md.get("status") == STATUS_FAILED else STATUS_OK
-    source = md.get("source_metadata")
-    extra = {k: v for k, v in md.items() if k not in RECORD_KEYS}
-    if isinstance(source, str) and not extra:
-        source_text = source  # already JSON text (an entry read back from a journal)
-    elif isinstance(source, Mapping):
-        source_text = source_metadata_json({**source, **extra})
-    else:
-        source_text = source_metadata_json(extra)
-    error = md.get("error")
-    return {
-        "row_id": row_id,
-        "file_name": "" if status == STATUS_FAILED else file_name,
-        "status": status,
-        "error": None if error is None else str(error),
-        "request_id": str(md.get("request_id") or ""),
-        "spec": None if md.get("spec") is None else str(md.get("spec")),
-        "seed": _opt_int(md.get("seed")),
-        "num_steps": _opt_int(md.get("num_steps")),
-        "guidance": _opt_float(md.get("guidance")),
-        "frames": _opt_int(md.get("frames")) or 0,
-        "cost_usd": _opt_float(md.get("cost_usd", md.get("estimated_charge_usd"))) or 0.0,
-        "engine_wall_ms": _opt_float(md.get("engine_wall_ms")) or 0.0,
-        "attempts": _opt_int(md.get("attempts")) or 1,
-        "source_metadata": source_text,
-    }
+    entry = _jsonable({str(k): v for k, v in (metadata or {}).items()})
+    status = status_code(entry.get("status", HTTP_OK))
+    if failed and 200 <= status < 300:
+        status = 500
+    entry["status"] = status
+    entry["row_id"] = row_id
+    entry["file_name"] = file_name if 200 <= status < 300 else ""
+    return entry
+
+
+def row_params(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampling parameters an entry recorded (only those it has a column for)."""
+    return {key: entry[key] for key in PARAM_KEYS if key in entry}
 
 
 def entry_to_line(entry: Mapping[str, Any]) -> bytes:
     """One journal line (JSON + newline)."""
-    return (json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return (json.dumps(entry, ensure_ascii=False, allow_nan=False, default=_json_default) + "\n").encode("utf-8")
 
 
 def iter_journal_lines(path: Path) -> Iterator[tuple[int, dict]]:
@@ -229,57 +249,117 @@ def iter_journal_lines(path: Path) -> Iterator[tuple[int, dict]]:
                 yield index, entry
 
 
-def metadata_schema() -> Any:
-    """The explicit pyarrow schema of the metadata table (never inferred from a row)."""
-    pa = require("pyarrow", "Writing the Parquet metadata table")
-    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
-    return pa.schema([pa.field(name, types[kind]) for name, kind in METADATA_COLUMNS])
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+def _column_type(kinds: set[str]) -> str:
+    if kinds == {"bool"}:
+        return "bool"
+    if kinds == {"int"}:
+        return "int64"
+    if kinds and kinds <= {"int", "float"}:
+        return "float64"
+    return "string"  # str, mixed, lists, dicts: JSON text for anything not a str
 
 
 class ParquetEntryWriter:
-    """Streams metadata entries into a Parquet file in fixed-size batches (bounded memory)."""
+    """Writes metadata entries as one Parquet table with bounded memory.
+
+    The columns are only known once every entry has been seen (a source key may first
+    appear in the last row), so entries are spooled to a temporary JSON Lines file while
+    their keys and value kinds are collected; `close()` fixes the schema (0.5.0's column
+    order, see the module docstring) and streams the spool into the file in batches.
+    """
 
     def __init__(self, where: Any, *, batch_rows: int = 2048) -> None:
-        pq = require("pyarrow.parquet", "Writing the Parquet metadata table")
+        self._pq = require("pyarrow.parquet", "Writing the Parquet metadata table")
         self._pa = require("pyarrow", "Writing the Parquet metadata table")
-        self._schema = metadata_schema()
-        self._writer = pq.ParquetWriter(where, self._schema, compression="zstd")
-        self._batch: list[dict] = []
+        self._where = where
+        self._spool = tempfile.TemporaryFile(prefix="dream-metadata-")  # noqa: SIM115
+        self._kinds: dict[str, set[str]] = {}  # insertion order = first appearance
         self._batch_rows = batch_rows
         self.rows = 0
 
     def add(self, entry: Mapping[str, Any]) -> None:
-        self._batch.append({name: entry.get(name) for name in COLUMN_NAMES})
-        if len(self._batch) >= self._batch_rows:
-            self._flush()
+        for key, value in entry.items():
+            kinds = self._kinds.setdefault(str(key), set())
+            if value is not None:
+                kinds.add(_kind(value))
+        self._spool.write(entry_to_line(entry))
+        self.rows += 1
 
     def add_all(self, entries: Iterable[Mapping[str, Any]]) -> None:
         for entry in entries:
             self.add(entry)
 
-    def _flush(self) -> None:
-        if self._batch:
-            batch = self._pa.RecordBatch.from_pylist(self._batch, schema=self._schema)
-            self._writer.write_batch(batch)
-            self.rows += len(self._batch)
-            self._batch = []
+    def schema(self) -> Any:
+        """The table's schema: source columns, `_source_*`, 0.5.0's columns, then ours."""
+        pa = self._pa
+        types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+        source = [k for k in self._kinds if k not in KNOWN_TYPES and not k.startswith("_source_")]
+        aliased = [k for k in self._kinds if k not in KNOWN_TYPES and k.startswith("_source_")]
+        fields = [pa.field(k, types[_column_type(self._kinds[k])]) for k in (*source, *aliased)]
+        fields += [pa.field(k, types[KNOWN_TYPES[k]]) for k in BASE_COLUMNS]
+        return pa.schema(fields)
 
     def close(self) -> None:
-        self._flush()
-        self._writer.close()
+        schema = self.schema()
+        converters = {f.name: _converter(str(f.type)) for f in schema}
+        writer = self._pq.ParquetWriter(self._where, schema, compression="zstd")
+        try:
+            self._spool.seek(0)
+            batch: list[dict] = []
+            for raw in self._spool:
+                entry = json.loads(raw)
+                batch.append({name: convert(entry.get(name)) for name, convert in converters.items()})
+                if len(batch) >= self._batch_rows:
+                    writer.write_batch(self._pa.RecordBatch.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
+                writer.write_batch(self._pa.RecordBatch.from_pylist(batch, schema=schema))
+        finally:
+            writer.close()
+            self._spool.close()
 
 
-def read_status_columns(source: Any) -> Iterator[tuple[str, str]]:
-    """(row_id, status) pairs of a metadata Parquet file (tables without `status` read as ok)."""
+def _converter(type_name: str) -> Any:
+    if type_name == "int64":
+        return _opt_int
+    if type_name == "double":
+        return _opt_float
+    if type_name == "bool":
+        return lambda v: None if v is None else bool(v)
+
+    def to_text(value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+    return to_text
+
+
+def read_finished_columns(source: Any) -> Iterator[tuple[str, bool, dict[str, Any]]]:
+    """(row_id, ok, sampling parameters) per row of a metadata Parquet file.
+
+    Reads our tables, our older ones (status "ok" / "failed") and 0.5.0's (status 200, no
+    sampling columns; a table without `status` lists only finished rows).
+    """
     pq = require("pyarrow.parquet", "Reading a Parquet metadata table")
     pf = pq.ParquetFile(source)
     names = set(pf.schema_arrow.names)
     if "row_id" not in names:
         return
-    columns = ["row_id", "status"] if "status" in names else ["row_id"]
+    columns = ["row_id", *(c for c in ("status", *PARAM_KEYS) if c in names)]
     for batch in pf.iter_batches(columns=columns, batch_size=4096):
-        ids = batch.column(0).to_pylist()
-        statuses = batch.column(1).to_pylist() if len(columns) == 2 else [STATUS_OK] * len(ids)
-        for row_id, status in zip(ids, statuses, strict=True):
-            if isinstance(row_id, str):
-                yield row_id, (status or STATUS_OK)
+        for row in batch.to_pylist():
+            if isinstance(row["row_id"], str):
+                yield row["row_id"], is_ok(row), row_params(row)

@@ -66,10 +66,11 @@ class IterableSource(ABC):
 class RolloutRecord:
     """One finished rollout on its way to a sink.
 
-    metadata (as `predict_many` builds it): status ("ok" / "failed"), error, request_id,
-    spec, seed, num_steps, guidance, frames, cost_usd (alias estimated_charge_usd),
-    engine_wall_ms, attempts, http_status, and source_metadata (the source row's own
-    metadata dict, nested so that its keys never collide with these).
+    metadata (as `predict_many` builds it, 0.5.0's layout): the source row's metadata at
+    the top level, overlaid with request_id, engine_wall_ms, estimated_charge_usd, status
+    (the int HTTP status: 200, or the failed row's error status) and spec; then ours:
+    error, attempts, frames, sampling_seed, num_steps, guidance. A source key that
+    collides with one of these is kept as `_source_<key>` (with one UserWarning per run).
     """
 
     row_id: str
@@ -85,10 +86,11 @@ class RolloutSink(ABC):
     must be idempotent and return the output URI).
 
     Optional hooks with safe defaults, which the built-in sinks implement:
-    `write_failure(record)` receives each failed row (empty mp4, metadata with status
-    "failed" and the error) so the sink can list it next to the successes, and
-    `finished_row_ids()` names the rows already durably written with status ok, which a
-    resumed run skips.
+    `write_failure(record)` receives each failed row (empty mp4, metadata with the
+    error's status and message) so the sink can list it next to the successes;
+    `finished_row_ids()` names the rows already durably written ok, and
+    `finished_rows()` maps them to the sampling parameters they recorded, so a resumed
+    run skips only the rows finished with the same spec and sampling parameters.
     """
 
     @abstractmethod
@@ -105,8 +107,14 @@ class RolloutSink(ABC):
         return None
 
     def finished_row_ids(self) -> set[str]:
-        """Row ids already written with status ok (resume skips them). Default: none."""
+        """Row ids already written ok (resume skips them). Default: none."""
         return set()
+
+    def finished_rows(self) -> dict[str, dict[str, Any]]:
+        """Finished row ids -> the sampling parameters recorded with them (`spec`,
+        `sampling_seed`, `num_steps`, `guidance`; a missing key matches anything).
+        Default: `finished_row_ids()` with no parameters recorded."""
+        return {row_id: {} for row_id in self.finished_row_ids()}
 
     # Factories (sdk-surface §18.1); each imports its implementation on first use.
 

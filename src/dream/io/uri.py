@@ -24,13 +24,14 @@ Sink URIs (`sink_from_uri`):
                                          pretty_name, endpoint)
 
 Options are passed to the factory as keyword arguments; options whose value is None are
-dropped (so a CLI can pass every flag it has); an option the factory does not take
-raises TypeError naming it. Options may also ride in the URI's query string, e.g.
-`hf://datasets/org/name?frame_field=image&actions_field=action&split=train` or
-`lerobot://org/name?horizon=48&stride=12&action_dim=384` (keyword arguments win over the
-query; integer, float, boolean and list options are converted, from the query and from
-string keyword arguments alike). Anything else raises ValueError
-listing the accepted forms.
+dropped (so a CLI can pass every flag it has). Text values (from `--source-opt k=v` or the
+URI's query string) are converted by the type the factory's parameter declares: int,
+float, bool (true/false, 1/0, yes/no, on/off), comma-separated int lists, JSON objects.
+An option the factory does not take, a required one that is missing, or a value that
+does not convert raises ValueError naming the option and the valid ones. Options may ride
+in the query, e.g. `hf://datasets/org/name?frame_field=image&actions_field=action` or
+`lerobot://org/name?horizon=48&stride=12` (keyword arguments win over the query).
+Anything else raises ValueError listing the accepted forms.
 """
 
 from __future__ import annotations
@@ -59,44 +60,15 @@ SINK_FORMS = (
 )
 
 
-_INT_OPTIONS = frozenset({"horizon", "stride", "chunk_size", "action_dim", "shard_rows", "prefetch"})
-_FLOAT_OPTIONS = frozenset({"fps"})
-_BOOL_OPTIONS = frozenset({"private", "fsync"})
-_INT_LIST_OPTIONS = frozenset({"episodes"})
-
-
-def _convert(key: str, value: str, uri: str) -> Any:
-    """A string option (URI query or CLI KEY=VALUE) as the type its factory takes."""
-    try:
-        if key in _INT_OPTIONS:
-            return int(value)
-        if key in _FLOAT_OPTIONS:
-            return float(value)
-        if key in _BOOL_OPTIONS:
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        if key in _INT_LIST_OPTIONS:
-            return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"option {key}={value!r} for {uri!r} is not valid") from None
-    return value
-
-
 def _split_query(uri: str, options: dict[str, Any]) -> str:
-    """Move `?k=v&…` options of `uri` into `options` (explicit options win); return the bare URI.
-
-    String values of explicit options (a CLI's KEY=VALUE) are converted like the query's.
-    """
-    for key, value in list(options.items()):
-        if isinstance(value, str):
-            options[key] = _convert(key, value, uri)
+    """Move `?k=v&…` options of `uri` into `options` (explicit options win); return the bare URI."""
     if "?" not in uri:
         return uri
     from urllib.parse import parse_qsl
 
     bare, _, query = uri.partition("?")
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in options:
-            options[key] = _convert(key, value, uri)
+        options.setdefault(key, value)  # converted by the factory's signature in _call
     return bare
 
 
@@ -104,11 +76,86 @@ def _call(factory: Callable[..., Any], what: str, *args: Any, **options: Any) ->
     options = {k: v for k, v in options.items() if v is not None}
     params = inspect.signature(factory).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    positional = set(list(params)[: len(args)])  # filled by the URI itself
+    known = sorted(
+        k for k, p in params.items()
+        if k not in positional and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
     unknown = sorted(k for k in options if k not in params and not accepts_any)
     if unknown:
-        known = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        raise TypeError(f"{what} does not take option(s) {unknown}; it takes {known}")
+        raise ValueError(f"{what} does not take option(s) {', '.join(unknown)}; valid options: {', '.join(known)}")
+    missing = [
+        k for k, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty and k not in options
+    ]
+    if missing:
+        raise ValueError(
+            f"{what} needs option(s) {', '.join(missing)} (pass KEY=VALUE options, e.g. --source-opt "
+            f"{missing[0]}=…, or ?{missing[0]}=… in the URI)"
+        )
+    for key, value in list(options.items()):
+        if key in params:
+            options[key] = convert_option(key, value, params[key].annotation, what)
     return factory(*args, **options)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _alternatives(annotation: Any) -> set[str]:
+    """The top-level alternatives of a (string) annotation: "int | None" -> {"int", "None"}."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    text = text.replace(" ", "").replace("typing.", "")
+    out, depth, part = set(), 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "|" and depth == 0:
+            out.add(part)
+            part = ""
+        else:
+            part += ch
+    out.add(part)
+    return out - {"None", ""}
+
+
+def convert_option(key: str, value: Any, annotation: Any, what: str) -> Any:
+    """A text option (CLI `--source-opt k=v`, a URI query) as the type its parameter declares.
+
+    Values that are not str pass through; so does text for a parameter that takes str.
+    Raises ValueError naming the option and the type expected.
+    """
+    if not isinstance(value, str) or annotation is inspect.Parameter.empty:
+        return value
+    alts = _alternatives(annotation)
+    if not alts or alts & {"str", "Any", "Path", "str|Path"} or any(a.startswith(("str", "Path")) for a in alts):
+        return value
+    text = value.strip()
+    try:
+        if "bool" in alts:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if "int" in alts:
+            return int(text)
+        if "float" in alts:
+            return float(text)
+        if any(a.split("[")[0] in ("list", "tuple", "Sequence", "Iterable", "Collection") for a in alts):
+            return [int(v) for v in text.split(",") if v.strip()]
+        if any(a.split("[")[0] in ("dict", "Mapping") for a in alts):
+            import json
+
+            parsed = json.loads(text)
+            if not isinstance(parsed, dict):
+                raise ValueError
+            return parsed
+    except ValueError:
+        expected = " | ".join(sorted(alts))
+        raise ValueError(f"{what} option {key}={value!r}: expected {expected}") from None
+    return value
 
 
 def _split_revision(name: str) -> tuple[str, str | None]:

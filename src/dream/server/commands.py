@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -96,6 +97,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=8,
                    help="rollouts in flight per key; more get 429 with Retry-After (default 8; 0 = unlimited)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies get 413 (default 64)")
+    _add_budget_args(p)
+    p.add_argument("--lease-seconds", type=float, default=30.0, metavar="S",
+                   help="replicas sharing a ledger: what a server holds (reservations, in-flight requests) is released "
+                   "by any other once its heartbeat is this old (default 30)")
+    p.add_argument("--webhook-allow", action="append", metavar="HOST|CIDR",
+                   help="let async-rollout webhooks reach this host or network although it is not public "
+                   "(loopback, private, link-local); repeatable")
+    p.add_argument("--metrics-token", default=None, metavar="TOKEN",
+                   help="require Authorization: Bearer TOKEN on /metrics, which shows charged totals "
+                   "(default: DREAM_METRICS_TOKEN; unset: open)")
     p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
@@ -104,6 +115,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--video-ttl", type=int, default=3600, help="seconds a video_url stays valid (default 3600)")
     p.add_argument("--no-preload", action="store_true",
                    help="do not load models at startup (ready at once; the first request loads its model)")
+    p.add_argument("--warmup-hold-s", type=float, default=180.0, metavar="SECONDS",
+                   help="hold requests that arrive while their model loads this long before a 503 "
+                        "(default 180; 0: answer 503 at once)")
     p.add_argument("--payment-provider", default=None, metavar="stripe|MODULE:ATTR",
                    help="top-up provider (default: stripe when STRIPE_API_KEY is set, else top-ups are off)")
     p.add_argument("--stripe-api-key", default=None, help="Stripe secret key (default: STRIPE_API_KEY)")
@@ -137,7 +151,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_keys_list)
     r = ks.add_parser("revoke", help="revoke a key: its requests get 403 from now on")
-    r.add_argument("key", help="key id (key_…), the dre_… key itself, or its prefix as listed")
+    r.add_argument("key", help="key id (key_…), its prefix as listed (dre_xxxxxxxx), or - to read the full dre_… "
+                   "key from stdin (keeps it out of the shell history and the process list)")
     r.add_argument("--db", default=None, metavar="URL", help=_db_help())
     r.set_defaults(func=cmd_keys_revoke)
     cr = ks.add_parser("credit", help="add credits to an existing customer")
@@ -149,6 +164,33 @@ def register(subparsers: Any) -> None:
 
 
 # --------------------------------------------------------------------------- serve
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    """Per-request budgets: what one customer's request may cost the server in memory."""
+    p.add_argument("--max-request-frames", type=int, default=8192, metavar="N",
+                   help="frames one request may produce, K x (T + 1) over its rollouts; more get 413 (default 8192)")
+    p.add_argument("--max-frame-pixels", type=int, default=None, metavar="N",
+                   help="start-frame pixels (8-bit RGB; 16-bit or alpha frames get fewer), checked from the header "
+                   "before decoding (default: 36 x the spec's H x W, at least 1920 x 1080)")
+    p.add_argument("--max-concurrent-decodes", type=int, default=2, metavar="N",
+                   help="start frames decoded at once, server-wide (default 2)")
+    p.add_argument("--max-request-seconds", type=float, default=600.0, metavar="S",
+                   help="a streamed request still running after this long is stopped (413) and refunded (default 600)")
+    p.add_argument("--stream-chunk-frames", type=int, default=16, metavar="N",
+                   help="long rollouts run and encode about N frames at a time, other customers' work between "
+                   "chunks (default 16)")
+
+
+def _apply_budget_args(settings: Any, args: argparse.Namespace) -> None:
+    settings.max_request_frames = args.max_request_frames
+    settings.max_frame_pixels = args.max_frame_pixels
+    settings.max_concurrent_decodes = args.max_concurrent_decodes
+    settings.max_request_wall_s = args.max_request_seconds
+    settings.lease_s = args.lease_seconds
+    settings.webhook_allow = list(args.webhook_allow or [])
+    settings.metrics_token = args.metrics_token or os.environ.get("DREAM_METRICS_TOKEN") or None
+    settings.stream_chunk_frames = args.stream_chunk_frames
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -177,10 +219,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url_secret=args.url_secret,
         video_url_ttl_s=args.video_ttl,
         load_on_startup=not args.no_preload,
+        warmup_hold_s=args.warmup_hold_s,
         payment_provider=args.payment_provider,
         stripe_api_key=args.stripe_api_key,
         stripe_webhook_secret=args.stripe_webhook_secret,
     )
+    _apply_budget_args(settings, args)
     if args.checkout_success_url:
         settings.checkout_success_url = args.checkout_success_url
     if args.checkout_cancel_url:
@@ -286,8 +330,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    ident = args.key
+    if ident == "-":
+        ident = sys.stdin.readline().strip()
+        if not ident:
+            print("error: keys revoke -: no key on stdin", file=sys.stderr)
+            return 2
     try:
-        row = _ledger(args).revoke_key(args.key)
+        row = _ledger(args).revoke_key(ident)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1

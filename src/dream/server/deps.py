@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from dream.errors import AuthError, RateLimitError
+from dream.errors import AuthError
 from dream.server.services.container import Services
 from dream.server.services.ledger import ANONYMOUS, Principal
 
@@ -47,13 +47,8 @@ async def authenticate(svc: Services, token: str | None) -> Principal:
 
 def _limit(svc: Services, key: str, principal: Principal | None = None) -> None:
     limits = principal.limits if principal is not None else None
-    try:
-        svc.limiter.check_request(
-            key, rate=limits.rate_limit_rps if limits else None, burst=limits.burst if limits else None
-        )
-    except RateLimitError:
-        svc.metrics.rate_limited.inc()
-        raise
+    # A 429 is counted in dream_rate_limited_total by the error handler, whatever raised it.
+    svc.limiter.check_request(key, rate=limits.rate_limit_rps if limits else None, burst=limits.burst if limits else None)
 
 
 async def require_principal(request: Request, svc: ServicesDep, creds: Credentials) -> Principal:

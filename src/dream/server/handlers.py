@@ -47,7 +47,7 @@ def dream_error_response(exc: DreamError) -> JSONResponse:
         headers["Retry-After"] = "1"
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if status >= 500:
+    if status >= 500 and getattr(exc, "log_level", logging.ERROR) >= logging.ERROR:
         logger.error("%s %d: %s", type(exc).__name__, status, exc.message)
     else:
         logger.info("%s %d: %s", type(exc).__name__, status, exc.message)
@@ -56,6 +56,10 @@ def dream_error_response(exc: DreamError) -> JSONResponse:
 
 async def _dream_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DreamError)
+    if isinstance(exc, RateLimitError):  # request rate, concurrency cap, sessions: every 429 counts
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.rate_limited.inc()
     return dream_error_response(exc)
 
 

@@ -54,7 +54,9 @@ class ServerProcess:
         assert self.proc is not None, "not started"
         return self.proc.pid
 
-    def start(self, timeout_s: float = 180.0) -> ServerProcess:
+    def start(self, timeout_s: float = 180.0, *, until: str = "/readyz") -> ServerProcess:
+        """Start the process and wait until `until` answers 200: ``/readyz`` (models loaded,
+        the default) or ``/healthz`` (listening; models may still be loading)."""
         import httpx
 
         out: Any = subprocess.DEVNULL
@@ -67,7 +69,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dream serve exited with code {self.proc.returncode}{self._tail()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + until, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

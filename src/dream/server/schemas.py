@@ -137,7 +137,9 @@ class Transactions(_Open):
 
 
 class TopupRequest(BaseModel):
-    amount_cents: int = Field(description="500..1000000 ($5 to $10,000)")
+    # Documented bounds only: the billing service checks them itself, with a message naming both.
+    amount_cents: int = Field(description="500..1000000 ($5 to $10,000)",
+                              json_schema_extra={"minimum": 500, "maximum": 1_000_000})
 
 
 class TopupSession(_Open):

@@ -20,7 +20,6 @@ References for side-by-side viewing:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import threading
@@ -28,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dream.io._records import COLUMN_NAMES, require
+from dream.io._records import BASE_COLUMNS, require
 from dream.view.store import OutputStore
 
 __all__ = [
@@ -46,7 +45,9 @@ PARENTS_DIR = "qc_parents"
 # Keys tried, in order, when no --parent-key is given.
 DEFAULT_PARENT_KEYS = ("parent_row_id", "parent_id", "parent", "source_episode")
 STATUSES = ("all", "ok", "failed", "flagged")
-_RECORD_COLUMNS = frozenset(COLUMN_NAMES) | {"status_code", "http_status"}
+# Columns predict_many writes itself, in today's layout and in the one before 0.5.0's (a
+# `source_metadata` JSON column, `cost_usd`); `seed` is not among them: it is a source key.
+_RECORD_COLUMNS = frozenset(BASE_COLUMNS) | {"status_code", "http_status", "cost_usd", "source_metadata"}
 
 
 def normalize_status(value: Any) -> str:
@@ -169,14 +170,21 @@ class Page:
                 "columns": self.columns}
 
 
-def _read_parquet_columns(data: bytes) -> dict[str, list[Any]]:
+def _read_parquet(data: bytes) -> Any:
+    """The table in `data`. Read from an Arrow buffer, not a Python file object: Arrow's
+    scanner threads may drop their last reference to a Python file while the interpreter
+    exits, and that aborts the process ("terminate called without an active exception")."""
+    pa = require("pyarrow", "Reading the metadata table")
     pq = require("pyarrow.parquet", "Reading the metadata table")
-    return pq.read_table(io.BytesIO(data)).to_pydict()
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _read_parquet_columns(data: bytes) -> dict[str, list[Any]]:
+    return _read_parquet(data).to_pydict()
 
 
 def _read_parquet_rows(data: bytes) -> list[dict[str, Any]]:
-    pq = require("pyarrow.parquet", "Reading the metadata table")
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    return _read_parquet(data).to_pylist()
 
 
 def _read_jsonl_columns(data: bytes, *, last_wins: bool) -> dict[str, list[Any]]:

@@ -131,13 +131,22 @@ class _Only(IterableSource):
                 yield row
 
 
+def _sampling_seed(row: Row) -> int | None:
+    """The seed a row was rolled out with: `sampling_seed`, or `seed` in the layout before 0.5.0's
+    (today a `seed` column is the source's own metadata, e.g. an augmentation's noise seed)."""
+    value = row.value("sampling_seed")
+    if value is None and row.value("source_metadata") is not None:
+        value = row.value("seed")
+    return None if value is None else int(value)
+
+
 def _roll_out_parents(store: OutputStore, parents: IterableSource, wanted: set[str], children: list[Row], *,
                       client: Any, spec: str | None, progress: bool) -> list[str]:
     """Roll out the wanted parents into `qc_parents/` of the output; returns the ids done."""
     from dream.io import RolloutSink
 
     specs = Counter(str(r.value("spec")) for r in children if r.value("spec"))
-    seeds = Counter(int(r.value("seed")) for r in children if r.value("seed") is not None)
+    seeds = Counter(seed for seed in map(_sampling_seed, children) if seed is not None)
     spec = spec or (specs.most_common(1)[0][0] if specs else None)
     seed = seeds.most_common(1)[0][0] if seeds else 0
     local = store.local_dir()

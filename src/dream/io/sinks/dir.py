@@ -31,13 +31,14 @@ from pathlib import Path, PurePosixPath
 
 from dream.io._records import (
     IO_EXTRA_HINT,
-    STATUS_OK,
     ParquetEntryWriter,
     check_row_id,
     entry_for,
     entry_to_line,
+    is_ok,
     iter_journal_lines,
-    read_status_columns,
+    read_finished_columns,
+    row_params,
 )
 from dream.io.types import RolloutRecord, RolloutSink
 
@@ -167,24 +168,30 @@ class DirRolloutSink(RolloutSink):
 
     # -- reading back -----------------------------------------------------------------
 
-    def _last_status(self) -> dict[str, str]:
-        status: dict[str, str] = {}
+    def _last_entries(self) -> dict[str, tuple[bool, dict]]:
+        """Row id -> (ok, sampling parameters) of its last entry."""
+        last: dict[str, tuple[bool, dict]] = {}
         if self.journal_path.exists():
             for _, entry in iter_journal_lines(self.journal_path):
-                status[entry["row_id"]] = entry.get("status") or STATUS_OK
+                last[entry["row_id"]] = (is_ok(entry), row_params(entry))
         elif self.has_pyarrow and self.metadata_path.exists():
             # A folder written by a sink without a journal (e.g. dream-engine 0.5.0).
-            for row_id, st in read_status_columns(self.metadata_path):
-                status[row_id] = st
-        return status
+            for row_id, ok, params in read_finished_columns(self.metadata_path):
+                last[row_id] = (ok, params)
+        return last
+
+    def finished_rows(self) -> dict[str, dict]:
+        """Rows recorded ok whose mp4 is in place -> the sampling parameters they recorded
+        (spec, sampling_seed, num_steps, guidance; a 0.5.0 folder records only spec)."""
+        return {
+            row_id: params
+            for row_id, (ok, params) in self._last_entries().items()
+            if ok and self._video_path(row_id).is_file()
+        }
 
     def finished_row_ids(self) -> set[str]:
-        """Rows journalled with status ok whose mp4 is in place."""
-        return {
-            row_id
-            for row_id, st in self._last_status().items()
-            if st == STATUS_OK and self._video_path(row_id).is_file()
-        }
+        """Rows recorded ok whose mp4 is in place."""
+        return set(self.finished_rows())
 
     # -- finalize ---------------------------------------------------------------------
 

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from dream.io._records import (
-    COLUMN_NAMES,
-    STATUS_FAILED,
-    STATUS_OK,
+    BASE_COLUMNS,
     ParquetEntryWriter,
     check_row_id,
     entry_for,
-    read_status_columns,
+    is_ok,
+    read_finished_columns,
     require,
+    row_params,
 )
 from dream.io.types import RolloutRecord, RolloutSink
 
@@ -80,7 +80,7 @@ class HfRolloutSink(RolloutSink):
         self._repo_exists = False
         self._has_card = False
         self._next_shard = 0
-        self._row_shard: dict[str, tuple[str, str]] = {}  # row id -> (shard path, status)
+        self._row_shard: dict[str, tuple[str, bool, dict]] = {}  # row id -> (shard path, ok, params)
         self._shard_files: dict[str, Path] = {}  # shard path in repo -> local copy
         self.commits = 0
 
@@ -128,15 +128,19 @@ class HfRolloutSink(RolloutSink):
                     )
                 )
                 self._shard_files[shard] = local
-                for row_id, status in read_status_columns(str(local)):
-                    self._row_shard[row_id] = (shard, status)
+                for row_id, ok, params in read_finished_columns(str(local)):
+                    self._row_shard[row_id] = (shard, ok, params)
         self._scanned = True
 
-    def finished_row_ids(self) -> set[str]:
-        """Rows committed with status ok in the repo's metadata shards."""
+    def finished_rows(self) -> dict[str, dict]:
+        """Rows committed ok in the repo's metadata shards -> their sampling parameters."""
         with self._lock:
             self._scan()
-            return {row_id for row_id, (_, status) in self._row_shard.items() if status == STATUS_OK}
+            return {row_id: dict(params) for row_id, (_, ok, params) in self._row_shard.items() if ok}
+
+    def finished_row_ids(self) -> set[str]:
+        """Rows committed ok in the repo's metadata shards."""
+        return set(self.finished_rows())
 
     # -- writing ----------------------------------------------------------------------
 
@@ -163,7 +167,7 @@ class HfRolloutSink(RolloutSink):
         from dream._version import __version__
 
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        columns = ", ".join(f"`{c}`" for c in COLUMN_NAMES)
+        columns = ", ".join(f"`{c}`" for c in BASE_COLUMNS)
         return (
             "---\n"
             f"license: {self.license}\n"
@@ -181,8 +185,9 @@ class HfRolloutSink(RolloutSink):
             "## Layout\n\n"
             "- `videos/<row_id>.mp4`: one predicted rollout per source row.\n"
             "- `metadata/data-NNNNN.parquet`: one row per source row (successful and failed), "
-            f"columns {columns}. `file_name` points at the video; `source_metadata` is the source "
-            "row's metadata as JSON text.\n\n"
+            f"the source row's metadata keys, then columns {columns}. `file_name` points at the "
+            "video; `status` is the HTTP status (200 for ok rows; failed rows have an empty "
+            "`file_name` and their `error`).\n\n"
             f"First shard written {now} by dream-engine {__version__}.\n"
         )
 
@@ -212,7 +217,7 @@ class HfRolloutSink(RolloutSink):
         spill = self._dir("videos")
         ops: list[Any] = []
         for entry in entries:
-            if entry["status"] == STATUS_OK:
+            if is_ok(entry):
                 ops.append(
                     hub.CommitOperationAdd(
                         path_in_repo=f"videos/{entry['row_id']}.mp4",
@@ -228,7 +233,7 @@ class HfRolloutSink(RolloutSink):
             old = self._row_shard.get(entry["row_id"])
             if old is not None:
                 stale.setdefault(old[0], set()).add(entry["row_id"])
-                if old[1] == STATUS_OK and entry["status"] == STATUS_FAILED:
+                if old[1] and not is_ok(entry):
                     ops.append(hub.CommitOperationDelete(path_in_repo=f"videos/{entry['row_id']}.mp4"))
         rewritten: dict[str, Path | None] = {}
         for old_shard, ids in stale.items():
@@ -247,7 +252,7 @@ class HfRolloutSink(RolloutSink):
             ops.append(
                 hub.CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=self._card().encode())
             )
-        ok = sum(1 for e in entries if e["status"] == STATUS_OK)
+        ok = sum(1 for e in entries if is_ok(e))
         self._api.create_commit(
             self.repo,
             ops,
@@ -266,8 +271,8 @@ class HfRolloutSink(RolloutSink):
             else:
                 self._shard_files[old_shard] = local
         for entry in entries:
-            self._row_shard[entry["row_id"]] = (shard, entry["status"])
-            if entry["status"] == STATUS_OK:  # failed rows may carry unsafe ids: never a path
+            self._row_shard[entry["row_id"]] = (shard, is_ok(entry), row_params(entry))
+            if is_ok(entry):  # failed rows may carry unsafe ids: never a path
                 (spill / f"{entry['row_id']}.mp4").unlink(missing_ok=True)
         self._buffer.clear()
 

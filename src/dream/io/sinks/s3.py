@@ -32,6 +32,7 @@ from dream.io._records import (
     entry_for,
     entry_to_line,
     require,
+    row_params,
 )
 from dream.io.sources.s3 import parse_s3_uri
 from dream.io.types import RolloutRecord, RolloutSink
@@ -165,6 +166,18 @@ class S3RolloutSink(RolloutSink):
 
     def finished_row_ids(self) -> set[str]:
         return self._journal_ids(STATUS_OK)
+
+    def finished_rows(self) -> dict[str, dict]:
+        """Rows journalled ok -> the sampling parameters they recorded (one GET per row)."""
+        ids = sorted(self._journal_ids(STATUS_OK))
+        out: dict[str, dict] = {}
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="dream-s3-resume") as pool:
+            for start in range(0, len(ids), 512):
+                chunk = ids[start : start + 512]
+                for row_id, entry in zip(chunk, pool.map(lambda rid: self._fetch_entry(rid, STATUS_OK), chunk), strict=True):
+                    if entry is not None:
+                        out[row_id] = row_params(entry)
+        return out
 
     # -- finalize ---------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -45,6 +46,20 @@ class DirSource(IterableSource):
 
     def __iter__(self) -> Iterator[SourceRow]:
         return self._iter_rows(())
+
+    def shards(self, n: int) -> list[DirSource]:
+        """Up to `n` disjoint sources covering this listing in stem order (parallel reads,
+        e.g. `dream.ray.SourceDatasource`); each re-lists nothing."""
+        n = max(1, min(int(n), len(self._pairs) or 1))
+        size = -(-len(self._pairs) // n)  # contiguous runs keep each shard's stems sorted
+        out = []
+        for i in range(n):
+            shard = copy.copy(self)
+            shard._pairs = self._pairs[i * size : (i + 1) * size]
+            shard.orphans = [frame for _, frame, act in shard._pairs if act is None]
+            shard.rows_hint = len(shard._pairs)
+            out.append(shard)
+        return [s for s in out if s._pairs] or out[:1]
 
     def _iter_rows(self, skip_ids: Collection[str]) -> Iterator[SourceRow]:
         """Rows in stem order; rows named in `skip_ids` come without their file contents."""

@@ -122,6 +122,7 @@ class HfSource(IterableSource):
         self.token = token
         self.endpoint = endpoint
         self.is_local = _is_local(self.repo)
+        self.rows_hint_error: str | None = None
         self.rows_hint = self._local_rows_hint() if self.is_local else self._hub_rows_hint()
 
     # -- row count ------------------------------------------------------------------
@@ -161,6 +162,8 @@ class HfSource(IterableSource):
             )
         except Exception as exc:
             log.debug("dataset_info(%s) failed: %s", self.repo, exc)
+            # Kept so a caller (the CLI's `dream estimate`) can say why there is no count.
+            self.rows_hint_error = f"the Hub did not answer for {self.repo!r}: {type(exc).__name__}: {exc}"
             return None
         card = getattr(info, "card_data", None) or getattr(info, "cardData", None)
         card_info = None

@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import math
+import warnings
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ class _Files:
     ) -> None:
         root = Path(repo).expanduser()
         self.local_root: Path | None = root if root.is_dir() else None
+        if self.local_root is None:
+            _check_not_a_mistyped_path(repo, root)
         self.repo = repo
         self.revision = revision
         self.token = token
@@ -82,6 +85,17 @@ class _Files:
         if self.local_root is not None:
             return self.local_root / rel
         hub = require("huggingface_hub", "frames_from_lerobot on a Hub repo")
+        try:
+            return self._download(hub, rel)
+        except Exception as exc:
+            if rel == "meta/info.json":
+                raise ValueError(
+                    f"frames_from_lerobot: {self.repo!r} is not a local folder, and as a Hub dataset repo id "
+                    f"it failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+
+    def _download(self, hub: Any, rel: str) -> Path:
         return Path(
             hub.hf_hub_download(
                 self.repo,
@@ -133,24 +147,44 @@ class _VideoReader:
             self._path = path
         container = self._container
         stream = container.streams.video[0]
-        time_base = stream.time_base
-        container.seek(max(0, int(timestamp_s / time_base)), stream=stream, backward=True, any_frame=False)
-        best, best_gap = None, math.inf
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * time_base)
-            gap = abs(t - timestamp_s)
-            if gap < best_gap:
-                best, best_gap = frame, gap
-            if t > timestamp_s + tolerance_s:
+        seek_s, back_s = timestamp_s, 0.0
+        while True:
+            best, best_gap, first_t = _scan(container, stream, seek_s, timestamp_s, tolerance_s)
+            if best is not None and best_gap <= tolerance_s:
                 break
+            # With an open GOP (x265's default) a frame can precede its keyframe in display
+            # order; it decodes only from the GOP before, so a seek that lands on that
+            # keyframe never yields it. Seek further back (doubling) and decode forward.
+            if seek_s <= 0.0 or (first_t is not None and first_t <= timestamp_s - tolerance_s):
+                break
+            back_s = max(1.0, 2 * back_s)
+            seek_s = max(0.0, timestamp_s - back_s)
         if best is None or best_gap > tolerance_s:
             got = "no frame" if best is None else f"nearest frame {best_gap:.4f} s away"
-            raise ValueError(f"video {path.name}: no frame at t={timestamp_s:.4f} s ({got})")
+            raise ValueError(f"video {path}: no frame at t={timestamp_s:.4f} s ({got})")
         buf = io.BytesIO()
         best.to_image().save(buf, format="PNG")
         return buf.getvalue()
+
+
+def _scan(container: Any, stream: Any, seek_s: float, timestamp_s: float, tolerance_s: float) -> tuple[Any, float, float | None]:
+    """Seek to the keyframe at or before `seek_s`, decode forward past `timestamp_s`:
+    (closest frame, its distance in s, display time of the first frame decoded)."""
+    time_base = stream.time_base
+    container.seek(max(0, int(seek_s / time_base)), stream=stream, backward=True, any_frame=False)
+    best, best_gap, first_t = None, math.inf, None
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        t = float(frame.pts * time_base)
+        if first_t is None:
+            first_t = t
+        gap = abs(t - timestamp_s)
+        if gap < best_gap:
+            best, best_gap = frame, gap
+        if t > timestamp_s + tolerance_s:
+            break
+    return best, best_gap, first_t
 
 
 def _vectors(table: Any, key: str) -> Any:
@@ -234,6 +268,9 @@ class _DataFile:
             columns.append(state_key)
         if image_key:
             columns.append(image_key)
+        has_tasks = "task_index" in pq.read_schema(path).names
+        if has_tasks:
+            columns.append("task_index")
         table = pq.read_table(path, columns=columns)
         episodes = table.column("episode_index").to_numpy()
         frames = table.column("frame_index").to_numpy()
@@ -242,6 +279,7 @@ class _DataFile:
         self.actions = _vectors(table, action_key)[order]
         self.states = _vectors(table, state_key)[order] if state_key else None
         self.images = table.column(image_key).to_pylist() if image_key else None
+        self.task_index = table.column("task_index").to_numpy()[order] if has_tasks else None
         self._order = order
         sorted_eps = episodes[order]
         uniq, starts, counts = np.unique(sorted_eps, return_index=True, return_counts=True)
@@ -250,6 +288,73 @@ class _DataFile:
     def image(self, row: int) -> Any:
         assert self.images is not None
         return self.images[int(self._order[row])]
+
+
+def _check_not_a_mistyped_path(repo: str, root: Path) -> None:
+    """A path that is not a folder is taken for a Hub repo id only when it looks like one
+    and does not point into a local folder (`data/pusht` with ./data present is a typo)."""
+    if root.exists():
+        raise ValueError(f"frames_from_lerobot: {repo!r} is a file, not a LeRobot dataset folder")
+    looks_local = repo.startswith((".", "/", "~")) or repo.count("/") != 1
+    parent = root.parent
+    if looks_local or (str(parent) not in ("", ".") and parent.is_dir()):
+        raise ValueError(
+            f"frames_from_lerobot: no folder {str(root)!r}, and {repo!r} is not a Hub repo id 'org/name' "
+            "either (neither exists)"
+        )
+
+
+def _read_info(files: _Files) -> dict:
+    """meta/info.json, with errors that say what is wrong with which file."""
+    path = files.path("meta/info.json")
+    if not path.is_file():
+        raise ValueError(f"{files.repo}: not a LeRobot dataset (no meta/info.json in {path.parent.parent})")
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); is the dataset complete?") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    return info
+
+
+def _is_depth_or_grey(feature: dict) -> bool:
+    info = feature.get("info") or {}
+    if feature.get("is_depth_map") or info.get("is_depth_map") or info.get("video.is_depth_map"):
+        return True
+    pix_fmt = str(info.get("video.pix_fmt") or "")
+    return pix_fmt.startswith("gray")
+
+
+def _default_camera(features: dict, cameras: list[str]) -> str:
+    """The first RGB video camera (not a depth map, not grey), else the first video, else
+    the first image camera."""
+    videos = [k for k in cameras if features[k]["dtype"] == "video"]
+    rgb = [k for k in videos if not _is_depth_or_grey(features[k])]
+    return (rgb or videos or cameras)[0]
+
+
+def _read_task_names(files: _Files, version: str) -> dict[int, str]:
+    """task_index -> task text (meta/tasks.parquet for v3.0, meta/tasks.jsonl for v2.x)."""
+    out: dict[int, str] = {}
+    try:
+        if version.startswith("v3"):
+            pq = require("pyarrow.parquet", "frames_from_lerobot")
+            table = pq.read_table(files.path("meta/tasks.parquet"))
+            rows = table.to_pylist()
+            for rec in rows:
+                # lerobot writes the task text as the pandas index; tests write a `task` column.
+                text = rec.get("task", rec.get("__index_level_0__"))
+                if text is not None and rec.get("task_index") is not None:
+                    out[int(rec["task_index"])] = str(text)
+        else:
+            for line in files.path("meta/tasks.jsonl").read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    out[int(rec["task_index"])] = str(rec["task"])
+    except Exception:
+        log.debug("no task table in %s; rows get their episode's tasks", files.repo, exc_info=True)
+    return out
 
 
 class LeRobotSource(IterableSource):
@@ -270,6 +375,7 @@ class LeRobotSource(IterableSource):
         token: str | None = None,
         endpoint: str | None = None,
         cache_dir: str | None = None,
+        pad: bool = False,
         fps: float | None = None,
         actions: str = "raw",
         state_key: str = "observation.state",
@@ -290,7 +396,7 @@ class LeRobotSource(IterableSource):
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
         self.repo = str(repo)
         self.files = _Files(self.repo, revision=revision, token=token, endpoint=endpoint, cache_dir=cache_dir)
-        self.info = json.loads(self.files.path("meta/info.json").read_text())
+        self.info = _read_info(self.files)
         self.version = str(self.info.get("codebase_version", ""))
         if not self.version.startswith(("v2", "v3")):
             raise ValueError(
@@ -303,10 +409,9 @@ class LeRobotSource(IterableSource):
         self._init_model_rate(fps, actions, state_key, features)
         cameras = [k for k, f in features.items() if f.get("dtype") in ("video", "image")]
         if camera is None:
-            videos = [k for k in cameras if features[k]["dtype"] == "video"]
             if not cameras:
                 raise ValueError(f"{self.repo}: the dataset has no camera (video or image feature)")
-            camera = (videos or cameras)[0]
+            camera = _default_camera(features, cameras)
         elif camera not in cameras:
             raise ValueError(f"{self.repo}: camera {camera!r} not found; cameras are {cameras}")
         self.camera = camera
@@ -324,7 +429,10 @@ class LeRobotSource(IterableSource):
                 raise ValueError(f"{self.repo}: no episode(s) {sorted(missing)}")
             all_episodes = [ep for ep in all_episodes if ep.index in wanted]
         self.episodes = all_episodes
+        self.pad = bool(pad)
         self.rows_hint = sum(len(self._starts(ep)) for ep in self.episodes)
+        self.task_names = _read_task_names(self.files, self.version)
+        self._warn_dropped()
 
     def _init_model_rate(self, fps: float | None, actions: str, state_key: str, features: dict) -> None:
         """Subsampling (`fps`) and action conversion (`actions`): see the module docstring."""
@@ -441,7 +549,9 @@ class LeRobotSource(IterableSource):
             return [self.prefix * self.step]
         assert self.horizon is not None
         steps = len(range(0, ep.length, self.step))
-        first, last = self.prefix, steps - self.horizon
+        first = self.prefix
+        # With pad, windows that run past the episode's end start rows too (padded in _iter_rows).
+        last = steps - 1 if getattr(self, "pad", False) else steps - self.horizon
         return [s * self.step for s in range(first, last + 1, self.stride)] if last >= first else []
 
     def _row_id(self, ep: _Episode, start: int) -> str:
@@ -485,8 +595,10 @@ class LeRobotSource(IterableSource):
                                 image_key=None if self.camera_is_video else self.camera,
                                 state_key=self.state_key,
                             )
+                        except FileNotFoundError:
+                            data_error = f"data file {ep.data_file!r} is missing from {self.repo}"
                         except Exception as exc:
-                            data_error = f"cannot read data file {ep.data_file!r}: {exc}"
+                            data_error = f"cannot read data file {ep.data_file!r} of {self.repo}: {exc}"
                     if data is None:
                         yield SourceRow(row_id, b"", b"", metadata, error=data_error)
                         continue
@@ -504,7 +616,11 @@ class LeRobotSource(IterableSource):
                     steps = self._step_rows(lo, hi, start)
                     available = len(steps) - self.prefix
                     n = self._num_actions(available)
-                    if n <= 0 or n > available:
+                    task = self._task_at(data, lo + start)
+                    if task is not None:
+                        metadata["task"] = task
+                    padded = n - available if self.pad and n > available > 0 else 0
+                    if n <= 0 or n - padded > available:
                         yield SourceRow(
                             row_id,
                             b"",
@@ -522,10 +638,16 @@ class LeRobotSource(IterableSource):
                         )
                         continue
                     try:
-                        actions = self._row_actions(data, steps[: n + self.prefix])
+                        actions = self._row_actions(data, steps[: n - padded + self.prefix])
                     except ValueError as exc:
                         yield SourceRow(row_id, b"", b"", metadata, error=f"actions: {exc}")
                         continue
+                    if self.pad:
+                        # As lerobot pads a window past the episode end: the last action repeated,
+                        # flagged in `action_is_pad`.
+                        actions = np.concatenate([actions, np.repeat(actions[-1:], padded, axis=0)])
+                        metadata["action_is_pad"] = [False] * (n - padded) + [True] * padded
+                        metadata["num_padded"] = int(padded)
                     if self.action_dim is not None and actions.shape[1] != self.action_dim:
                         if actions.shape[1] > self.action_dim:
                             actions = actions[:, : self.action_dim]
@@ -550,13 +672,48 @@ class LeRobotSource(IterableSource):
 
                             frame = encode_frame_png(data.image(lo + start))
                     except Exception as exc:
-                        yield SourceRow(row_id, b"", b"", metadata, error=f"start frame: {exc}")
+                        where = f"video {ep.video_file}" if self.camera_is_video else f"data file {ep.data_file}"
+                        yield SourceRow(
+                            row_id, b"", b"", metadata,
+                            error=f"start frame from camera {self.camera!r} ({where} of {self.repo}): {exc}",
+                        )
                         continue
                     buf = io.BytesIO()
                     np.save(buf, np.ascontiguousarray(actions, dtype=np.float32), allow_pickle=False)
                     yield SourceRow(row_id, frame, buf.getvalue(), metadata)
         finally:
             reader.close()
+
+    def _task_at(self, data: _DataFile, row: int) -> str | None:
+        """The task of the row's start frame (tasks can change within an episode)."""
+        if data.task_index is None or not self.task_names:
+            return None
+        return self.task_names.get(int(data.task_index[row]))
+
+    def _warn_dropped(self) -> None:
+        """Say when windows past an episode's end are not rows (lerobot would pad them)."""
+        if self.stride is None or self.pad or self.horizon is None:
+            return
+        possible = sum(
+            len(range(self.prefix, len(range(0, ep.length, self.step)), self.stride)) for ep in self.episodes
+        )
+        dropped = possible - self.rows_hint
+        if self.rows_hint == 0 and self.episodes:
+            longest = max(ep.length for ep in self.episodes)
+            warnings.warn(
+                f"{self.repo}: horizon {self.horizon} is longer than every episode (the longest has {longest} "
+                "frames), so there are 0 rows; pass pad=True to pad windows as lerobot does, or a shorter horizon",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif dropped:
+            warnings.warn(
+                f"{self.repo}: {dropped} window(s) of horizon {self.horizon} would run past their episode's end "
+                f"and are not rows (the last frames of each episode start none); pass pad=True to pad them "
+                "as lerobot does",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def row_frames(self, metadata: dict[str, Any], count: int) -> list[Any]:
         """The `count` video frames of a row from its start frame on, at the row's rate (RGB uint8).
@@ -597,6 +754,7 @@ def frames_from_lerobot(
     token: str | None = None,
     endpoint: str | None = None,
     cache_dir: str | None = None,
+    pad: bool = False,
     fps: float | None = None,
     actions: str = "raw",
     state_key: str = "observation.state",
@@ -614,6 +772,11 @@ def frames_from_lerobot(
     action_dim: pad with zeros / trim the action vectors to this width, if given
                 (e.g. a 29-dim GR-1 action to the 384-dim spec). Default: unchanged.
     episodes:   restrict to these episode indices.
+    pad:        with stride, also start windows that run past the episode's end, padded
+                as lerobot pads them (the last action repeated; metadata `action_is_pad`
+                and `num_padded`). Default False: such windows are not rows, and a
+                warning says how many (or that a horizon longer than every episode gives
+                0 rows).
     fps:        the rate rows are at: every n-th step of the dataset when fps = dataset
                 fps / n (e.g. 10 on a 20 fps GR-1 dataset), for start frames and
                 actions; horizon and stride count steps at this rate. Default: the
@@ -640,6 +803,7 @@ def frames_from_lerobot(
         token=token,
         endpoint=endpoint,
         cache_dir=cache_dir,
+        pad=pad,
         fps=fps,
         actions=actions,
         state_key=state_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from typing import Any
 
@@ -10,7 +11,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from dream._version import __version__
-from dream.server.deps import OptionalPrincipalDep, ServicesDep
+from dream.errors import AuthError
+from dream.server.deps import Credentials, OptionalPrincipalDep, ServicesDep
 from dream.server.routes.common import errors
 from dream.server.routes.models import catalog
 from dream.server.schemas import Health, Ready, SpecsList, Status
@@ -66,9 +68,14 @@ async def readyz(svc: ServicesDep) -> Any:
 
 @router.get(
     "/metrics", response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}},
-    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+               **errors(401)},
+    summary="Prometheus metrics (Authorization: Bearer <metrics token> when the server sets one)",
 )
-async def metrics(svc: ServicesDep) -> Any:
+async def metrics(svc: ServicesDep, creds: Credentials) -> Any:
+    token = svc.settings.metrics_token
+    # The totals charged are business data: with a token set, scrapers must present it.
+    if token and (creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode())):
+        raise AuthError("/metrics needs this server's metrics token: Authorization: Bearer <token>", status_code=401)
     svc.metrics.ready.set(1 if svc.readiness.ready else 0)
     return Response(svc.metrics.render(), media_type=svc.metrics.content_type)

@@ -33,6 +33,11 @@ def parse_params(text: str) -> dict[str, Any]:
         params = json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"params must be a JSON object; got unparsable text ({exc})", status_code=422) from None
+    except RecursionError:
+        raise ValidationError(
+            f"params nests arrays or objects too deeply to parse ({len(text)} characters); send a flat JSON object",
+            status_code=422,
+        ) from None
     if not isinstance(params, dict):
         raise ValidationError(f"params must be a JSON object; got {type(params).__name__}", status_code=422)
     model = params.get("model")
@@ -69,6 +74,8 @@ async def create_rollout(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
     p = parse_params(params)
+    if p.get("webhook_url"):
+        await asyncio.to_thread(svc.webhooks.check_target, p["webhook_url"])  # DNS: off the loop
     frame_bytes, actions_bytes = await start_frame.read(), await actions.read()
     job = await asyncio.to_thread(
         svc.rollouts.parse_single, model=p.get("model"), frame_bytes=frame_bytes, actions_bytes=actions_bytes,

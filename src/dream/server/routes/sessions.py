@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -80,9 +81,7 @@ async def stream_session(websocket: WebSocket, session_id: str) -> None:
                 break
             raw = incoming.get("text") if incoming.get("text") is not None else incoming.get("bytes")
             try:
-                message = json.loads(raw or "")
-                if not isinstance(message, dict):
-                    raise ValueError("not a JSON object")
+                message = await asyncio.to_thread(parse_message, raw)  # off the loop: messages may be MBs
             except ValueError as exc:
                 await websocket.send_text(json.dumps(
                     {"type": "error", "error": {"code": "bad_message", "message": f"messages are JSON objects: {exc}"}}
@@ -108,6 +107,17 @@ async def stream_session(websocket: WebSocket, session_id: str) -> None:
         sess.connected = False
         with contextlib.suppress(Exception):
             await websocket.close()
+
+
+def parse_message(raw: str | bytes | None) -> dict[str, Any]:
+    """One WebSocket message as a JSON object; ValueError (with the reason) otherwise."""
+    try:
+        message = json.loads(raw or "")
+    except RecursionError:
+        raise ValueError("it nests arrays or objects too deeply to parse") from None
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    return message
 
 
 async def _send_quietly(websocket: WebSocket, message: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ holds `max_batch` rollouts. A batch key is (spec, T, num_steps, guidance): rollo
 fused together must share the sampler settings and length, while frames, actions and
 seeds stay per rollout (each rollout's noise has its own generator, so its output does
 not depend on its batch-mates). ``window_s = 0`` turns batching off: each rollout runs
-alone, at once.
+alone, at once. `fusable` limits fusing to some specs: the server passes
+`Engine.batch_invariant`, so fused rollouts keep the bytes of a single predict.
 
 If a fused call fails, its rollouts are retried one by one, so one poisoned request
 cannot fail its neighbours.
@@ -18,9 +19,11 @@ cannot fail its neighbours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +46,7 @@ class BatchItem:
     num_steps: int | None
     guidance: float | None
     future: asyncio.Future[ItemResult] | None = field(default=None, repr=False)
+    customer: str = ""  # whose engine turn the call takes (fair scheduling)
 
     @property
     def key(self) -> Hashable:
@@ -91,12 +95,16 @@ class DynamicBatcher:
         max_batch: int,
         executor: Executor | None = None,
         on_batch: Callable[[int], Any] | None = None,
+        fusable: Callable[[str], bool] | None = None,
+        gate: Callable[[list[BatchItem]], AbstractAsyncContextManager[Any]] | None = None,
     ) -> None:
         self._run = run
+        self._fusable = fusable  # spec slug -> may its rollouts share a call? (None: all may)
         self.window_s = max(0.0, float(window_s))
         self.max_batch = max(1, int(max_batch))
         self._executor = executor
         self._on_batch = on_batch
+        self._gate = gate  # entered around every engine call (the fair scheduler's turn)
         self._open: dict[Hashable, _Open] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,7 +114,7 @@ class DynamicBatcher:
 
     async def submit(self, item: BatchItem) -> ItemResult:
         loop = asyncio.get_running_loop()
-        if not self.enabled:
+        if not self.enabled or (self._fusable is not None and not self._fusable(item.spec)):
             return (await self._execute([item]))[0]
         item.future = loop.create_future()
         group = self._open.get(item.key)
@@ -150,7 +158,8 @@ class DynamicBatcher:
 
     async def _call(self, items: list[BatchItem]) -> EngineResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, items)
+        async with self._gate(items) if self._gate is not None else contextlib.nullcontext():
+            return await loop.run_in_executor(self._executor, self._run, items)
 
     async def _execute(self, items: list[BatchItem]) -> list[Any]:
         """Run `items` fused; if that fails and K > 1, one by one. Single failures raise."""

@@ -18,12 +18,14 @@ from dream.server.services.batcher import DynamicBatcher
 from dream.server.services.billing import BillingService
 from dream.server.services.db import Database
 from dream.server.services.idempotency import IdempotencyStore, IdempotentRunner
+from dream.server.services.leases import Leases
 from dream.server.services.ledger import Ledger
 from dream.server.services.limiter import Limiter
 from dream.server.services.metrics import Metrics
 from dream.server.services.payments import load_provider
 from dream.server.services.readiness import Readiness
 from dream.server.services.rollouts import RolloutService
+from dream.server.services.scheduler import FairScheduler
 from dream.server.services.sessions import SessionService
 from dream.server.services.videos import VideoStore
 from dream.server.services.webhooks import Webhooks
@@ -43,6 +45,9 @@ class Services:
         self.db = Database(settings.db_url)
         self.ledger = Ledger(self.db)
         self.idempotency = IdempotencyStore(self.db)
+        self.leases = Leases(self.db, self.ledger, lease_s=settings.lease_s)
+        self.ledger.owner = self.idempotency.owner = self.leases.id
+        self.idempotency.owner_alive = self.leases.owner_alive
         self.limiter = Limiter(
             rate=settings.rate_limit_rps,
             burst=settings.rate_limit_burst,
@@ -56,12 +61,16 @@ class Services:
         data_dir = Path(settings.data_dir) if settings.data_dir else Path(tempfile.mkdtemp(prefix="dream-serve-"))
         self.data_dir = data_dir
         self.videos = VideoStore(data_dir / "videos", secret=secret, ttl_s=settings.video_url_ttl_s)
-        self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s)
+        self.videos.result_retain_s = max(settings.idempotency_ttl_s, settings.implicit_idempotency_s) + 3600.0
+        self.idempotency.bodies = self.videos  # result bodies on disk, not in the database
+        self.leases.housekeeping += [self.idempotency.prune, self.videos.prune]
+        self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s, allow=settings.webhook_allow)
         self.engine_executor = ThreadPoolExecutor(
             max_workers=max(2, len(settings.specs) + 1), thread_name_prefix="dream-engine"
         )
         self.readiness = Readiness(self.engine, settings.specs, on_change=lambda s: self.metrics.model_loaded.labels(s).set(1))
         self.payments = load_provider(settings.payment_provider, settings)
+        self.scheduler = FairScheduler()
         self.rollouts = RolloutService(self)
         self.batcher = DynamicBatcher(
             self.rollouts.run_items,
@@ -69,6 +78,8 @@ class Services:
             max_batch=settings.max_fused_batch,
             executor=self.engine_executor,
             on_batch=self.metrics.fused_batch_size.observe,
+            fusable=None if settings.fuse_any_model else self.engine.batch_invariant,
+            gate=lambda items: self.scheduler.turn(items[0].customer),
         )
         self.sessions = SessionService(self)
         self.billing = BillingService(self)
@@ -77,19 +88,14 @@ class Services:
     def _build_engine(settings: Settings) -> Any:
         from dream.engine.engine import Engine
 
-        return Engine(settings.specs, device=settings.device, threads=settings.threads, weights=settings.weights)
-
-    @property
-    def single_server_db(self) -> bool:
-        """A SQLite ledger belongs to this one server, so startup may clean up after a crash."""
-        return self.db.is_sqlite
+        # coalesce=False: the server fuses concurrent requests in its own batcher (with a window).
+        return Engine(
+            settings.specs, device=settings.device, threads=settings.threads, weights=settings.weights, coalesce=False
+        )
 
     def start(self) -> None:
-        """Before serving: crash recovery, then model loading in the background."""
-        if self.single_server_db:
-            self.ledger.refund_held_reservations()
-            self.idempotency.release_owned_pending()
-            self.rollouts.recover()
+        """Before serving: leases (release what stopped replicas held), then model loading in the background."""
+        self.leases.start()
         self.idempotency.prune()
         if not self.settings.auth:
             logger.warning(
@@ -102,5 +108,6 @@ class Services:
             self.readiness.mark_all_loaded()
 
     def stop(self) -> None:
+        self.leases.stop()
         self.engine_executor.shutdown(wait=False, cancel_futures=True)
         self.db.dispose()

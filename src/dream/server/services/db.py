@@ -87,6 +87,7 @@ reservations = Table(
     Column("request_id", String(80), nullable=False),
     Column("created", Float, nullable=False),
     Column("detail", String(300), nullable=False),
+    Column("owner", String(40), nullable=True),  # server instance holding it (leases); NULL: older servers
     Index("ix_reservations_state", "state"),
 )
 
@@ -117,7 +118,23 @@ rollout_records = Table(
     Column("envelope", Text, nullable=False),  # JSON (wire-protocol §7.2 + status)
     Column("video_id", String(60), nullable=True),
     Column("error", Text, nullable=True),
+    Column("owner", String(40), nullable=True),  # server instance running a queued/running async rollout
 )
+
+# Server instances sharing this database: each refreshes its heartbeat; what an instance
+# holds (reservations, pending idempotency records, async rollouts) is a lease that any
+# other instance releases once the heartbeat is older than the lease.
+instances = Table(
+    "server_instances",
+    metadata,
+    Column("id", String(40), primary_key=True),  # srv_<hex>
+    Column("started", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("info", String(200), nullable=False),  # host and pid, for operators
+)
+
+# Columns added after a table first shipped: (table, column DDL), added when missing.
+_ADDED_COLUMNS = [("reservations", "owner", "VARCHAR(40)"), ("rollout_records", "owner", "VARCHAR(40)")]
 
 
 def new_id(prefix: str) -> str:
@@ -136,11 +153,29 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database
+        if self.is_sqlite and ":memory:" not in url and url != "sqlite://":
+            _create_private(url)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite and ":memory:" not in url and url != "sqlite://":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.RLock() if self.is_sqlite else None
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a ledger made by an older version up to date (new nullable columns only)."""
+        from sqlalchemy import inspect, text
+        from sqlalchemy.exc import DBAPIError
+
+        for table, column, ddl in _ADDED_COLUMNS:
+            if column in {c["name"] for c in inspect(self.engine).get_columns(table)}:
+                continue
+            try:
+                with self.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+            except DBAPIError:  # another replica added it meanwhile
+                if column not in {c["name"] for c in inspect(self.engine).get_columns(table)}:
+                    raise
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -154,6 +189,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _create_private(url: str) -> None:
+    """Create a new SQLite ledger file readable by its owner only (0600): it holds key hashes
+    and every customer's money. SQLite gives its -wal and -shm files the same mode."""
+    import contextlib
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -36,6 +36,7 @@ from dream.errors import ValidationError
 from dream.server.services.db import Database, idempotency_records, new_id
 
 MAX_KEY_LENGTH = 255
+_BODY_REF = "_body_ref"  # meta key naming a body kept in the body store
 T = TypeVar("T")
 # Given the result to store, a statement that stores it inside the caller's transaction.
 Completer = Callable[["StoredResult"], Callable[[Connection], None]]
@@ -82,6 +83,11 @@ class IdempotencyStore:
         self.owner = new_id("proc")
         self._clock = clock
         self.stale_after_s = stale_after_s
+        # Set by a server with leases: whether a record's owner still runs (else its claim
+        # is taken over at once); without it, a claim older than stale_after_s is stale.
+        self.owner_alive: Callable[[Connection, str], bool] | None = None
+        # Where result bodies are kept (a server's video store); None: in the database row.
+        self.bodies: Any = None
 
     def begin(self, scope: str, key: str, fp: str, ttl_s: float) -> tuple[str, StoredResult | None]:
         """("claimed", None), ("done", result) or ("pending", None); raises on a reused key."""
@@ -113,9 +119,25 @@ class IdempotencyStore:
                     status_code=422,
                 )
             if row["state"] == "done":
-                return "done", StoredResult(json.loads(row["meta"] or "{}"), bytes(row["body"] or b""))
-            if row["owner"] != self.owner and row["created"] < now - self.stale_after_s:
-                # Claimed by a process that died long ago: take it over.
+                meta = json.loads(row["meta"] or "{}")
+                body = self._body(meta, row["body"])
+                if body is not None:
+                    return "done", StoredResult(meta, body)
+                # Its body is gone (pruned, or another replica's folder): run the call again.
+                conn.execute(delete(idempotency_records).where(pk))
+                conn.execute(
+                    idempotency_records.insert().values(
+                        scope=scope, key=key, fingerprint=fp, state="pending", owner=self.owner, created=now,
+                        expires=now + ttl_s + self.stale_after_s, ttl_s=ttl_s, meta=None, body=None,
+                    )
+                )
+                return "claimed", None
+            if self.owner_alive is not None:
+                dead = not self.owner_alive(conn, row["owner"])
+            else:
+                dead = row["created"] < now - self.stale_after_s
+            if row["owner"] != self.owner and dead:
+                # Claimed by a server that stopped (its lease expired): take it over.
                 conn.execute(
                     update(idempotency_records).where(pk).values(
                         owner=self.owner, created=now, expires=now + ttl_s + self.stale_after_s
@@ -124,15 +146,29 @@ class IdempotencyStore:
                 return "claimed", None
             return "pending", None
 
+    def _body(self, meta: dict[str, Any], column: bytes | None) -> bytes | None:
+        ref = meta.pop(_BODY_REF, None)
+        if ref is None:
+            return bytes(column or b"")
+        return self.bodies.read_result(ref) if self.bodies is not None else None
+
     def complete_in(self, scope: str, key: str, result: StoredResult) -> Callable[[Connection], None]:
-        """A statement to run inside another transaction (the ledger's settle)."""
+        """A statement to run inside another transaction (the ledger's settle).
+
+        With a body store, the body is written there first and the row keeps its id: the
+        database holds metadata only, whatever the size of the mp4s or tars.
+        """
+        meta, body = dict(result.meta), result.body
+        if self.bodies is not None and body:
+            meta[_BODY_REF] = self.bodies.put_result(body)
+            body = None
 
         def run(conn: Connection) -> None:
             conn.execute(
                 update(idempotency_records)
                 .where(idempotency_records.c.scope == scope, idempotency_records.c.key == key)
                 .values(
-                    state="done", meta=json.dumps(result.meta), body=result.body,
+                    state="done", meta=json.dumps(meta), body=body,
                     expires=self._clock() + idempotency_records.c.ttl_s,
                 )
             )
@@ -142,6 +178,19 @@ class IdempotencyStore:
     def complete(self, scope: str, key: str, result: StoredResult) -> None:
         with self.db.begin() as conn:
             self.complete_in(scope, key, result)(conn)
+
+    def discard_done(self, scope: str, key: str, fp: str) -> None:
+        """Forget a finished record whose result turned out unusable (a queued job that then
+        failed), so the next request with its key runs again instead of replaying it."""
+        with self.db.begin() as conn:
+            conn.execute(
+                delete(idempotency_records).where(
+                    idempotency_records.c.scope == scope,
+                    idempotency_records.c.key == key,
+                    idempotency_records.c.fingerprint == fp,
+                    idempotency_records.c.state == "done",
+                )
+            )
 
     def abandon(self, scope: str, key: str) -> None:
         """Forget a pending record we own (the call failed; a retry may run it)."""
@@ -160,12 +209,6 @@ class IdempotencyStore:
         with self.db.begin() as conn:
             return int(conn.execute(delete(idempotency_records).where(idempotency_records.c.expires < self._clock())).rowcount)
 
-    def release_owned_pending(self) -> int:
-        """At startup: pending records of a previous run of this process id can never finish."""
-        with self.db.begin() as conn:
-            return int(
-                conn.execute(delete(idempotency_records).where(idempotency_records.c.state == "pending")).rowcount
-            )
 
 
 class IdempotentRunner:
@@ -189,13 +232,23 @@ class IdempotentRunner:
         call: Callable[[Completer | None], Awaitable[T]],
         replay: Callable[[StoredResult], T],
         kind: str,
+        *,
+        failed: Callable[[StoredResult], bool] | None = None,
     ) -> T:
-        """`call(complete)` must store its result with `complete` when it succeeds."""
+        """`call(complete)` must store its result with `complete` when it succeeds.
+
+        `failed` (blocking, run in a thread) says whether a stored result stands for work
+        that failed after it was stored (an async job); such a record is dropped and the
+        call runs again, so a failure never blocks a retry with the same key.
+        """
         if key is None:
             return await call(None)
         k, ttl = key
         while True:
             state, stored = await asyncio.to_thread(self.store.begin, scope, k, fp, ttl)
+            if state == "done" and failed is not None and await asyncio.to_thread(failed, stored):
+                await asyncio.to_thread(self.store.discard_done, scope, k, fp)
+                continue
             if state == "done":
                 assert stored is not None
                 if self._on_replay is not None:

@@ -8,7 +8,8 @@ Money rules (DESIGN decision 8):
 * On success the reservation is **settled** (nothing moves; the debit stands).
 * On any failure it is **refunded**: the mils go back and a ``refund`` transaction is
   listed next to the debit (wire-protocol §12.3).
-* Reservations still held when a server starts (it died mid-rollout) are refunded.
+* A reservation is a lease of the server instance that made it: once that instance's
+  heartbeat expires (killed mid-rollout), any replica refunds it (`services.leases`).
 
 So at every moment: balance = credits − debits + refunds, and the sum of settled
 reservations equals what successful calls were charged.
@@ -105,6 +106,7 @@ class Ledger:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
+        self.owner: str | None = None  # the server instance whose leases new reservations are
 
     # ----------------------------------------------------------------- customers and keys
 
@@ -275,7 +277,7 @@ class Ledger:
             conn.execute(
                 reservations.insert().values(
                     id=rsv.id, customer_id=customer_id, amount_mils=amount_mils, state="held", request_id=request_id,
-                    created=self._clock(), detail=detail[:300],
+                    created=self._clock(), detail=detail[:300], owner=self.owner,
                 )
             )
         return rsv

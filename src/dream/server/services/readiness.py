@@ -24,6 +24,7 @@ class Readiness:
         self.loaded: dict[str, float] = {}  # slug -> seconds it took
         self.errors: dict[str, str] = {}
         self._done = threading.Event()
+        self._changed = threading.Condition()
         self._on_change = on_change
         self._thread: threading.Thread | None = None
 
@@ -47,9 +48,22 @@ class Readiness:
         for slug in self.specs:
             self.loaded.setdefault(slug, 0.0)
         self._done.set()
+        self._notify()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    def wait_for(self, slug: str, timeout: float) -> bool:
+        """Block until `slug` is loaded, has failed, or loading is over; True if loaded."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: slug in self.loaded or slug in self.errors or self._done.is_set(), timeout=timeout
+            )
+        return slug in self.loaded
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def _load_all(self) -> None:
         for slug in self.specs:
@@ -57,6 +71,7 @@ class Readiness:
             if not status.available:
                 self.errors[slug] = status.message or "weights not found"
                 logger.error("cannot serve %s: %s", slug, self.errors[slug])
+                self._notify()
                 continue
             t0 = time.perf_counter()
             try:
@@ -64,12 +79,15 @@ class Readiness:
             except Exception as exc:
                 self.errors[slug] = f"{type(exc).__name__}: {exc}"
                 logger.exception("loading %s failed", slug)
+                self._notify()
                 continue
             self.loaded[slug] = time.perf_counter() - t0
             logger.info("%s loaded and warmed up in %.2f s", slug, self.loaded[slug])
             if self._on_change:
                 self._on_change(slug)
+            self._notify()
         self._done.set()
+        self._notify()
         if self.ready:
             logger.info("ready: %s", ", ".join(self.specs))
 

@@ -7,13 +7,16 @@ with headers, or a tar).
 
 The order of a single rollout, and why:
 
-1. decode + validate inputs, look up the spec  → 422 before anything else
+1. validate params and actions, look up the spec, read the start frame's header
+   (format, size, bit depth; no decoding) against the frame budget → 422 / 413
 2. idempotency record (explicit key, else the request's content): a finished twin is
    replayed without running or charging; a running twin is waited for
 3. the key's concurrent-rollout slot             → 429
 4. reserve the expected charge                   → 402 before any engine work
-5. engine (through the dynamic batcher), mp4 encode, store the video
-6. settle, storing the idempotent result in the same transaction; on any failure
+5. decode the start frame (a few decodes at a time server-wide), so a caller without
+   credit or over its limits never makes the server allocate a frame's pixels
+6. engine (through the dynamic batcher), mp4 encode, store the video
+7. settle, storing the idempotent result in the same transaction; on any failure
    refund instead (the one failure path: every exception passes through it)
 """
 
@@ -37,6 +40,7 @@ from dream.errors import (
     DreamError,
     InputValidationError,
     ModelNotFoundError,
+    PayloadTooLargeError,
     ServerError,
     ValidationError,
 )
@@ -53,6 +57,12 @@ if TYPE_CHECKING:
     from dream.server.services.container import Services
 
 logger = logging.getLogger("dream.server.rollouts")
+
+
+class StillLoadingError(ServerError):
+    """503 while a model loads: expected during warm-up, so logged at INFO, not ERROR."""
+
+    log_level = logging.INFO
 
 
 class UnknownModelError(ValidationError):
@@ -77,26 +87,27 @@ def cost_mils(spec: EngineSpec, num_actions: int, k: int = 1) -> int:
 
 @dataclass(frozen=True)
 class SingleJob:
-    """One validated single rollout."""
+    """One validated single rollout; its start frame is still encoded (header checked)."""
 
     spec: EngineSpec
-    frame: np.ndarray  # uint8 (H, W, 3) as sent (the engine fits it)
+    frame_bytes: bytes  # PNG or JPEG, decoded only after the reservation
     actions: np.ndarray  # float32 (T, A)
     seed: int
     num_steps: int | None
     guidance: float | None
+    frame_part: str = "frame"  # the part's name, for messages
 
     def fingerprint(self, kind: str) -> str:
         return fingerprint(
             kind, self.spec.slug, self.seed, self.num_steps, self.guidance,
-            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+            self.frame_bytes, list(self.actions.shape), self.actions.tobytes(),
         )
 
 
 @dataclass(frozen=True)
 class BatchJob:
     spec: EngineSpec
-    frame: np.ndarray
+    frame_bytes: bytes
     actions: np.ndarray  # float32 (K, T, A)
     seed: int
     num_steps: int | None
@@ -105,8 +116,14 @@ class BatchJob:
     def fingerprint(self) -> str:
         return fingerprint(
             "batch", self.spec.slug, self.seed, self.num_steps, self.guidance,
-            list(self.frame.shape), self.frame.tobytes(), list(self.actions.shape), self.actions.tobytes(),
+            self.frame_bytes, list(self.actions.shape), self.actions.tobytes(),
         )
+
+
+class RequestTooLargeError(PayloadTooLargeError):
+    """A request over the server's per-request frame budget (HTTP 413); the message names it."""
+
+    error_code = "request_too_large"
 
 
 # --------------------------------------------------------------------------- results
@@ -232,6 +249,7 @@ class RolloutService:
         self.svc = svc
         self.settings = svc.settings
         self._jobs: set[asyncio.Task[None]] = set()
+        self._decodes = asyncio.Semaphore(self.settings.max_concurrent_decodes)
 
     # ----------------------------------------------------------------- parsing
 
@@ -257,34 +275,82 @@ class RolloutService:
             validate_guidance(blank(guidance)),
         )
 
-    def _check_T(self, T: int) -> None:
+    def check_budget(self, T: int, K: int = 1) -> None:
+        """K rollouts of T actions against max_actions_T (422) and max_request_frames (413)."""
         if self.settings.max_actions_T < T:
             raise InputValidationError(f"actions has T={T} steps; this server takes at most {self.settings.max_actions_T}")
+        frames, budget = K * (T + 1), self.settings.max_request_frames
+        if frames > budget:
+            raise RequestTooLargeError(
+                f"this request asks for K={K} × (T + 1)={T + 1} = {frames} frames; this server's max_request_frames "
+                f"is {budget} per request (split it into smaller requests)",
+                status_code=413,
+            )
+
+    # ----------------------------------------------------------------- start frames
+
+    def max_frame_pixels(self, spec: EngineSpec) -> int:
+        """Pixels (8-bit RGB equivalent) a start frame for `spec` may declare."""
+        if self.settings.max_frame_pixels is not None:
+            return self.settings.max_frame_pixels
+        h, w = spec.resolution
+        return max(36 * h * w, 1920 * 1080)
+
+    def check_frame(self, spec: EngineSpec, data: bytes, what: str) -> None:
+        """Refuse a start frame from its header alone: not PNG/JPEG, or over the pixel budget.
+
+        The budget is in decoded bytes (pixels × 3 at 8 bits), so a 16-bit or alpha frame
+        gets proportionally fewer pixels: what a decoder would allocate is what is bounded.
+        """
+        from dream.inputs import MAX_FRAME_BYTES, read_image_header
+
+        if len(data) > MAX_FRAME_BYTES:
+            raise InputValidationError(f"{what}: {len(data)} bytes is over the {MAX_FRAME_BYTES}-byte limit")
+        header = read_image_header(data, what=what)
+        limit = self.max_frame_pixels(spec)
+        if header.decoded_bytes > 3 * limit:
+            raise InputValidationError(
+                f"{what}: {header.format} header declares {header.width}x{header.height} pixels, "
+                f"{header.channels} channel(s) at {header.bit_depth} bits = {header.decoded_bytes} decoded bytes; "
+                f"this server takes at most {3 * limit} ({limit} RGB pixels at 8 bits, max_frame_pixels) "
+                f"for {spec.slug} ({spec.resolution[0]}x{spec.resolution[1]}); downscale the frame first"
+            )
+
+    async def decode_frame(self, spec: EngineSpec, data: bytes, what: str) -> np.ndarray:
+        """Decode a header-checked start frame and fit it to the spec's resolution.
+
+        At most `max_concurrent_decodes` run at once server-wide (each may hold a full
+        frame's pixels); the fitted frame is small, so queued rollouts hold little.
+        """
+        from dream.inputs import decode_image_bytes, fit_frame
+
+        async with self._decodes:
+            return await asyncio.to_thread(lambda: fit_frame(decode_image_bytes(data, what=what), spec.resolution))
 
     def parse_single(
         self, *, model: str | None, frame_bytes: bytes, actions_bytes: bytes, seed: Any, num_steps: Any, guidance: Any,
         frame_part: str = "frame",
     ) -> SingleJob:
-        """Decode and validate one rollout's parts (CPU: run it in a thread)."""
-        from dream.inputs import actions_to_array, decode_image_bytes
+        """Validate one rollout's parts (CPU: run it in a thread); the frame's header only."""
+        from dream.inputs import actions_to_array
 
         spec = self.spec(model)
         s, n, g = self._params(seed, num_steps, guidance)
-        frame = decode_image_bytes(frame_bytes, what=frame_part)
+        self.check_frame(spec, frame_bytes, frame_part)
         actions = actions_to_array(actions_bytes, action_dim=spec.action_dim, chunk_size=spec.chunk_size)
-        self._check_T(int(actions.shape[0]))
-        return SingleJob(spec, frame, actions, s, n, g)
+        self.check_budget(int(actions.shape[0]))
+        return SingleJob(spec, bytes(frame_bytes), actions, s, n, g, frame_part)
 
     def parse_batch(
         self, *, model: str | None, frame_bytes: bytes, actions_list: list[bytes], seed: Any, num_steps: Any, guidance: Any
     ) -> BatchJob:
         import numpy as np
 
-        from dream.inputs import actions_to_array, decode_image_bytes
+        from dream.inputs import actions_to_array
 
         spec = self.spec(model)
         s, n, g = self._params(seed, num_steps, guidance)
-        frame = decode_image_bytes(frame_bytes, what="frame")
+        self.check_frame(spec, frame_bytes, "frame")
         if not actions_list:
             raise InputValidationError("actions list is empty; need at least one entry.")
         if len(actions_list) > self.settings.max_batch_k:
@@ -298,8 +364,8 @@ class RolloutService:
         lengths = sorted({int(a.shape[0]) for a in arrays})
         if len(lengths) > 1:
             raise InputValidationError(f"actions for predict_batch must all have the same length T; got lengths {lengths}")
-        self._check_T(lengths[0])
-        return BatchJob(spec, frame, np.stack(arrays), s, n, g)
+        self.check_budget(lengths[0], len(arrays))
+        return BatchJob(spec, bytes(frame_bytes), np.stack(arrays), s, n, g)
 
     # ----------------------------------------------------------------- idempotency
 
@@ -341,13 +407,24 @@ class RolloutService:
 
     # ----------------------------------------------------------------- engine
 
-    def require_loaded(self, spec: EngineSpec) -> None:
+    async def require_loaded(self, spec: EngineSpec) -> None:
+        """Return once `spec` can run. A request that arrives while it is still loading is
+        held (up to `warmup_hold_s`) instead of refused, so a client started together with
+        the server, whose retries would run out first, just waits; then 503."""
         ready = self.svc.readiness
+        hold_s = float(self.svc.settings.warmup_hold_s)
+        if not ready.is_loaded(spec.slug) and spec.slug not in ready.errors and not ready.finished and hold_s > 0:
+            logger.info("holding a request for %s while it loads (up to %.0f s)", spec.slug, hold_s)
+            t0 = time.perf_counter()
+            await asyncio.to_thread(ready.wait_for, spec.slug, hold_s)
+            logger.info("held a request for %s %.1f s while it loaded", spec.slug, time.perf_counter() - t0)
         if not ready.is_loaded(spec.slug):
             err = ready.errors.get(spec.slug)
             if err:
                 raise ServerError(f"model {spec.slug!r} cannot run on this server: {err}", status_code=503)
-            raise ServerError(f"model {spec.slug!r} is still loading; retry shortly", status_code=503)
+            raise StillLoadingError(
+                f"model {spec.slug!r} is still loading (held {hold_s:.0f} s); retry shortly", status_code=503
+            )
 
     def run_items(self, items: list[BatchItem]) -> Any:
         """The batcher's engine call (in the engine executor)."""
@@ -372,7 +449,7 @@ class RolloutService:
     async def single(
         self, principal: Principal, job: SingleJob, *, request_id: str, idempotency_key: str | None
     ) -> SingleResult:
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint("single")
         return await self.svc.idem.run(
             principal.customer_id,
@@ -398,6 +475,7 @@ class RolloutService:
         *,
         rsv: Reservation | None = None,
         rollout_id: str | None = None,
+        frame: np.ndarray | None = None,
     ) -> SingleResult:
         spec = job.spec
         T = int(job.actions.shape[0])
@@ -409,24 +487,34 @@ class RolloutService:
             if rsv is None:
                 rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
             try:
-                item = await self.svc.batcher.submit(
-                    BatchItem(spec.slug, job.frame, job.actions, job.seed, job.num_steps, job.guidance)
-                )
+                if frame is None:
+                    frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
+                if self.settings.stream_min_frames < T + 1:
+                    mp4s, wall_ms = await self.stream_rollouts(
+                        principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
+                    )
+                    mp4, fused = mp4s[0], 1
+                else:
+                    item = await self.svc.batcher.submit(
+                        BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance,
+                                  customer=principal.customer_id)
+                    )
+                    mp4, wall_ms, fused = None, float(item.result.wall_ms), item.fused
 
                 def finish() -> SingleResult:
                     # One worker-thread hop for everything after the engine: encode, store, settle.
-                    mp4 = self.svc.engine.encode_mp4(item.frames, spec.slug)
+                    data = mp4 if mp4 is not None else self.svc.engine.encode_mp4(item.frames, spec.slug)
                     done = SingleResult(
                         rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
-                        created=int(time.time()), num_frames=int(item.frames.shape[0]), resolution=spec.resolution,
-                        engine_wall_ms=float(item.result.wall_ms), cost_mils=amount if principal.billed else 0,
-                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=item.fused,
-                        mp4=mp4,
+                        created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
+                        engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
+                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
+                        mp4=data,
                     )
-                    self.svc.videos.put(done.video_id, mp4)
+                    self.svc.videos.put(done.video_id, data)
                     also = [self._record_rollout(principal, done)]
                     if complete is not None:
-                        also.append(complete(StoredResult(done.meta(), mp4)))
+                        also.append(complete(StoredResult(done.meta(), data)))
                     self._settle_now(rsv, also)
                     return done
 
@@ -442,9 +530,66 @@ class RolloutService:
             m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
         logger.info(
             "rollout %s spec=%s T=%d fused=%d engine_wall_ms=%.1f charged_mils=%d",
-            result.rollout_id, spec.slug, T, item.fused, item.result.wall_ms, result.cost_mils,
+            result.rollout_id, spec.slug, T, fused, wall_ms, result.cost_mils,
         )
         return result
+
+    async def stream_rollouts(
+        self,
+        principal: Principal,
+        spec: EngineSpec,
+        frame: np.ndarray,
+        actions: np.ndarray,
+        seed: int,
+        num_steps: int | None,
+        guidance: float | None,
+    ) -> tuple[list[bytes], float]:
+        """K rollouts from one start frame, computed and encoded chunk by chunk: (mp4s, engine ms).
+
+        Each chunk takes one engine turn of this customer's (round-robin with the others),
+        then is encoded off the engine thread while other work runs; memory holds one chunk
+        plus the K growing mp4s. Past `max_request_wall_s` the request stops with 413.
+        """
+        from dream.engine.video import Mp4Writer
+
+        engine, loop = self.svc.engine, asyncio.get_running_loop()
+        K = int(actions.shape[0])
+        deadline = time.monotonic() + self.settings.max_request_wall_s
+        t0 = time.perf_counter()
+        stream = await loop.run_in_executor(
+            self.svc.engine_executor,
+            lambda: engine.stream([frame], actions, spec=spec.slug, seeds=[seed] * K, num_steps=num_steps,
+                                  guidance=guidance, chunk_frames=self.settings.stream_chunk_frames),
+        )
+        writers = [Mp4Writer(spec.fps) for _ in range(K)]
+
+        def encode(chunk: np.ndarray) -> None:
+            for k, writer in enumerate(writers):
+                writer.write(chunk[k])
+
+        try:
+            while not stream.done:
+                async with self.svc.scheduler.turn(principal.customer_id):
+                    chunk = await loop.run_in_executor(self.svc.engine_executor, stream.next_chunk)
+                assert chunk is not None  # a stream not done has another chunk
+                await asyncio.to_thread(encode, chunk)
+                del chunk
+                if time.monotonic() > deadline and not stream.done:
+                    raise RequestTooLargeError(
+                        f"this request ran past this server's max_request_wall_s of {self.settings.max_request_wall_s:g} s "
+                        f"after {stream.frames_done} of {stream.num_frames} frames per rollout (K={K}); it was stopped "
+                        "and refunded: split it into shorter requests",
+                        status_code=413,
+                    )
+            mp4s = await asyncio.to_thread(lambda: [w.finish() for w in writers])
+        finally:
+            for w in writers:
+                w.close()
+            if not stream.done:
+                await loop.run_in_executor(self.svc.engine_executor, stream.close)
+        self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
+        self.svc.metrics.engine_latency.add(stream.wall_ms)
+        return mp4s, stream.wall_ms
 
     def _record_rollout(self, principal: Principal, result: SingleResult) -> Callable[[Connection], None]:
         def run(conn: Connection) -> None:
@@ -467,7 +612,7 @@ class RolloutService:
     async def batch(
         self, principal: Principal, job: BatchJob, *, request_id: str, idempotency_key: str | None
     ) -> BatchResult:
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint()
         return await self.svc.idem.run(
             principal.customer_id,
@@ -488,26 +633,18 @@ class RolloutService:
         spec = job.spec
         K, T = int(job.actions.shape[0]), int(job.actions.shape[1])
         amount = cost_mils(spec, T, K)
-        engine = self.svc.engine
-        loop = asyncio.get_running_loop()
         with slot_for(self.svc.limiter, principal):
             rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
             try:
+                frame = await self.decode_frame(spec, job.frame_bytes, "frame")
                 self.svc.metrics.fused_batch_size.observe(K)
-                t0 = time.perf_counter()
-                res = await loop.run_in_executor(
-                    self.svc.engine_executor,
-                    lambda: engine.predict_batch(
-                        job.frame, job.actions, spec=spec.slug, num_steps=job.num_steps, guidance=job.guidance, seed=job.seed
-                    ),
+                mp4s, wall_ms = await self.stream_rollouts(
+                    principal, spec, frame, job.actions, job.seed, job.num_steps, job.guidance
                 )
-                self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
-                self.svc.metrics.engine_latency.add(res.wall_ms)
-                mp4s = await asyncio.to_thread(lambda: [engine.encode_mp4(res.frames[k], spec.slug) for k in range(K)])
-                tar = tar_of(mp4s)
+                tar = await asyncio.to_thread(tar_of, mp4s)
                 result = BatchResult(
                     request_id=request_id, model=spec.slug, batch_size=K, num_frames=T + 1, resolution=spec.resolution,
-                    engine_wall_ms=float(res.wall_ms), cost_mils=amount if principal.billed else 0, seed=job.seed,
+                    engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0, seed=job.seed,
                     customer_id=principal.customer_id, tar=tar,
                 )
                 also = [complete(StoredResult(result.meta(), tar))] if complete is not None else []
@@ -521,7 +658,7 @@ class RolloutService:
         m.frames.labels(spec.slug).inc(K * (T + 1))
         if rsv is not None:
             m.charged_mils.labels(spec.slug).inc(rsv.amount_mils)
-        logger.info("batch %s spec=%s K=%d T=%d engine_wall_ms=%.1f", request_id, spec.slug, K, T, res.wall_ms)
+        logger.info("batch %s spec=%s K=%d T=%d engine_wall_ms=%.1f", request_id, spec.slug, K, T, wall_ms)
         return result
 
     # ----------------------------------------------------------------- async mode
@@ -537,7 +674,7 @@ class RolloutService:
         base_url: str,
     ) -> dict[str, Any]:
         """Queue a rollout: 402/429 now, the run in the background; returns the record."""
-        self.require_loaded(job.spec)
+        await self.require_loaded(job.spec)
         fp = job.fingerprint("job")
         rid = await self.svc.idem.run(
             principal.customer_id,
@@ -546,6 +683,7 @@ class RolloutService:
             lambda complete: self._start_job(principal, job, request_id, complete, webhook_url, base_url),
             lambda stored: stored.meta["rollout_id"],
             "job",
+            failed=lambda stored: self._job_failed(principal, stored.meta["rollout_id"]),
         )
         return await asyncio.to_thread(self.get_record, principal, rid)
 
@@ -562,9 +700,13 @@ class RolloutService:
         T = int(job.actions.shape[0])
         slot = contextlib.ExitStack()
         slot.enter_context(slot_for(self.svc.limiter, principal))
+        rsv: Reservation | None = None
         try:
             rsv = await self._reserve(principal, cost_mils(spec, T), request_id, f"predict · {spec.slug} · {T + 1} frames")
+            frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
         except BaseException:
+            if rsv is not None:
+                await self._refund(rsv, spec.slug, "the start frame could not be decoded")
             slot.close()
             raise
         rollout_id = new_id("rollout")
@@ -580,7 +722,7 @@ class RolloutService:
             conn.execute(
                 rollout_records.insert().values(
                     id=rollout_id, customer_id=principal.customer_id, status="queued", created=now, updated=now,
-                    envelope=json.dumps(queued), video_id=None, error=None,
+                    envelope=json.dumps(queued), video_id=None, error=None, owner=self.svc.leases.id,
                 )
             )
             if complete is not None:
@@ -597,7 +739,7 @@ class RolloutService:
             slot.close()
             raise
         task = asyncio.get_running_loop().create_task(
-            self._run_job(principal, job, request_id, rsv, rollout_id, webhook_url, base_url, slot)
+            self._run_job(principal, job, frame, request_id, rsv, rollout_id, webhook_url, base_url, slot)
         )
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
@@ -607,6 +749,7 @@ class RolloutService:
         self,
         principal: Principal,
         job: SingleJob,
+        frame: np.ndarray,
         request_id: str,
         rsv: Reservation | None,
         rollout_id: str,
@@ -617,7 +760,7 @@ class RolloutService:
         with slot:
             await asyncio.to_thread(self._set_status, rollout_id, "running", None)
             try:
-                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id)
+                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id, frame=frame)
             except Exception as exc:
                 logger.warning("async rollout %s failed: %s", rollout_id, exc)
                 message = exc.message if isinstance(exc, DreamError) else "internal error (see the server log)"
@@ -627,6 +770,12 @@ class RolloutService:
         if webhook_url:
             envelope = self.public_envelope(await asyncio.to_thread(self.get_record, principal, rollout_id), base_url)
             await self.svc.webhooks.deliver(webhook_url, envelope)
+
+    def _job_failed(self, principal: Principal, rollout_id: str) -> bool:
+        try:
+            return self.get_record(principal, rollout_id)["status"] == "failed"
+        except RolloutNotFound:
+            return True  # its record is gone: nothing to replay
 
     def _set_status(self, rollout_id: str, status: str, error: str | None) -> None:
         with self.svc.db.begin() as conn:
@@ -665,16 +814,6 @@ class RolloutService:
             env["video_url"] = base_url + path
             env["video_url_expires_at"] = expires
         return env
-
-    def recover(self) -> int:
-        """At startup (single-server databases): rollouts queued or running in a dead process failed."""
-        with self.svc.db.begin() as conn:
-            rows = conn.execute(
-                select(rollout_records.c.id).where(rollout_records.c.status.in_(("queued", "running")))
-            ).all()
-        for (rid,) in rows:
-            self._set_status(rid, "failed", "the server restarted before this rollout ran; it was refunded")
-        return len(rows)
 
     async def drain(self) -> None:
         """Let queued async rollouts finish (shutdown)."""

@@ -127,6 +127,7 @@ class SessionService:
         spec = self.svc.rollouts.spec(model)
         s = validate_seed(0 if seed in (None, "") else seed)
         n = validate_num_steps(None if num_steps in (None, "") else num_steps)
+        self.svc.rollouts.check_frame(spec, frame_bytes, "initial_frame")  # header only: no pixels yet
         frame = fit_frame(decode_image_bytes(frame_bytes, what="initial_frame"), spec.resolution)
         self.expire_idle()
         with self._lock:
@@ -213,10 +214,12 @@ class SessionService:
             sess.last_active = time.time()
             spec = sess.spec
             try:
-                self.svc.rollouts.require_loaded(spec)
-                actions = actions_to_array(
-                    message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
+                await self.svc.rollouts.require_loaded(spec)
+                # Off the event loop: a long nested list takes a while to convert.
+                actions = await asyncio.to_thread(
+                    actions_to_array, message.get("actions"), action_dim=spec.action_dim, chunk_size=spec.chunk_size
                 )
+                self.svc.rollouts.check_budget(int(actions.shape[0]))  # the same limits as /v1/predict
                 num_steps = validate_num_steps(message["num_steps"]) if message.get("num_steps") is not None else sess.num_steps
                 seed = validate_seed(message["seed"]) if message.get("seed") is not None else sess.seed
                 slot = slot_for(self.svc.limiter, sess.principal)

@@ -22,6 +22,7 @@ from pathlib import Path
 from dream.errors import AuthError, ModelNotFoundError
 
 _VIDEO_ID = re.compile(r"^vid_[0-9a-f]{32}$")
+_RESULT_ID = re.compile(r"^res_[0-9a-f]{32}$")
 
 
 class VideoNotFound(ModelNotFoundError):
@@ -47,6 +48,9 @@ class VideoStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_prune = 0.0
+        # Stored idempotent results (mp4 / tar bodies) live here too, not in the database;
+        # the server sets this to the longest idempotency TTL (plus slack).
+        self.result_retain_s = 24 * 3600.0 + 3600.0
 
     def _path(self, video_id: str) -> Path:
         if not _VIDEO_ID.match(video_id):
@@ -55,11 +59,30 @@ class VideoStore:
 
     def put(self, video_id: str, mp4: bytes) -> None:
         """Write atomically (temp file + rename), so a reader never sees half a video."""
-        path = self._path(video_id)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".mp4")
+        self._write(self._path(video_id), mp4)
+
+    def put_result(self, body: bytes) -> str:
+        """Keep an idempotent result's body (for `result_retain_s`); returns its id."""
+        from dream.server.services.db import new_id
+
+        rid = new_id("res")
+        self._write(self.directory / f"{rid}.bin", body)
+        return rid
+
+    def read_result(self, rid: str) -> bytes | None:
+        """A stored result's body; None when it is gone (pruned, or kept by another replica's folder)."""
+        if not _RESULT_ID.match(rid):
+            return None
+        try:
+            return (self.directory / f"{rid}.bin").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(mp4)
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -107,10 +130,19 @@ class VideoStore:
             if now - self._last_prune < 60:
                 return
             self._last_prune = now
-        cutoff = now - self.retain_s
-        for p in self.directory.glob("vid_*.mp4"):
-            try:
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
-            except FileNotFoundError:
-                pass
+        self.prune(now)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete videos and stored results past their retention; returns how many."""
+        now = time.time() if now is None else now
+        n = 0
+        for pattern, retain in (("vid_*.mp4", self.retain_s), ("res_*.bin", self.result_retain_s)):
+            cutoff = now - retain
+            for p in self.directory.glob(pattern):
+                try:
+                    if p.stat().st_mtime < cutoff:
+                        p.unlink()
+                        n += 1
+                except FileNotFoundError:
+                    pass
+        return n

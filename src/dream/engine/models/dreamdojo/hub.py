@@ -90,12 +90,29 @@ def pull(
     if not plan:
         raise EngineError(f"spec {slug!r} has no Hub source to pull from")
     try:
-        from huggingface_hub import snapshot_download
+        import huggingface_hub  # noqa: F401
     except ImportError as exc:
         raise EngineError("`dream pull` needs huggingface_hub: pip install 'dream-engine[torch]'") from exc
     target = Path(dest).expanduser() if dest is not None else default_weights_root()
     target = target / slug
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        _download(plan, target, config, token=token, revision=revision)
+    except BaseException:
+        # A folder left behind by a failed pull would be taken for the weights and hide the
+        # Hugging Face cache from the weight lookup: remove what this call created.
+        if created:
+            import shutil
+
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
+
+
+def _download(plan: list[HubDownload], target: Path, config: DreamDojoConfig, *, token: str | None, revision: str | None) -> None:
+    from huggingface_hub import snapshot_download
+
     for item in plan:
         logger.info("downloading %s (%s) into %s", item.what, item.describe(), target)
         try:
@@ -111,7 +128,6 @@ def pull(
                 f"could not download {item.describe()} from the Hugging Face Hub: {exc}. "
                 "If the repository is gated, accept its license on huggingface.co and pass a token (HF_TOKEN)."
             ) from exc
-    return target
 
 
 def find_in_hub_cache(config: DreamDojoConfig) -> tuple[Path, Path] | None:

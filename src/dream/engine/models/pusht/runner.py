@@ -15,7 +15,7 @@ count can change a row's bytes):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,26 +123,68 @@ class PushTRunner(Runner):
         if self.renderer is None or self.dynamics is None:
             raise EngineError(f"{self.spec.slug}: rollout() before load()")
         k, t = actions.shape[:2]
+        out = np.empty((k, t + 1, 96, 96, 3), np.uint8)
+        for row, frames_of_row in enumerate(self._row_frames(frames, actions)):
+            for i, frame in enumerate(frames_of_row):
+                out[row, i] = frame
+        return out
+
+    def rollout_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        num_steps: int | None,
+        guidance: float | None,
+        chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        """`rollout` drawn `chunk_actions` frames at a time (the poses of a whole rollout are a
+        few floats per frame; the frames are what would not fit): memory holds one chunk.
+
+        Every frame is drawn from its poses alone, so the chunks concatenate to `rollout`'s
+        frames bit for bit.
+        """
+        import numpy as np
+
+        if self.renderer is None or self.dynamics is None:
+            raise EngineError(f"{self.spec.slug}: rollout_chunks() before load()")
+        k, t = actions.shape[:2]
+        rows = self._row_frames(frames, actions)
+        step = max(1, chunk_actions)
+        for lo, hi in [(0, 1), *((a, min(a + step, t + 1)) for a in range(1, t + 1, step))]:
+            chunk = np.empty((k, hi - lo, 96, 96, 3), np.uint8)
+            for row, frames_of_row in enumerate(rows):
+                for i in range(hi - lo):
+                    chunk[row, i] = next(frames_of_row)
+            yield chunk
+
+    def _row_frames(self, frames: np.ndarray, actions: np.ndarray) -> list[Iterator[np.ndarray]]:
+        """One frame iterator per rollout (frame 0 first); the start poses are fitted once per distinct frame."""
+        import numpy as np
+
+        if self.renderer is None or self.dynamics is None:
+            raise EngineError(f"{self.spec.slug}: rollout() before load()")
         starts = np.array(frames, dtype=np.uint8)
         acts = np.clip(np.asarray(actions, np.float64), 0.0, 512.0)
-        out = np.empty((k, t + 1, 96, 96, 3), np.uint8)
         fitted: dict[int, tuple] = {}
-        for row in range(k):
+        rows = []
+        for row in range(acts.shape[0]):
             index = 0 if len(starts) == 1 else row
             if index not in fitted:
                 fitted[index] = self.fit_start(starts[index])
-            out[row] = self._rollout_one(starts[index], *fitted[index], acts[row])
-        return out
+            rows.append(self._frames_one(starts[index], *fitted[index], acts[row]))
+        return rows
 
-    def _rollout_one(self, start: np.ndarray, agent, block, actions: np.ndarray) -> np.ndarray:
+    def _frames_one(self, start: np.ndarray, agent, block, actions: np.ndarray) -> Iterator[np.ndarray]:
+        """The rollout's frames, frame 0 (the start frame) first, drawn one at a time."""
         import numpy as np
 
         from dream.engine.models.pusht.dynamics import rollout_poses
 
         assert self.renderer is not None and self.dynamics is not None
         agents, blocks = rollout_poses(agent, block, actions.tolist(), self.dynamics, self.params)
-        frames = np.empty((len(agents), 96, 96, 3), np.uint8)
-        frames[0] = start
+        yield start
         # where the start frame's objects were, grown by a pixel: their blended edge pixels
         # may reach one pixel beyond the drawing at the fitted pose
         _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0])
@@ -150,18 +192,17 @@ class PushTRunner(Runner):
         # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
         drawn = [(round(x), round(y)) for x, y in agents]
         for i in range(1, len(agents)):
-            frames[i] = start
-            if drawn[i] == drawn[0] and blocks[i] == blocks[0]:
-                continue
-            # only a crop around the objects' start and current places can change
-            y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
-            img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
-            region = agent0[y0:y1, x0:x1] | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent_t)
-            if blocks[i] != blocks[0]:
-                region |= block0[y0:y1, x0:x1] | block_t
-            crop = frames[i, y0:y1, x0:x1]
-            crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
-        return frames
+            frame = start.copy()
+            if drawn[i] != drawn[0] or blocks[i] != blocks[0]:
+                # only a crop around the objects' start and current places can change
+                y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
+                img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
+                region = agent0[y0:y1, x0:x1] | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent_t)
+                if blocks[i] != blocks[0]:
+                    region |= block0[y0:y1, x0:x1] | block_t
+                crop = frame[y0:y1, x0:x1]
+                crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
+            yield frame
 
     def _window(self, agents, blocks) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the output pixels that the agents' discs and the blocks' Ts can touch."""
