@@ -264,3 +264,17 @@ def test_a_request_past_its_wall_time_is_stopped_and_refunded(make_client) -> No
     assert r.status_code == 413 and "max_request_wall_s" in r.json()["detail"] and "refunded" in r.json()["detail"]
     balance = h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"]
     assert balance == 1000
+
+
+def test_a_session_for_a_caller_without_credit_is_refused_before_its_frame_is_decoded(make_client, monkeypatch) -> None:
+    """Opening a session checked only the header, then decoded the frame outside the
+    bounded decodes and before any credit check."""
+    h = make_client(max_concurrent_decodes=1)
+    spy = DecodeSpy(monkeypatch)
+    files = {"initial_frame": ("f.png", png(frame_array(16)), "image/png")}
+    broke = h.key("broke", credits_mils=0)
+    r = h.client.post("/v1/sessions", data={"model": "tiny-16"}, files=files, headers=h.auth(broke))
+    assert r.status_code == 402 and "at least one frame" in r.json()["detail"]["message"]
+    assert spy.calls == 0
+    r = h.client.post("/v1/sessions", data={"model": "tiny-16"}, files=files, headers=h.auth(h.key("paying")))
+    assert r.status_code == 200 and spy.calls == 1 and spy.peak == 1

@@ -119,24 +119,47 @@ class SessionService:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def create(self, principal: Principal, *, model: str, frame_bytes: bytes, seed: Any, num_steps: Any) -> ServerSession:
-        """Validate and open a session (CPU: decodes the frame; run it in a thread)."""
+    def admit(self, principal: Principal, *, model: str, frame_bytes: bytes, seed: Any, num_steps: Any
+              ) -> tuple[EngineSpec, int, int | None]:
+        """Everything about a new session that needs no pixels: its parameters, the frame's
+        header, the customer's session cap and credit. Raises before anything is decoded."""
         from dream.engine.engine import validate_num_steps, validate_seed
-        from dream.inputs import decode_image_bytes, fit_frame
 
         spec = self.svc.rollouts.spec(model)
         s = validate_seed(0 if seed in (None, "") else seed)
         n = validate_num_steps(None if num_steps in (None, "") else num_steps)
         self.svc.rollouts.check_frame(spec, frame_bytes, "initial_frame")  # header only: no pixels yet
-        frame = fit_frame(decode_image_bytes(frame_bytes, what="initial_frame"), spec.resolution)
         self.expire_idle()
+        self._check_session_cap(principal)
+        one_frame = usd_to_mils(spec.price_per_frame_usd)
+        balance = self.svc.ledger.balance_mils(principal.customer_id) if principal.billed else one_frame
+        if balance < one_frame:
+            raise InsufficientCreditsError(
+                f"a session on {spec.slug} needs credit for at least one frame ({one_frame} mils); the balance is "
+                f"{balance} mils",
+                balance_mils=balance,
+                requested_mils=one_frame,
+            )
+        return spec, s, n
+
+    def _check_session_cap(self, principal: Principal) -> None:
+        mine = sum(1 for x in self._sessions.values() if x.principal.customer_id == principal.customer_id)
+        if mine >= _MAX_SESSIONS_PER_CUSTOMER:
+            raise RateLimitError(
+                f"{mine} sessions are open for this customer (max {_MAX_SESSIONS_PER_CUSTOMER}); close some first",
+                retry_after=self.settings.concurrency_retry_after_s,
+            )
+
+    async def create(self, principal: Principal, *, model: str, frame_bytes: bytes, seed: Any, num_steps: Any
+                     ) -> ServerSession:
+        """Validate and open a session: `admit` first, then the frame is decoded with the
+        server's bounded decodes (`RolloutService.decode_frame`), as every rollout's is."""
+        spec, s, n = await asyncio.to_thread(
+            self.admit, principal, model=model, frame_bytes=frame_bytes, seed=seed, num_steps=num_steps
+        )
+        frame = await self.svc.rollouts.decode_frame(spec, frame_bytes, "initial_frame")
         with self._lock:
-            mine = sum(1 for x in self._sessions.values() if x.principal.customer_id == principal.customer_id)
-            if mine >= _MAX_SESSIONS_PER_CUSTOMER:
-                raise RateLimitError(
-                    f"{mine} sessions are open for this customer (max {_MAX_SESSIONS_PER_CUSTOMER}); close some first",
-                    retry_after=self.settings.concurrency_retry_after_s,
-                )
+            self._check_session_cap(principal)  # again: another open may have won the race
             now = time.time()
             sess = ServerSession(new_id("sess"), principal, spec, s, n, frame, now, now)
             self._sessions[sess.id] = sess
@@ -154,9 +177,7 @@ class SessionService:
         from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint
 
         async def call(complete: Completer | None) -> ServerSession:
-            sess = await asyncio.to_thread(
-                self.create, principal, model=model, frame_bytes=frame_bytes, seed=seed, num_steps=num_steps
-            )
+            sess = await self.create(principal, model=model, frame_bytes=frame_bytes, seed=seed, num_steps=num_steps)
             if complete is not None:
                 store = complete(StoredResult({"kind": "session", "session_id": sess.id}, json.dumps({}).encode()))
 
