@@ -243,3 +243,22 @@ def test_an_engine_stream_equals_predict_batch_and_interleaves_with_other_calls(
     np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)
     np.testing.assert_array_equal(other.frames[0], whole[0, :4])
     assert stream.done and stream.frames_done == 21 and stream.wall_ms > 0
+
+
+def test_pusht_96_rolls_out_without_importing_torch():
+    """A numpy-only family must not pay torch's import (≈1 s) in every fresh process: a
+    Ray actor, a CLI call, a forked worker."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from dream.engine.engine import Engine
+        from dream.examples import pusht_episode
+
+        ep = pusht_episode(0)
+        engine = Engine(threads=1)
+        engine.predict(ep.start_frame, ep.actions[:4], spec="pusht-96")
+        print("torch" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -335,14 +335,17 @@ class Engine:
         status = self.weights_status(spec.slug)
         if not status.available:
             raise WeightsNotFoundError(status.message or f"weights for {spec.slug} are not available")
-        import torch
-
-        set_torch_threads(self.threads)
-        device = self.device
-        if device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
         cls = runner_class(spec.runner)
+        if cls.uses_torch:
+            import torch
+
+            set_torch_threads(self.threads)
+            device = self.device
+            if device.startswith("cuda"):
+                torch.backends.cudnn.benchmark = False
+                torch.backends.cudnn.deterministic = True
+        else:
+            device = "cpu"
         t0 = time.perf_counter()
         runner = cls(spec, device=device, dtype=self.dtype, weights=self._weights.get(spec.slug))
         try:
@@ -436,7 +439,7 @@ class Engine:
             return self.coalesce
         # On CPU the fused call bought little or nothing over single calls (bench/bulk_overhead.py
         # --fusion on a shared 2-core VM: 0.84-1.2x), so by default only accelerators fuse.
-        return self.batch_invariant(slug) and not self.device.startswith("cpu")
+        return self.batch_invariant(slug) and not self.runner(slug).device.startswith("cpu")
 
     def _coalesced(
         self, spec: EngineSpec, frame: np.ndarray, acts: np.ndarray, seed: object, num_steps: object, guidance: object

@@ -48,6 +48,9 @@ class Runner(ABC):
     """
 
     batch_invariant: bool = False
+    # False for a family that never touches torch: the engine then neither imports torch
+    # nor sets its threads when loading it (a second of start-up in every fresh process).
+    uses_torch: bool = True
 
     def __init__(
         self,

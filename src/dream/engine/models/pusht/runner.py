@@ -51,6 +51,7 @@ class PushTRunner(Runner):
     """
 
     batch_invariant = True
+    uses_torch = False  # numpy only
 
     def __init__(
         self,
