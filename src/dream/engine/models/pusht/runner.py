@@ -121,8 +121,6 @@ class PushTRunner(Runner):
         """Predict K rollouts; see `Runner.rollout`. Frame 0 of each is its start frame, bit for bit."""
         import numpy as np
 
-        if self.renderer is None or self.dynamics is None:
-            raise EngineError(f"{self.spec.slug}: rollout() before load()")
         k, t = actions.shape[:2]
         out = np.empty((k, t + 1, 96, 96, 3), np.uint8)
         for row, frames_of_row in enumerate(self._row_frames(frames, actions)):
@@ -148,8 +146,6 @@ class PushTRunner(Runner):
         """
         import numpy as np
 
-        if self.renderer is None or self.dynamics is None:
-            raise EngineError(f"{self.spec.slug}: rollout_chunks() before load()")
         k, t = actions.shape[:2]
         rows = self._row_frames(frames, actions)
         step = max(1, chunk_actions)
@@ -161,11 +157,12 @@ class PushTRunner(Runner):
             yield chunk
 
     def _row_frames(self, frames: np.ndarray, actions: np.ndarray) -> list[Iterator[np.ndarray]]:
-        """One frame iterator per rollout (frame 0 first); the start poses are fitted once per distinct frame."""
+        """One frame iterator per rollout (frame 0 first); the start poses are fitted once per
+        distinct frame. The one load check of `rollout` and `rollout_chunks`."""
         import numpy as np
 
         if self.renderer is None or self.dynamics is None:
-            raise EngineError(f"{self.spec.slug}: rollout() before load()")
+            raise EngineError(f"{self.spec.slug}: rolled out before load()")
         starts = np.array(frames, dtype=np.uint8)
         acts = np.clip(np.asarray(actions, np.float64), 0.0, 512.0)
         fitted: dict[int, tuple] = {}
