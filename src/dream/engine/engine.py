@@ -35,6 +35,9 @@ MAX_NUM_STEPS = 1000
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
 MAX_BATCH = 256
+# Rollouts one `Engine.begin` may carry: frames are drawn only on request, so the bound is
+# what a caller may reasonably hold at once (a planner's candidates), not frame memory.
+MAX_STEPPED = 4096
 
 MAX_COALESCED = 32  # rows fused into one coalesced call at most
 
@@ -146,6 +149,90 @@ class RolloutStream:
         close = getattr(chunks, "close", None)
         if close is not None:
             self.engine.on_engine_thread(close)
+
+
+class SteppedRollouts:
+    """K rollouts carried forward a few actions at a time (`Engine.begin`).
+
+    For closed loops: a policy that acts on each predicted frame, a planner that reads
+    only some frames, a streaming session. ``advance(actions, draw=...)`` applies the
+    next n actions (K, n, action_dim) to every rollout and returns the frames asked for;
+    ``readout()`` gives the scene the model holds, where its family has one. For families
+    that step incrementally (``incremental``), each call costs the new actions only and
+    the frames equal one `predict` of all the actions so far, byte for byte; the others
+    condition each call on the previous call's last frame.
+    """
+
+    def __init__(self, engine: Engine, spec: EngineSpec, runner: Runner, state: object, k: int) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.k = k
+        self.incremental = bool(getattr(runner, "steps_incrementally", False))
+        self.actions_done = 0  # per rollout
+        self.wall_ms = 0.0  # model-thread time so far
+        self._runner = runner
+        self._state = state
+
+    def advance(self, actions: np.ndarray, *, draw: bool | Sequence[int] = True) -> np.ndarray | None:
+        """Apply actions (K, n, action_dim) (n a positive multiple of the spec's chunk_size, finite).
+
+        draw: True for all n new frames, indices in 0..n-1 for those only, False for none.
+        Returns uint8 (K, len(drawn), H, W, 3), or None when nothing is drawn.
+        """
+
+        checked = self._check(actions)
+        n = checked.shape[1]
+        if draw is not True and draw is not False:
+            draw = [int(i) for i in draw]
+            bad = [i for i in draw if not 0 <= i < n]
+            if bad:
+                raise InputValidationError(f"draw indices must lie in 0..{n - 1} for n={n} actions; got {bad}")
+
+        def run() -> np.ndarray | None:
+            t0 = time.perf_counter()
+            try:
+                return self._runner.advance(self._state, checked, draw=draw)
+            except (InputValidationError, EngineError):
+                raise
+            except Exception as exc:
+                raise EngineError(f"{self.spec.slug} rollout failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self.wall_ms += (time.perf_counter() - t0) * 1000.0
+
+        out = self.engine.on_engine_thread(run)
+        self.actions_done += n
+        if out is not None:
+            drawn = n if draw is True else len(draw) if draw is not False else 0
+            expected = (self.k, drawn, *self.spec.resolution, 3)
+            if tuple(out.shape) != expected:
+                raise EngineError(f"{self.spec.slug} runner drew frames of shape {tuple(out.shape)}; expected {expected}")
+        return out
+
+    def _check(self, actions: np.ndarray) -> np.ndarray:
+        """Actions as float32 (K, n, A), checked as `predict` checks them, all K rows at once."""
+        import numpy as np
+
+        a_dim, chunk = self.spec.action_dim, self.spec.chunk_size
+        arr = np.asarray(actions)
+        if arr.ndim != 3 or arr.shape[0] != self.k or arr.shape[2] != a_dim:
+            raise InputValidationError(f"actions for advance must be (K={self.k}, n, {a_dim}); got shape {tuple(arr.shape)}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise InputValidationError(f"actions must be numeric; got dtype {arr.dtype}")
+        n = arr.shape[1]
+        if n == 0 or n % chunk:
+            raise InputValidationError(f"advance takes a positive multiple of the chunk_size={chunk} actions; got n={n}")
+        out = np.ascontiguousarray(arr, np.float32)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            k, t, d = (int(i) for i in np.argwhere(bad)[0])
+            raise InputValidationError(
+                f"actions contain {int(bad.sum())} non-finite value(s) (NaN or inf); first at [k={k}, t={t}, dim={d}]: {out[k, t, d]}"
+            )
+        return out
+
+    def readout(self) -> dict[str, np.ndarray] | None:
+        """The scene the model holds now (named arrays with a leading K), or None for a family without one."""
+        return self.engine.on_engine_thread(self._runner.readout, self._state)
 
 
 def validate_num_steps(num_steps: object) -> int | None:
@@ -595,6 +682,44 @@ class Engine:
         if tuple(out.shape) != expected:
             raise EngineError(f"{spec.slug} runner returned shape {tuple(out.shape)}; expected {expected}")
         return EngineResult(spec, out, wall_ms, steps, g, seed_values, notes)
+
+    def begin(
+        self,
+        frames: np.ndarray,
+        *,
+        k: int | None = None,
+        spec: str | None = None,
+        num_steps: int | None = None,
+        guidance: float | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> SteppedRollouts:
+        """Start K rollouts to be advanced step by step (`SteppedRollouts`).
+
+        frames: one uint8 (H, W, 3) start frame shared by all K rollouts, or (K, H, W, 3);
+        each is fitted to the spec's resolution like any start frame. k defaults to the
+        number of frames; seeds (one per rollout) default to 0.
+        """
+        import numpy as np
+
+        s = self.spec(spec)
+        arr = np.asarray(frames)
+        stacked = arr[None] if arr.ndim == 3 else arr
+        if stacked.ndim != 4:
+            raise InputValidationError(f"start frames must be (H, W, 3) or (K, H, W, 3); got shape {tuple(arr.shape)}")
+        fitted = np.stack([self.prepare_frame(s, f) for f in stacked])
+        k = len(fitted) if k is None else k
+        if not isinstance(k, int) or k < 1 or k > MAX_STEPPED:
+            raise InputValidationError(f"k must be an int in 1..{MAX_STEPPED}; got {k!r}")
+        if len(fitted) not in (1, k):
+            raise InputValidationError(f"got {len(fitted)} start frames for k={k} rollouts; give 1 or {k}")
+        steps, g, seed_values, _ = self.check_params(s, num_steps, guidance, list(seeds) if seeds is not None else [0] * k)
+        if len(seed_values) != k:
+            raise InputValidationError(f"got {len(seed_values)} seeds for k={k} rollouts")
+        runner = self.runner(s.slug)
+        state = self.on_engine_thread(
+            lambda: runner.begin(fitted, k, seeds=seed_values, num_steps=steps, guidance=g)
+        )
+        return SteppedRollouts(self, s, runner, state, k)
 
     def stream(
         self,

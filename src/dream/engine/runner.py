@@ -11,7 +11,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dream.engine.specs import EngineSpec
 
@@ -126,6 +126,59 @@ class Runner(ABC):
         out = self.rollout(frames, actions, seeds=seeds, num_steps=num_steps, guidance=guidance)
         yield out[:, :1]
         yield out[:, 1:]
+
+    # ------------------------------------------------------------------ stepping
+    # K rollouts carried forward a few actions at a time (closed loops: sessions, a policy
+    # acting on what it sees, a planner that reads only some frames). A family that can
+    # carry its scene from one call to the next overrides `begin` / `advance` (and sets
+    # ``steps_incrementally``); the default below conditions each call on the last frame.
+
+    steps_incrementally: bool = False
+
+    def begin(
+        self, frames: np.ndarray, k: int, *, seeds: Sequence[int], num_steps: int | None, guidance: float | None
+    ) -> Any:
+        """Start K rollouts from uint8 start frames (1 or K, H, W, 3) at the spec's resolution.
+
+        Returns an opaque state for `advance`; nothing is drawn yet (frame 0 of each
+        rollout is its start frame).
+        """
+        import numpy as np
+
+        starts = np.broadcast_to(frames, (k, *frames.shape[1:])).copy()
+        return _LastFrames(starts, list(seeds), num_steps, guidance)
+
+    def advance(self, state: Any, actions: np.ndarray, *, draw: bool | Sequence[int] = True) -> np.ndarray | None:
+        """Apply the next n actions (K, n, action_dim) to every rollout of `state`.
+
+        draw: True for all n new frames, a sequence of indices in 0..n-1 for those frames
+        only, False for none. Returns uint8 (K, len(drawn), H, W, 3), or None when nothing
+        is drawn. Whatever is drawn or not, the frames equal `rollout`'s for the same
+        actions concatenated from the start (for the families that step incrementally;
+        this default conditions each call on the last frame instead, which for a
+        generative model is a new rollout from that frame).
+        """
+        out = self.rollout(state.frames, actions, seeds=state.seeds, num_steps=state.num_steps, guidance=state.guidance)
+        state.frames = out[:, -1]
+        new = out[:, 1:]
+        if draw is True:
+            return new
+        if draw is False:
+            return None
+        return new[:, list(draw)]
+
+    def readout(self, state: Any) -> dict[str, np.ndarray] | None:
+        """What the model believes of each rollout's scene now, as named arrays with a leading K
+        (e.g. object poses), for callers that can use it instead of frames; None when the
+        family has no such readout."""
+        return None
+
+
+class _LastFrames:
+    """`Runner.begin`'s default state: the last frame of each rollout and its sampling parameters."""
+
+    def __init__(self, frames: np.ndarray, seeds: list[int], num_steps: int | None, guidance: float | None) -> None:
+        self.frames, self.seeds, self.num_steps, self.guidance = frames, seeds, num_steps, guidance
 
 
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams, agent_path
+from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams
 from dream.errors import EngineError
 
-__all__ = ["FORMAT", "N_FEATURES", "BlockDynamics", "features", "rollout_poses"]
+__all__ = ["FORMAT", "N_FEATURES", "BlockDynamics", "PoseState", "features", "rollout_poses", "step_poses"]
 
 FORMAT = "pusht-blocknet-1"
 N_FEATURES = 42
@@ -101,11 +101,19 @@ class BlockDynamics:
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
         self.layers = [(np.ascontiguousarray(w, np.float64), np.ascontiguousarray(b, np.float64)) for w, b in layers]
 
+    # How many numbers the network carries from one action to the next, per rollout
+    # (`PoseState.memory`): here the block's pose change during the previous action.
+    memory_size = 3
+
     def change(self, feats: np.ndarray) -> np.ndarray:
-        """The block's pose change (dx, dy in its frame, d angle) for one feature vector."""
-        h = feats
+        """The block's pose change (dx, dy in its frame, d angle) for feature vectors (..., N_FEATURES).
+
+        Rows are independent: `np.einsum` runs numpy's own loops with a fixed summation
+        order per output (no BLAS), so a row's result does not depend on the other rows.
+        """
+        h = np.ascontiguousarray(feats, np.float64)
         for i, (w, b) in enumerate(self.layers):
-            h = np.einsum("i,ij->j", h, w) + b  # numpy's own loops: a fixed summation order
+            h = np.einsum("...i,ij->...j", h, w) + b
             if i < len(self.layers) - 1:
                 h = h / (1.0 + np.exp(-h))
         return h * np.array([POS_SCALE, POS_SCALE, ANGLE_SCALE])
@@ -143,6 +151,71 @@ class BlockDynamics:
         save_file(tensors, str(path), metadata={"format": FORMAT, **(metadata or {})})
 
 
+class PoseState:
+    """The scene of K rollouts between two actions: everything the next action's outcome depends on.
+
+    agent (K, 2) and velocity (K, 2): the agent's centre (workspace px) and velocity (px/s);
+    block (K, 3): the T's centre of gravity and angle; memory (K, M): what the dynamics
+    network carries between actions (`BlockDynamics.memory_size` numbers; zeros at rest).
+    All float64. `step_poses` returns a new state; states are never changed in place.
+    """
+
+    __slots__ = ("agent", "block", "memory", "velocity")
+
+    def __init__(self, agent: np.ndarray, velocity: np.ndarray, block: np.ndarray, memory: np.ndarray) -> None:
+        self.agent, self.velocity, self.block, self.memory = agent, velocity, block, memory
+
+    @classmethod
+    def at_rest(cls, agent: np.ndarray, block: np.ndarray, memory_size: int) -> PoseState:
+        """K rollouts starting still: agents (K, 2) and blocks (K, 3) at these poses, nothing moving."""
+        agent = np.array(agent, np.float64).reshape(-1, 2)
+        block = np.array(block, np.float64).reshape(-1, 3)
+        k = len(agent)
+        return cls(agent, np.zeros((k, 2)), block, np.zeros((k, memory_size)))
+
+    def take(self, rows: np.ndarray | slice) -> PoseState:
+        """The state of a subset of the rollouts (a copy)."""
+        return PoseState(self.agent[rows].copy(), self.velocity[rows].copy(), self.block[rows].copy(), self.memory[rows].copy())
+
+
+def agent_paths(agent: np.ndarray, velocity: np.ndarray, target: np.ndarray, params: PhysicsParams) -> tuple[np.ndarray, np.ndarray]:
+    """(the agents' centres after each substep (K, S, 2), their velocities at the end (K, 2)).
+
+    `physics.agent_path` for K agents at once, with the same operations in the same
+    order, so every row is bit-identical to the scalar law.
+    """
+    p, v = agent, velocity
+    out = np.empty((len(agent), params.substeps, 2))
+    for i in range(params.substeps):
+        v = v + (params.k_p * (target - p) + params.k_v * (0.0 - v)) * params.dt
+        p = p + v * params.dt
+        out[:, i] = p
+    return out, v
+
+
+def step_poses(state: PoseState, target: np.ndarray, dynamics: BlockDynamics, params: PhysicsParams) -> PoseState:
+    """The scene after one action: agent targets (K, 2), already clipped to the workspace.
+
+    The agent follows the PD law; the network is asked only for the rollouts whose agent
+    comes within `CONTACT_MARGIN` of the T or whose block still moved in the previous
+    action, and its change is applied only when it is at least `STILL`. Every operation
+    is element-wise per rollout (or `BlockDynamics.change`, row-independent), so a
+    rollout's result does not depend on the other rollouts of the state.
+    """
+    path_tail, velocity = agent_paths(state.agent, state.velocity, np.asarray(target, np.float64), params)
+    path = np.concatenate([state.agent[:, None], path_tail], 1)
+    feats, clearance = features(np, state.block, state.memory, path)
+    block, memory = state.block.copy(), state.memory.copy()
+    asked = np.nonzero((clearance < CONTACT_MARGIN) | (change_size(np, state.memory) >= STILL))[0]
+    if len(asked):
+        change = dynamics.change(feats[asked])
+        moves = change_size(np, change) >= STILL
+        block[asked[moves]] = apply_change(np, state.block[asked[moves]], change[moves])
+        change[~moves] = 0.0
+        memory[asked] = change
+    return PoseState(np.ascontiguousarray(path_tail[:, -1]), velocity, block, memory)
+
+
 def rollout_poses(
     agent: tuple[float, float],
     block: tuple[float, float, float],
@@ -152,20 +225,11 @@ def rollout_poses(
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float, float]]]:
     """Agent positions and block poses (cog x, y, angle) at frames 0..T for T targets, from rest."""
     params = params or PhysicsParams()
-    velocity = [0.0, 0.0]
+    state = PoseState.at_rest(np.array([agent]), np.array([block]), dynamics.memory_size)
     agents = [(float(agent[0]), float(agent[1]))]
     blocks = [(float(block[0]), float(block[1]), float(block[2]))]
-    last = np.zeros(3)
-    for target in targets:
-        path = [agents[-1], *agent_path(agents[-1], velocity, (target[0], target[1]), params)]
-        pose = np.array(blocks[-1])
-        feats, clearance = features(np, pose, last, np.array(path))
-        if clearance < CONTACT_MARGIN or change_size(np, last) >= STILL:
-            last = dynamics.change(feats)
-            if change_size(np, last) >= STILL:
-                pose = apply_change(np, pose, last)
-            else:
-                last = np.zeros(3)
-        agents.append(path[-1])
-        blocks.append((float(pose[0]), float(pose[1]), float(pose[2])))
+    for target in np.asarray(targets, np.float64).reshape(-1, 2):
+        state = step_poses(state, target[None], dynamics, params)
+        agents.append((float(state.agent[0, 0]), float(state.agent[0, 1])))
+        blocks.append((float(state.block[0, 0]), float(state.block[0, 1]), float(state.block[0, 2])))
     return agents, blocks

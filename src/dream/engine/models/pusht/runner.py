@@ -16,17 +16,18 @@ count can change a row's bytes):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from dream.engine.runner import Runner, WeightsStatus
 from dream.engine.specs import EngineSpec
 from dream.errors import EngineError, WeightsNotFoundError
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from dream.engine.models.pusht.dynamics import BlockDynamics
+    from dream.engine.models.pusht.dynamics import BlockDynamics, PoseState
     from dream.engine.models.pusht.physics import PhysicsParams
     from dream.engine.models.pusht.render import SceneRenderer
 
@@ -65,6 +66,7 @@ class PushTRunner(Runner):
         self.params: PhysicsParams | None = None
         self.dynamics: BlockDynamics | None = None
         self.renderer: SceneRenderer | None = None
+        self._fits: dict[bytes, tuple] = {}  # fit_start_cached: frame digest -> fitted poses
 
     @classmethod
     def weights_path(cls, spec: EngineSpec, weights: str | None = None) -> Path:
@@ -109,6 +111,20 @@ class PushTRunner(Runner):
             raise EngineError(f"{self.spec.slug}: fit_start() before load()")
         return fit_start_pose(frame, self.renderer)
 
+    def fit_start_cached(self, frame: np.ndarray) -> tuple[tuple[float, float], tuple[float, float, float]]:
+        """`fit_start`, remembered for the last few distinct frames (a planner starts many
+        batches of candidates from one frame; the fit is most of a short rollout's time)."""
+        import hashlib
+
+        key = hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).digest()
+        fitted = self._fits.pop(key, None)
+        if fitted is None:
+            fitted = self.fit_start(frame)
+        self._fits[key] = fitted  # most recent last
+        while len(self._fits) > _FIT_CACHE:
+            self._fits.pop(next(iter(self._fits)))
+        return fitted
+
     def rollout(
         self,
         frames: np.ndarray,
@@ -119,14 +135,11 @@ class PushTRunner(Runner):
         guidance: float | None,
     ) -> np.ndarray:
         """Predict K rollouts; see `Runner.rollout`. Frame 0 of each is its start frame, bit for bit."""
-        import numpy as np
-
-        k, t = actions.shape[:2]
-        out = np.empty((k, t + 1, 96, 96, 3), np.uint8)
-        for row, frames_of_row in enumerate(self._row_frames(frames, actions)):
-            for i, frame in enumerate(frames_of_row):
-                out[row, i] = frame
-        return out
+        k = actions.shape[0]
+        state = self.begin(frames, k, seeds=seeds, num_steps=num_steps, guidance=guidance)
+        drawn = self.advance(state, actions)
+        assert drawn is not None
+        return np.concatenate([state.start_frames(), drawn], axis=1)
 
     def rollout_chunks(
         self,
@@ -144,63 +157,93 @@ class PushTRunner(Runner):
         Every frame is drawn from its poses alone, so the chunks concatenate to `rollout`'s
         frames bit for bit.
         """
-        import numpy as np
-
         k, t = actions.shape[:2]
-        rows = self._row_frames(frames, actions)
+        state = self.begin(frames, k, seeds=seeds, num_steps=num_steps, guidance=guidance)
+        yield state.start_frames()
         step = max(1, chunk_actions)
-        for lo, hi in [(0, 1), *((a, min(a + step, t + 1)) for a in range(1, t + 1, step))]:
-            chunk = np.empty((k, hi - lo, 96, 96, 3), np.uint8)
-            for row, frames_of_row in enumerate(rows):
-                for i in range(hi - lo):
-                    chunk[row, i] = next(frames_of_row)
+        for lo in range(0, t, step):
+            chunk = self.advance(state, actions[:, lo : lo + step])
+            assert chunk is not None
             yield chunk
 
-    def _row_frames(self, frames: np.ndarray, actions: np.ndarray) -> list[Iterator[np.ndarray]]:
-        """One frame iterator per rollout (frame 0 first); the start poses are fitted once per
-        distinct frame. The one load check of `rollout` and `rollout_chunks`."""
-        import numpy as np
+    # ------------------------------------------------------------------ stepping
+
+    steps_incrementally = True
+
+    def begin(
+        self, frames: np.ndarray, k: int, *, seeds: Sequence[int], num_steps: int | None, guidance: float | None
+    ) -> PushTState:
+        """Read the scene off each distinct start frame (cached) and start K rollouts at rest."""
+        from dream.engine.models.pusht.dynamics import PoseState
 
         if self.renderer is None or self.dynamics is None:
             raise EngineError(f"{self.spec.slug}: rolled out before load()")
         starts = np.array(frames, dtype=np.uint8)
+        scenes = [self._start_scene(frame) for frame in starts]
+        row_start = np.zeros(k, np.int64) if len(starts) == 1 else np.arange(k)
+        poses = PoseState.at_rest(
+            np.array([scenes[i].agent for i in row_start]), np.array([scenes[i].block for i in row_start]),
+            self.dynamics.memory_size,
+        )
+        return PushTState(scenes, row_start, poses)
+
+    def advance(self, state: PushTState, actions: np.ndarray, *, draw: bool | Sequence[int] = True) -> np.ndarray | None:
+        """Step every rollout of `state` through actions (K, n, 2); draw the frames asked for
+        (see `Runner.advance`). The poses of all K rollouts move together, element-wise per
+        rollout, so a rollout's frames do not depend on the others."""
+        from dream.engine.models.pusht.dynamics import step_poses
+
+        assert self.renderer is not None and self.dynamics is not None and self.params is not None
         acts = np.clip(np.asarray(actions, np.float64), 0.0, 512.0)
-        fitted: dict[int, tuple] = {}
-        rows = []
-        for row in range(acts.shape[0]):
-            index = 0 if len(starts) == 1 else row
-            if index not in fitted:
-                fitted[index] = self.fit_start(starts[index])
-            rows.append(self._frames_one(starts[index], *fitted[index], acts[row]))
-        return rows
+        k, n = acts.shape[:2]
+        if k != len(state.row_start):
+            raise EngineError(f"{self.spec.slug}: advance() got actions for {k} rollouts; the state holds {len(state.row_start)}")
+        wanted = range(n) if draw is True else () if draw is False else list(draw)
+        out = np.empty((k, len(wanted), 96, 96, 3), np.uint8) if draw is not False else None
+        slot = {i: j for j, i in enumerate(wanted)}
+        for i in range(n):
+            state.poses = step_poses(state.poses, acts[:, i], self.dynamics, self.params)
+            state.t += 1
+            if out is not None and i in slot:
+                for row in range(k):
+                    out[row, slot[i]] = self._draw(state, row)
+        return out
 
-    def _frames_one(self, start: np.ndarray, agent, block, actions: np.ndarray) -> Iterator[np.ndarray]:
-        """The rollout's frames, frame 0 (the start frame) first, drawn one at a time."""
-        import numpy as np
+    def readout(self, state: PushTState) -> dict[str, np.ndarray]:
+        """The poses the model holds now: ``agent`` (K, 2) centre and ``agent_velocity`` (K, 2)
+        in workspace px and px/s, ``block`` (K, 3) the T's centre of gravity (px) and angle
+        (rad). Frames drawn now show exactly these poses."""
+        poses = state.poses
+        return {"agent": poses.agent.copy(), "agent_velocity": poses.velocity.copy(), "block": poses.block.copy()}
 
-        from dream.engine.models.pusht.dynamics import rollout_poses
+    def _start_scene(self, frame: np.ndarray) -> _StartScene:
+        """A start frame with its fitted poses and where its objects' pixels are."""
+        agent, block = self.fit_start_cached(frame)
+        assert self.renderer is not None
+        _, block_px, agent_px = self.renderer.render_layers(agent, block)
+        # grown by a pixel: their blended edge pixels may reach one pixel beyond the drawing at the fitted pose
+        return _StartScene(frame, agent, block, _dilate(block_px), _dilate(agent_px))
 
-        assert self.renderer is not None and self.dynamics is not None
-        agents, blocks = rollout_poses(agent, block, actions.tolist(), self.dynamics, self.params)
-        yield start
-        # where the start frame's objects were, grown by a pixel: their blended edge pixels
-        # may reach one pixel beyond the drawing at the fitted pose
-        _, block0, agent0 = self.renderer.render_layers(agents[0], blocks[0])
-        block0, agent0 = _dilate(block0), _dilate(agent0)
+    def _draw(self, state: PushTState, row: int) -> np.ndarray:
+        """Rollout `row`'s frame at its current poses: the start frame, with only what moved redrawn."""
+        assert self.renderer is not None
+        scene = state.scenes[state.row_start[row]]
+        agent = (float(state.poses.agent[row, 0]), float(state.poses.agent[row, 1]))
+        block = (float(state.poses.block[row, 0]), float(state.poses.block[row, 1]), float(state.poses.block[row, 2]))
+        frame = scene.frame.copy()
         # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
-        drawn = [(round(x), round(y)) for x, y in agents]
-        for i in range(1, len(agents)):
-            frame = start.copy()
-            if drawn[i] != drawn[0] or blocks[i] != blocks[0]:
-                # only a crop around the objects' start and current places can change
-                y0, y1, x0, x1 = window = self._window([agents[0], agents[i]], [blocks[0], blocks[i]])
-                img, block_t, agent_t = self.renderer.render_layers(agents[i], blocks[i], window)
-                region = agent0[y0:y1, x0:x1] | agent_t if drawn[i] != drawn[0] else np.zeros_like(agent_t)
-                if blocks[i] != blocks[0]:
-                    region |= block0[y0:y1, x0:x1] | block_t
-                crop = frame[y0:y1, x0:x1]
-                crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
-            yield frame
+        agent_moved = (round(agent[0]), round(agent[1])) != (round(scene.agent[0]), round(scene.agent[1]))
+        block_moved = block != scene.block
+        if agent_moved or block_moved:
+            # only a crop around the objects' start and current places can change
+            y0, y1, x0, x1 = window = self._window([scene.agent, agent], [scene.block, block])
+            img, block_t, agent_t = self.renderer.render_layers(agent, block, window)
+            region = scene.agent_px[y0:y1, x0:x1] | agent_t if agent_moved else np.zeros_like(agent_t)
+            if block_moved:
+                region |= scene.block_px[y0:y1, x0:x1] | block_t
+            crop = frame[y0:y1, x0:x1]
+            crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
+        return frame
 
     def _window(self, agents, blocks) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the output pixels that the agents' discs and the blocks' Ts can touch."""
@@ -232,8 +275,6 @@ class PushTRunner(Runner):
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
     """`mask` grown by one pixel (8-neighbourhood)."""
-    import numpy as np
-
     padded = np.pad(mask, 1)
     h, w = mask.shape
     out = np.zeros_like(mask)
@@ -241,3 +282,29 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
         for dx in (0, 1, 2):
             out |= padded[dy : dy + h, dx : dx + w]
     return out
+
+
+_FIT_CACHE = 16  # distinct start frames whose fitted poses are remembered
+
+
+@dataclass(frozen=True)
+class _StartScene:
+    frame: np.ndarray  # uint8 (96, 96, 3)
+    agent: tuple[float, float]
+    block: tuple[float, float, float]
+    block_px: np.ndarray  # bool (96, 96): pixels the block's start drawing may touch
+    agent_px: np.ndarray  # the same for the agent
+
+
+class PushTState:
+    """K pusht-96 rollouts between two `advance` calls: their start scenes and current poses."""
+
+    def __init__(self, scenes: list[_StartScene], row_start: np.ndarray, poses: PoseState) -> None:
+        self.scenes = scenes  # one per distinct start frame
+        self.row_start = row_start  # (K,) the scene each rollout started from
+        self.poses = poses
+        self.t = 0  # actions applied so far
+
+    def start_frames(self) -> np.ndarray:
+        """uint8 (K, 1, 96, 96, 3): frame 0 of every rollout."""
+        return np.stack([self.scenes[i].frame for i in self.row_start])[:, None]

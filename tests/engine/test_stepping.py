@@ -1,0 +1,115 @@
+"""Engine.begin / SteppedRollouts: K rollouts carried forward a few actions at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dream.engine.engine import Engine
+from dream.errors import InputValidationError
+
+FRAME = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+ACTS = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [2, 1], [1, 3]], np.float32)
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine(["shift-test", "shift-chunk4"])
+
+
+def test_a_family_without_incremental_stepping_conditions_each_call_on_the_last_frame(engine: Engine) -> None:
+    steps = engine.begin(FRAME, spec="shift-test")
+    assert not steps.incremental and steps.k == 1
+    first = steps.advance(ACTS[None, :2])
+    second = steps.advance(ACTS[None, 2:])
+    assert first.shape == (1, 2, 16, 16, 3) and second.shape == (1, 4, 16, 16, 3)
+    whole = engine.predict(FRAME, ACTS, spec="shift-test").frames
+    # the shift family is deterministic and memoryless, so a new rollout from the last frame continues it exactly
+    np.testing.assert_array_equal(np.concatenate([first, second], 1), whole[:, 1:])
+    assert steps.actions_done == 6 and steps.readout() is None
+
+
+def test_draw_picks_frames_and_false_draws_none(engine: Engine) -> None:
+    whole = engine.predict(FRAME, ACTS, spec="shift-test").frames
+    steps = engine.begin(FRAME, spec="shift-test")
+    picked = steps.advance(ACTS[None, :4], draw=[1, 3])
+    np.testing.assert_array_equal(picked[0], whole[0, [2, 4]])
+    assert steps.advance(ACTS[None, 4:], draw=False) is None
+
+
+def test_bad_inputs_are_named(engine: Engine) -> None:
+    steps = engine.begin(FRAME, k=2, spec="shift-chunk4")
+    with pytest.raises(InputValidationError, match=r"\(K=2, n, 2\); got shape \(1, 4, 2\)"):
+        steps.advance(np.zeros((1, 4, 2), np.float32))
+    with pytest.raises(InputValidationError, match="multiple of the chunk_size=4 actions; got n=3"):
+        steps.advance(np.zeros((2, 3, 2), np.float32))
+    bad = np.zeros((2, 4, 2), np.float32)
+    bad[1, 2, 0] = np.nan
+    with pytest.raises(InputValidationError, match=r"first at \[k=1, t=2, dim=0\]"):
+        steps.advance(bad)
+    with pytest.raises(InputValidationError, match=r"draw indices must lie in 0\.\.3"):
+        steps.advance(np.zeros((2, 4, 2), np.float32), draw=[4])
+    assert steps.actions_done == 0  # nothing was applied
+    with pytest.raises(InputValidationError, match="2 start frames for k=3"):
+        engine.begin(np.stack([FRAME, FRAME]), k=3, spec="shift-test")
+    with pytest.raises(InputValidationError, match="k must be an int"):
+        engine.begin(FRAME, k=0, spec="shift-test")
+
+
+@pytest.fixture(scope="module")
+def pusht() -> Engine:
+    return Engine(["pusht-96"])
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    from dream.examples.pusht import pusht_episode
+
+    return [pusht_episode(i) for i in range(3)]
+
+
+class TestPushT:
+    """The built-in model steps incrementally: byte-identical to one predict, whatever the split."""
+
+    def test_stepping_one_action_at_a_time_equals_one_predict(self, pusht: Engine, episodes) -> None:
+        for ep in episodes:
+            whole = pusht.predict(ep.start_frame, ep.actions[:24]).frames[0]
+            steps = pusht.begin(ep.start_frame)
+            assert steps.incremental
+            frames = [steps.advance(ep.actions[None, t : t + 1])[0, 0] for t in range(24)]
+            np.testing.assert_array_equal(np.stack(frames), whole[1:])
+
+    def test_uneven_splits_and_sparse_drawing_give_the_same_frames(self, pusht: Engine, episodes) -> None:
+        ep = episodes[1]
+        whole = pusht.predict(ep.start_frame, ep.actions[:20]).frames[0]
+        steps = pusht.begin(ep.start_frame)
+        assert steps.advance(ep.actions[None, :7], draw=False) is None
+        late = steps.advance(ep.actions[None, 7:20], draw=[0, 12])
+        np.testing.assert_array_equal(late[0], whole[[8, 20]])
+
+    def test_k_rollouts_step_like_each_alone(self, pusht: Engine, episodes) -> None:
+        rng = np.random.default_rng(3)
+        start = episodes[0].start_frame
+        cands = np.clip(episodes[0].actions[None, :16] + rng.normal(0, 60, (5, 16, 2)), 0, 512).astype(np.float32)
+        together = pusht.begin(start, k=5)
+        fused = together.advance(cands)
+        for k in range(5):
+            alone = pusht.begin(start).advance(cands[k : k + 1])
+            np.testing.assert_array_equal(fused[k], alone[0])
+        np.testing.assert_array_equal(fused, pusht.predict_batch(start, cands).frames[:, 1:])
+
+    def test_readout_holds_the_poses_that_are_drawn(self, pusht: Engine, episodes) -> None:
+        from dream.engine.models.pusht.dynamics import rollout_poses
+
+        ep = episodes[2]
+        runner = pusht.runner("pusht-96")
+        agent, block = runner.fit_start(ep.start_frame)
+        steps = pusht.begin(np.stack([ep.start_frame] * 2))
+        start = steps.readout()
+        np.testing.assert_array_equal(start["agent"], [agent, agent])
+        np.testing.assert_array_equal(start["block"], [block, block])
+        steps.advance(np.stack([ep.actions[:10]] * 2), draw=False)
+        agents, blocks = rollout_poses(agent, block, ep.actions[:10].astype(np.float64), runner.dynamics)
+        now = steps.readout()
+        np.testing.assert_array_equal(now["agent"][0], agents[-1])
+        np.testing.assert_array_equal(now["block"][1], blocks[-1])
