@@ -97,6 +97,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=8,
                    help="rollouts in flight per key; more get 429 with Retry-After (default 8; 0 = unlimited)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies get 413 (default 64)")
+    p.add_argument("--max-ws-message-mb", type=float, default=4.0, metavar="MB",
+                   help="largest WebSocket message a session client may send; a larger one gets an error message, "
+                   "one over twice this closes the socket (1009) before it is read (default 4)")
     _add_budget_args(p)
     p.add_argument("--lease-seconds", type=float, default=30.0, metavar="S",
                    help="replicas sharing a ledger: what a server holds (reservations, in-flight requests) is released "
@@ -212,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_limit_burst=args.burst,
         max_concurrent_rollouts=args.max_concurrent,
         max_body_bytes=int(args.max_body_mb * MIB),
+        max_ws_message_bytes=int(args.max_ws_message_mb * MIB),
         batch_window_ms=args.batch_window_ms,
         max_fused_batch=args.max_batch,
         data_dir=args.data_dir,
@@ -260,8 +264,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("=" * 72)
     log.info("serving %s on http://%s:%d (ledger %s)", ", ".join(settings.specs), args.host, args.port,
              _redact(settings.db_url))
-    uvicorn.run(app, host=args.host, port=args.port, log_config=config, access_log=True, ws_max_size=16 * MIB)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=config, access_log=True,
+                **ws_limits(settings.max_ws_message_bytes))
     return 0
+
+
+def ws_limits(max_message_bytes: int) -> dict[str, int]:
+    """uvicorn's WebSocket settings for a server that takes messages up to `max_message_bytes`.
+
+    The protocol refuses (close 1009) what is over twice the limit before reading it in;
+    between the two the app answers with an error message. Two received messages are
+    queued at most per socket (the app reads one at a time), so a client sending fast
+    holds little memory: the rest waits in its own TCP buffers.
+    """
+    return {"ws_max_size": 2 * max_message_bytes, "ws_max_queue": 2}
 
 
 def _redact(url: str) -> str:

@@ -48,7 +48,6 @@ from dream.server.services.batcher import BatchItem
 from dream.server.services.db import new_id, rollout_records
 from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint, run_cleanup
 from dream.server.services.ledger import Principal, Reservation, usd_to_mils
-from dream.server.services.limiter import slot_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -458,6 +457,7 @@ class RolloutService:
             lambda complete: self._run_single(principal, job, request_id, complete),
             self._replay_single,
             "single",
+            rerun=lambda stored: self._rerun_single(principal, job, stored),
         )
 
     def _replay_single(self, stored: StoredResult) -> SingleResult:
@@ -465,6 +465,47 @@ class RolloutService:
         if not self.svc.videos.exists(result.video_id):
             self.svc.videos.put(result.video_id, result.mp4)
         return result
+
+    async def _rerun_single(self, principal: Principal, job: SingleJob, stored: StoredResult) -> SingleResult:
+        """A replay of a rollout paid for on another replica whose body is not readable here:
+        the engine runs again, uncharged (same inputs, same bytes), under the key's slot."""
+        async with self.svc.limiter.slot(principal):
+            encode, wall_ms, _fused = await self._compute_single(principal, job, None)
+
+            def finish() -> SingleResult:
+                mp4 = encode()
+                self.svc.idempotency.keep_body(stored, mp4)
+                return self._replay_single(StoredResult(stored.meta, mp4, stored.ref))
+
+            result = await asyncio.to_thread(finish)
+        self._count_rerun("single", job.spec.slug, result.num_frames)
+        logger.info("rollout %s replayed by running it again uncharged (engine_wall_ms=%.1f): its result body "
+                    "is kept by another replica", result.rollout_id, wall_ms)
+        return result
+
+    def _count_rerun(self, kind: str, slug: str, frames: int) -> None:
+        self.svc.metrics.reruns.labels(kind).inc()
+        self.svc.metrics.frames.labels(slug).inc(frames)
+
+    async def _compute_single(
+        self, principal: Principal, job: SingleJob, frame: np.ndarray | None
+    ) -> tuple[Callable[[], bytes], float, int]:
+        """The engine part of one rollout: (a blocking function giving its mp4, engine ms, rollouts fused).
+
+        Short rollouts go through the dynamic batcher (the mp4 is encoded by the function,
+        off the event loop); long ones stream chunk by chunk (already encoded)."""
+        spec = job.spec
+        if frame is None:
+            frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
+        if self.settings.stream_min_frames < int(job.actions.shape[0]) + 1:
+            mp4s, wall_ms = await self.stream_rollouts(
+                principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
+            )
+            return (lambda: mp4s[0]), wall_ms, 1
+        item = await self.svc.batcher.submit(
+            BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance, customer=principal.customer_id)
+        )
+        return (lambda: self.svc.engine.encode_mp4(item.frames, spec.slug)), float(item.result.wall_ms), item.fused
 
     async def _run_single(
         self,
@@ -480,30 +521,17 @@ class RolloutService:
         spec = job.spec
         T = int(job.actions.shape[0])
         amount = cost_mils(spec, T)
-        slot = (
-            contextlib.nullcontext() if rsv is not None else slot_for(self.svc.limiter, principal)
-        )
-        with slot:
+        # An async job (rsv given) already holds its slot, taken when it was queued.
+        slot = contextlib.nullcontext() if rsv is not None else self.svc.limiter.slot(principal)
+        async with slot:
             if rsv is None:
                 rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
             try:
-                if frame is None:
-                    frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
-                if self.settings.stream_min_frames < T + 1:
-                    mp4s, wall_ms = await self.stream_rollouts(
-                        principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
-                    )
-                    mp4, fused = mp4s[0], 1
-                else:
-                    item = await self.svc.batcher.submit(
-                        BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance,
-                                  customer=principal.customer_id)
-                    )
-                    mp4, wall_ms, fused = None, float(item.result.wall_ms), item.fused
+                encode, wall_ms, fused = await self._compute_single(principal, job, frame)
 
                 def finish() -> SingleResult:
                     # One worker-thread hop for everything after the engine: encode, store, settle.
-                    data = mp4 if mp4 is not None else self.svc.engine.encode_mp4(item.frames, spec.slug)
+                    data = encode()
                     done = SingleResult(
                         rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
                         created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
@@ -621,7 +649,28 @@ class RolloutService:
             lambda complete: self._run_batch(principal, job, request_id, complete),
             BatchResult.from_stored,
             "batch",
+            rerun=lambda stored: self._rerun_batch(principal, job, stored),
         )
+
+    async def _compute_batch(self, principal: Principal, job: BatchJob) -> tuple[bytes, float]:
+        """The engine part of a batch: (its tar of K mp4s, engine ms)."""
+        frame = await self.decode_frame(job.spec, job.frame_bytes, "frame")
+        self.svc.metrics.fused_batch_size.observe(int(job.actions.shape[0]))
+        mp4s, wall_ms = await self.stream_rollouts(
+            principal, job.spec, frame, job.actions, job.seed, job.num_steps, job.guidance
+        )
+        return await asyncio.to_thread(tar_of, mp4s), wall_ms
+
+    async def _rerun_batch(self, principal: Principal, job: BatchJob, stored: StoredResult) -> BatchResult:
+        """`_rerun_single` for a batch: paid for on another replica, run again here uncharged."""
+        async with self.svc.limiter.slot(principal):
+            tar, wall_ms = await self._compute_batch(principal, job)
+        await asyncio.to_thread(self.svc.idempotency.keep_body, stored, tar)
+        result = BatchResult.from_stored(StoredResult(stored.meta, tar, stored.ref))
+        self._count_rerun("batch", job.spec.slug, result.batch_size * result.num_frames)
+        logger.info("batch %s replayed by running it again uncharged (engine_wall_ms=%.1f): its result body is "
+                    "kept by another replica", result.request_id, wall_ms)
+        return result
 
     async def _run_batch(
         self,
@@ -633,15 +682,10 @@ class RolloutService:
         spec = job.spec
         K, T = int(job.actions.shape[0]), int(job.actions.shape[1])
         amount = cost_mils(spec, T, K)
-        with slot_for(self.svc.limiter, principal):
+        async with self.svc.limiter.slot(principal):
             rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
             try:
-                frame = await self.decode_frame(spec, job.frame_bytes, "frame")
-                self.svc.metrics.fused_batch_size.observe(K)
-                mp4s, wall_ms = await self.stream_rollouts(
-                    principal, spec, frame, job.actions, job.seed, job.num_steps, job.guidance
-                )
-                tar = await asyncio.to_thread(tar_of, mp4s)
+                tar, wall_ms = await self._compute_batch(principal, job)
                 result = BatchResult(
                     request_id=request_id, model=spec.slug, batch_size=K, num_frames=T + 1, resolution=spec.resolution,
                     engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0, seed=job.seed,
@@ -698,8 +742,8 @@ class RolloutService:
     ) -> str:
         spec = job.spec
         T = int(job.actions.shape[0])
-        slot = contextlib.ExitStack()
-        slot.enter_context(slot_for(self.svc.limiter, principal))
+        slot = contextlib.AsyncExitStack()  # held until the job ends (`_run_job`)
+        await slot.enter_async_context(self.svc.limiter.slot(principal))
         rsv: Reservation | None = None
         try:
             rsv = await self._reserve(principal, cost_mils(spec, T), request_id, f"predict · {spec.slug} · {T + 1} frames")
@@ -707,7 +751,7 @@ class RolloutService:
         except BaseException:
             if rsv is not None:
                 await self._refund(rsv, spec.slug, "the start frame could not be decoded")
-            slot.close()
+            await slot.aclose()
             raise
         rollout_id = new_id("rollout")
         queued = {
@@ -736,7 +780,7 @@ class RolloutService:
             await asyncio.to_thread(write)
         except BaseException:
             await self._refund(rsv, spec.slug, "could not queue the rollout")
-            slot.close()
+            await slot.aclose()
             raise
         task = asyncio.get_running_loop().create_task(
             self._run_job(principal, job, frame, request_id, rsv, rollout_id, webhook_url, base_url, slot)
@@ -755,9 +799,9 @@ class RolloutService:
         rollout_id: str,
         webhook_url: str | None,
         base_url: str,
-        slot: contextlib.ExitStack,
+        slot: contextlib.AsyncExitStack,
     ) -> None:
-        with slot:
+        async with slot:
             await asyncio.to_thread(self._set_status, rollout_id, "running", None)
             try:
                 await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id, frame=frame)
@@ -769,7 +813,7 @@ class RolloutService:
                 await asyncio.to_thread(self._set_status, rollout_id, "failed", message)
         if webhook_url:
             envelope = self.public_envelope(await asyncio.to_thread(self.get_record, principal, rollout_id), base_url)
-            await self.svc.webhooks.deliver(webhook_url, envelope)
+            await self.svc.webhooks.deliver(webhook_url, envelope, customer_id=principal.customer_id)
 
     def _job_failed(self, principal: Principal, rollout_id: str) -> bool:
         try:
