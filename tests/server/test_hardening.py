@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
+
+import pytest
 
 from dream.server import commands
 from tests.server.conftest import predict_files
@@ -104,6 +107,60 @@ def test_websocket_messages_get_the_same_limits_and_a_specific_error(make_client
         assert ws.receive_json()["type"] == "pong"
 
 
+def test_a_websocket_message_over_the_limit_is_refused_before_it_is_parsed(make_client, monkeypatch) -> None:
+    from dream.server.routes import sessions as session_routes
+
+    parsed: list[int] = []
+    real_parse = session_routes.parse_message
+    monkeypatch.setattr(session_routes, "parse_message", lambda raw: (parsed.append(len(raw)), real_parse(raw))[1])
+    h = make_client()
+    key = h.key()
+    sid = _session(h, key)
+    limit = h.services.settings.max_ws_message_bytes
+    big = '{"type": "submit_actions", "actions": [' + ", ".join(["[1.5, 2.5]"] * (limit // 12 + 1000)) + "]}"
+    assert len(big) > limit
+    with h.client.websocket_connect(f"/v1/sessions/{sid}/stream", headers=h.auth(key)) as ws:
+        assert ws.receive_json()["type"] == "session_started"
+        ws.send_text(big)
+        err = ws.receive_json()
+        assert err["type"] == "error" and err["error"]["code"] == "message_too_large"
+        assert f"this message is {len(big)} bytes" in err["error"]["message"] and str(limit) in err["error"]["message"]
+        ws.send_text('{"type": "ping"}')  # the socket stays open
+        assert ws.receive_json()["type"] == "pong"
+    assert parsed == [len('{"type": "ping"}')]  # the big one never reached the JSON parser
+
+
+def test_the_websocket_protocol_refuses_a_message_over_twice_the_limit_before_reading_it(live_server) -> None:
+    import httpx
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from tests.server.conftest import frame_array, png
+
+    key = live_server.keys["rich"]
+    r = httpx.post(f"{live_server.url}/v1/sessions", data={"model": "tiny-16"}, headers={"Authorization": f"Bearer {key}"},
+                   files={"initial_frame": ("f.png", png(frame_array(16)), "image/png")}, timeout=30)
+    assert r.status_code == 200, r.text
+    with connect(r.json()["ws_url"], additional_headers=[("Authorization", f"Bearer {key}")], compression=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "session_started"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.send("[" + "1," * (5 * 1024 * 1024) + "1]")  # 10 MiB: over 2 x the 4 MiB default
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+
+
+def test_ui_reads_count_against_the_keys_rate_limit(make_client) -> None:
+    h = make_client(rate_limit_rps=0.001, rate_limit_burst=3)
+    key, other = h.key("acme"), h.key("other")
+    codes = [h.client.get(path, headers=h.auth(key)).status_code
+             for path in ("/ui/api/summary", "/ui/api/rows", "/v1/billing/balance", "/ui/api/rows")]
+    assert codes == [200, 200, 200, 429]  # one bucket for /ui and the API
+    r = h.client.get("/ui/api/rows", headers=h.auth(key))
+    assert r.status_code == 429 and float(r.headers["retry-after"]) > 0
+    assert h.client.get("/ui/api/rows", headers=h.auth(other)).status_code == 200  # per key
+    assert h.client.get("/ui/").status_code == 200  # the page itself needs no key
+
+
 def test_a_failed_async_rollout_does_not_block_a_retry_with_its_key(make_client, monkeypatch) -> None:
     import json
 
@@ -178,13 +235,17 @@ def test_expired_records_and_bodies_are_pruned_while_running(make_client) -> Non
     assert list(h.services.videos.directory.glob("res_*.bin")) == []
 
 
-def test_a_record_whose_body_is_gone_runs_again(make_client) -> None:
+def test_a_record_whose_body_is_gone_is_run_again_uncharged(make_client) -> None:
     h = make_client()
-    key = h.key()
+    key = h.key(credits_mils=100)
     hdr = {**h.auth(key), "Idempotency-Key": "lost"}
     first = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
     for p in h.services.videos.directory.glob("res_*.bin"):
         p.unlink()
     again = h.client.post("/v1/predict", files=predict_files(), headers=hdr)
-    assert again.status_code == 200 and again.headers["x-dreamengine-idempotent-replay"] == "false"
-    assert again.content == first.content
+    assert again.status_code == 200 and again.headers["x-dreamengine-idempotent-replay"] == "true"
+    assert again.content == first.content  # the engine is deterministic: the same bytes
+    assert again.headers["x-dreamengine-rollout-id"] == first.headers["x-dreamengine-rollout-id"]
+    assert h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"] == 95  # charged once
+    assert list(h.services.videos.directory.glob("res_*.bin"))  # kept again: the next replay reads it
+    assert 'dream_idempotent_reruns_total{kind="single"} 1.0' in h.client.get("/metrics").text
