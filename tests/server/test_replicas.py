@@ -311,6 +311,9 @@ def test_a_call_sent_to_both_replicas_is_charged_once(pair: Pair) -> None:
         assert first.headers["x-dreamengine-idempotent-replay"] == "false"
         assert again.headers["x-dreamengine-idempotent-replay"] == "true", path
         if path == "/v1/rollouts":
+            polled = httpx.get(f"{pair.b.url}/v1/rollouts/{first.json()['id']}", headers={"Authorization": f"Bearer {key}"})
+            assert polled.json()["video_url"].startswith(pair.a.url)  # polled on b: the video is a's
+            assert httpx.get(polled.json()["video_url"]).status_code == 200
             env_a, env_b = first.json(), again.json()
             assert env_b["id"] == env_a["id"] and env_b["cost_usd"] == env_a["cost_usd"]
             assert env_b["video_url"].startswith(pair.b.url)  # b's own address: b holds the video now

@@ -19,7 +19,8 @@ SERVE_EPILOG = """\
 examples:
   dream serve                                    # pusht-96 on 127.0.0.1:8000, ledger in ./dream-ledger.sqlite3
   dream serve --spec pusht-96 --spec dreamdojo-2b-gr1 --host 0.0.0.0 --port 8080
-  dream serve --db postgresql+psycopg://dream@db/dream   # several replicas, one ledger
+  dream serve --db postgresql+psycopg://dream@db/dream --url-secret "$SECRET" --data-dir /shared/dream
+                                                 # one of several replicas on one ledger
   dream serve --no-auth                          # local development only: no keys, no charges
 
 clients:
@@ -110,11 +111,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-token", default=None, metavar="TOKEN",
                    help="require Authorization: Bearer TOKEN on /metrics, which shows charged totals "
                    "(default: DREAM_METRICS_TOKEN; unset: open)")
-    p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
+    p.add_argument("--data-dir", default=None,
+                   help="where rollout videos are kept for video_url (default: a temp dir); replicas on one ledger "
+                   "share one, or each has its own --public-url")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
     p.add_argument("--url-secret", default=None,
-                   help="HMAC secret signing video URLs and webhooks; replicas must share it (default: random)")
+                   help="HMAC secret signing video URLs and webhooks; replicas on one ledger must share it, and one "
+                   "whose secret differs from a live replica's refuses to start (default: random)")
     p.add_argument("--video-ttl", type=int, default=3600, help="seconds a video_url stays valid (default 3600)")
     p.add_argument("--no-preload", action="store_true",
                    help="do not load models at startup (ready at once; the first request loads its model)")

@@ -119,6 +119,8 @@ rollout_records = Table(
     Column("video_id", String(60), nullable=True),
     Column("error", Text, nullable=True),
     Column("owner", String(40), nullable=True),  # server instance running a queued/running async rollout
+    # --public-url of the replica whose data folder holds the video; NULL: any (a shared folder)
+    Column("video_base", String(300), nullable=True),
 )
 
 # Server instances sharing this database: each refreshes its heartbeat; what an instance
@@ -167,6 +169,7 @@ _ADDED_COLUMNS = [
     ("server_instances", "secret_check", "VARCHAR(64)"),
     ("server_instances", "data_dir_id", "VARCHAR(40)"),
     ("server_instances", "public_url", "VARCHAR(300)"),
+    ("rollout_records", "video_base", "VARCHAR(300)"),
 ]
 
 

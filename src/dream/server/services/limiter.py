@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, select, update
@@ -33,6 +34,27 @@ from sqlalchemy.exc import IntegrityError
 
 from dream.errors import RateLimitError
 from dream.server.services.db import Database, limit_keys, new_id, rollout_slots
+
+
+@dataclass
+class HeldSlot:
+    """A rollout slot taken with `Limiter.take` (``slot`` None: the key has no cap)."""
+
+    limiter: Limiter
+    key: str
+    slot: str | None
+    released: bool = False
+
+    def release(self) -> None:
+        """Give it back (blocking; once)."""
+        if self.slot is not None and not self.released:
+            self.released = True
+            self.limiter.release(self.key, self.slot)
+
+    def release_in(self, conn: Connection) -> None:
+        """Give it back inside another transaction (a settle); set `released` once that commits."""
+        if self.slot is not None and not self.released:
+            _release(conn, self.key, self.slot)
 
 
 def _retry_after(seconds: float) -> float:
@@ -130,6 +152,12 @@ class Limiter:
         """Give a slot back (once: a slot already released by a lease sweep is left alone)."""
         with self.db.begin() as conn:
             _release(conn, key, slot)
+
+    def take(self, principal: Any) -> HeldSlot:
+        """One of the principal's rollout slots (its per-key cap), blocking; give it back with
+        `HeldSlot.release` (or `release_in` a transaction of the caller's)."""
+        cap, key = self.cap(principal), principal.limiter_key
+        return HeldSlot(self, key, self.acquire(key, cap) if cap > 0 else None)
 
     def cap(self, principal: Any) -> int:
         limits = getattr(principal, "limits", None)

@@ -48,6 +48,7 @@ from dream.server.services.batcher import BatchItem
 from dream.server.services.db import new_id, rollout_records
 from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint, run_cleanup
 from dream.server.services.ledger import Principal, Reservation, usd_to_mils
+from dream.server.services.limiter import HeldSlot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -377,6 +378,19 @@ class RolloutService:
 
     # ----------------------------------------------------------------- money
 
+    def _take_and_reserve(
+        self, principal: Principal, amount: int, request_id: str, detail: str
+    ) -> tuple[HeldSlot, Reservation | None]:
+        """The key's rollout slot (429), then the reservation (402), in one worker-thread hop (blocking)."""
+        held = self.svc.limiter.take(principal)
+        try:
+            rsv = (self.svc.ledger.reserve(principal.customer_id, amount, request_id=request_id, detail=detail)
+                   if principal.billed and amount > 0 else None)
+        except BaseException:
+            held.release()
+            raise
+        return held, rsv
+
     async def _reserve(self, principal: Principal, amount: int, request_id: str, detail: str) -> Reservation | None:
         if not principal.billed or amount <= 0:
             return None
@@ -521,36 +535,44 @@ class RolloutService:
         spec = job.spec
         T = int(job.actions.shape[0])
         amount = cost_mils(spec, T)
-        # An async job (rsv given) already holds its slot, taken when it was queued.
-        slot = contextlib.nullcontext() if rsv is not None else self.svc.limiter.slot(principal)
-        async with slot:
-            if rsv is None:
-                rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
-            try:
-                encode, wall_ms, fused = await self._compute_single(principal, job, frame)
+        held: HeldSlot | None = None  # an async job (rsv given) already holds its slot, taken when it was queued
+        if rsv is None:
+            held, rsv = await asyncio.to_thread(
+                self._take_and_reserve, principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames"
+            )
+        try:
+            encode, wall_ms, fused = await self._compute_single(principal, job, frame)
 
-                def finish() -> SingleResult:
-                    # One worker-thread hop for everything after the engine: encode, store, settle.
-                    data = encode()
-                    done = SingleResult(
-                        rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
-                        created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
-                        engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
-                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
-                        mp4=data,
-                    )
-                    self.svc.videos.put(done.video_id, data)
-                    also = [self._record_rollout(principal, done)]
-                    if complete is not None:
-                        also.append(complete(StoredResult(done.meta(), data)))
-                    self._settle_now(rsv, also)
-                    return done
+            def finish() -> SingleResult:
+                # One worker-thread hop for everything after the engine: encode, store, settle
+                # (and give the slot back in the settle's transaction).
+                data = encode()
+                done = SingleResult(
+                    rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
+                    created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
+                    engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
+                    seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
+                    mp4=data,
+                )
+                self.svc.videos.put(done.video_id, data)
+                also = [self._record_rollout(principal, done)]
+                if complete is not None:
+                    also.append(complete(StoredResult(done.meta(), data)))
+                if held is not None:
+                    also.append(held.release_in)
+                self._settle_now(rsv, also)
+                if held is not None:
+                    held.released = True
+                return done
 
-                result = await asyncio.to_thread(finish)
-            except BaseException as exc:
-                self.svc.metrics.rollouts.labels(spec.slug, "failed").inc()
-                await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict · {spec.slug}")
-                raise
+            result = await asyncio.to_thread(finish)
+        except BaseException as exc:
+            self.svc.metrics.rollouts.labels(spec.slug, "failed").inc()
+            await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict · {spec.slug}")
+            raise
+        finally:
+            if held is not None and not held.released:
+                await run_cleanup(held.release)
         m = self.svc.metrics
         m.rollouts.labels(spec.slug, "succeeded").inc()
         m.frames.labels(spec.slug).inc(result.num_frames)
@@ -627,6 +649,7 @@ class RolloutService:
             values = {
                 "customer_id": principal.customer_id, "status": "succeeded", "updated": now,
                 "envelope": json.dumps(envelope), "video_id": result.video_id, "error": None,
+                "video_base": self._video_base(),
             }
             if row is None:
                 conn.execute(rollout_records.insert().values(id=result.rollout_id, created=now, **values))
@@ -850,12 +873,18 @@ class RolloutService:
             raise RolloutNotFound(f"no rollout {rollout_id!r} for this API key", status_code=404)
         return dict(row)
 
+    def _video_base(self) -> str | None:
+        """Where this replica's videos are fetched, when it has a folder of its own (its --public-url)."""
+        url = self.settings.public_base_url
+        return url.rstrip("/") if url else None
+
     def public_envelope(self, record: dict[str, Any], base_url: str) -> dict[str, Any]:
-        """A record's envelope with a freshly signed video_url when it has a video."""
+        """A record's envelope with a freshly signed video_url when it has a video: at the
+        replica that holds the video when it has its own data folder, else at `base_url`."""
         env = json.loads(record["envelope"])
         if record.get("video_id") and record["status"] == "succeeded":
             path, expires = self.svc.videos.signed_path(record["video_id"])
-            env["video_url"] = base_url + path
+            env["video_url"] = (record.get("video_base") or base_url) + path
             env["video_url_expires_at"] = expires
         return env
 
