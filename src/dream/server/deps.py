@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Connection
 
 from dream.errors import AuthError
 from dream.server.services.container import Services
@@ -42,19 +43,21 @@ def _authenticate_and_limit(svc: Services, token: str | None, client: str) -> Pr
     Runs the request against its key's rate (429): the limit is shared by every replica on
     this ledger (`services.limiter`). Under --no-auth each calling address has its own.
     """
+    # A 429 is counted in dream_rate_limited_total by the error handler, whatever raised it.
     if not svc.settings.auth:
         principal = dataclasses.replace(ANONYMOUS, client=client)
-    elif not token:
+        svc.limiter.check_request(principal.limiter_key)
+        return principal
+    if not token:
         raise AuthError("missing API key: send Authorization: Bearer dre_… (create one with `dream keys create`)",
                         status_code=401)
-    else:
-        principal = svc.ledger.authenticate(token)
-    limits = principal.limits
-    # A 429 is counted in dream_rate_limited_total by the error handler, whatever raised it.
-    svc.limiter.check_request(
-        principal.limiter_key, rate=limits.rate_limit_rps if limits else None, burst=limits.burst if limits else None
-    )
-    return principal
+
+    def limit(conn: Connection, principal: Principal) -> None:
+        limits = principal.limits
+        svc.limiter.check_in(conn, principal.limiter_key, rate=limits.rate_limit_rps if limits else None,
+                             burst=limits.burst if limits else None)
+
+    return svc.ledger.authenticate(token, then=limit)
 
 
 def _client(conn: Request | WebSocket) -> str:

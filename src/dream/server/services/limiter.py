@@ -91,6 +91,13 @@ class Limiter:
 
         `rate` / `burst` override the defaults for this key (per-key limits from the ledger).
         """
+        if (self.rate if rate is None else float(rate)) <= 0:
+            return
+        with self.db.begin() as conn:
+            self.check_in(conn, key, rate=rate, burst=burst)
+
+    def check_in(self, conn: Connection, key: str, *, rate: float | None = None, burst: int | None = None) -> None:
+        """`check_request` inside the caller's transaction (authentication's, say)."""
         rate = self.rate if rate is None else float(rate)
         burst_f = self.burst if burst is None else max(1.0, float(burst))
         if rate <= 0:
@@ -98,22 +105,21 @@ class Limiter:
         interval = 1.0 / rate
         now = self._clock()
         row = limit_keys.c
-        with self.db.begin() as conn:
-            for _ in range(3):
-                # The common case: one conditional UPDATE (which also takes the row's write lock).
-                if conn.execute(
-                    update(limit_keys)
-                    .where(row.key == key, row.tat <= now + (burst_f - 1.0) * interval)
-                    .values(tat=case((row.tat > now, row.tat), else_=now) + interval)
-                ).rowcount:
-                    return
-                tat = conn.execute(select(row.tat).where(row.key == key)).scalar()
-                if tat is not None:
-                    break  # refused
-                if _insert_key(conn, key, tat=now + interval):  # the key's first request
-                    return
-            else:  # pragma: no cover - inserted and pruned again in between, three times
+        for _ in range(3):
+            # The common case: one conditional UPDATE (which also takes the row's write lock).
+            if conn.execute(
+                update(limit_keys)
+                .where(row.key == key, row.tat <= now + (burst_f - 1.0) * interval)
+                .values(tat=case((row.tat > now, row.tat), else_=now) + interval)
+            ).rowcount:
                 return
+            tat = conn.execute(select(row.tat).where(row.key == key)).scalar()
+            if tat is not None:
+                break  # refused
+            if _insert_key(conn, key, tat=now + interval):  # the key's first request
+                return
+        else:  # pragma: no cover - inserted and pruned again in between, three times
+            return
         retry = _retry_after(tat + interval - burst_f * interval - now)
         raise RateLimitError(
             f"rate limit: more than {rate:g} requests/s (burst {burst_f:g}) for this key; retry in {retry:g} s",
@@ -127,21 +133,25 @@ class Limiter:
 
         RateLimitError (429, ``retry_after`` = concurrency_retry_after_s) when all are taken.
         """
-        row = limit_keys.c
         with self.db.begin() as conn:
-            for _ in range(3):
-                if conn.execute(
-                    update(limit_keys).where(row.key == key, row.active < cap).values(active=row.active + 1)
-                ).rowcount:
-                    slot = new_id("slot")
-                    conn.execute(rollout_slots.insert().values(id=slot, key=key, owner=self.owner, created=self._clock()))
-                    return slot
-                active = conn.execute(select(row.active).where(row.key == key)).scalar()
-                if active is not None:
-                    break  # all taken
-                _insert_key(conn, key, tat=0.0)  # the key's first rollout: take the slot on the next pass
-            else:  # pragma: no cover - inserted and pruned again in between, three times
-                raise RuntimeError(f"could not take a rollout slot for {key!r}")
+            return self.acquire_in(conn, key, cap)
+
+    def acquire_in(self, conn: Connection, key: str, cap: int) -> str:
+        """`acquire` inside the caller's transaction (a credit reservation's, say)."""
+        row = limit_keys.c
+        for _ in range(3):
+            if conn.execute(
+                update(limit_keys).where(row.key == key, row.active < cap).values(active=row.active + 1)
+            ).rowcount:
+                slot = new_id("slot")
+                conn.execute(rollout_slots.insert().values(id=slot, key=key, owner=self.owner, created=self._clock()))
+                return slot
+            active = conn.execute(select(row.active).where(row.key == key)).scalar()
+            if active is not None:
+                break  # all taken
+            _insert_key(conn, key, tat=0.0)  # the key's first rollout: take the slot on the next pass
+        else:  # pragma: no cover - inserted and pruned again in between, three times
+            raise RuntimeError(f"could not take a rollout slot for {key!r}")
         raise RateLimitError(
             f"rate limit: {active} rollouts already running for this key (max {cap}); "
             f"retry in {self.concurrency_retry_after_s:g} s",

@@ -381,15 +381,17 @@ class RolloutService:
     def _take_and_reserve(
         self, principal: Principal, amount: int, request_id: str, detail: str
     ) -> tuple[HeldSlot, Reservation | None]:
-        """The key's rollout slot (429), then the reservation (402), in one worker-thread hop (blocking)."""
-        held = self.svc.limiter.take(principal)
-        try:
-            rsv = (self.svc.ledger.reserve(principal.customer_id, amount, request_id=request_id, detail=detail)
-                   if principal.billed and amount > 0 else None)
-        except BaseException:
-            held.release()
-            raise
-        return held, rsv
+        """The key's rollout slot (429), then the reservation (402): one transaction (blocking)."""
+        limiter = self.svc.limiter
+        cap, key = limiter.cap(principal), principal.limiter_key
+        if not (principal.billed and amount > 0):
+            return limiter.take(principal), None
+        slots: list[str] = []
+        rsv = self.svc.ledger.reserve(
+            principal.customer_id, amount, request_id=request_id, detail=detail,
+            first=(lambda conn: slots.append(limiter.acquire_in(conn, key, cap))) if cap > 0 else None,
+        )
+        return HeldSlot(limiter, key, slots[0] if slots else None), rsv
 
     async def _reserve(self, principal: Principal, amount: int, request_id: str, detail: str) -> Reservation | None:
         if not principal.billed or amount <= 0:
