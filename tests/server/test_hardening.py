@@ -249,3 +249,14 @@ def test_a_record_whose_body_is_gone_is_run_again_uncharged(make_client) -> None
     assert h.client.get("/v1/billing/balance", headers=h.auth(key)).json()["balance_mils"] == 95  # charged once
     assert list(h.services.videos.directory.glob("res_*.bin"))  # kept again: the next replay reads it
     assert 'dream_idempotent_reruns_total{kind="single"} 1.0' in h.client.get("/metrics").text
+
+
+def test_an_unbilled_async_rollout_holds_one_slot_not_two(make_client) -> None:
+    h = make_client(auth=False, max_concurrent_rollouts=1)  # nothing reserved: the job's slot alone marks it
+    files = predict_files()
+    r = h.client.post("/v1/rollouts", data={"params": json.dumps({"model": "tiny-16", "mode": "async"})},
+                      files={"start_frame": files["frame"], "actions": files["actions"]})
+    assert r.status_code == 202, r.text
+    h.client.portal.call(h.services.rollouts.drain)
+    done = h.client.get(f"/v1/rollouts/{r.json()['id']}").json()
+    assert done["status"] == "succeeded", done.get("error")

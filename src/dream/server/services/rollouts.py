@@ -530,15 +530,18 @@ class RolloutService:
         request_id: str,
         complete: Completer | None,
         *,
+        queued: bool = False,
         rsv: Reservation | None = None,
         rollout_id: str | None = None,
         frame: np.ndarray | None = None,
     ) -> SingleResult:
+        """One rollout, charged. `queued`: an async job's, whose slot and reservation (`rsv`,
+        None when unbilled) were taken when it was queued."""
         spec = job.spec
         T = int(job.actions.shape[0])
         amount = cost_mils(spec, T)
-        held: HeldSlot | None = None  # an async job (rsv given) already holds its slot, taken when it was queued
-        if rsv is None:
+        held: HeldSlot | None = None
+        if not queued:
             held, rsv = await asyncio.to_thread(
                 self._take_and_reserve, principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames"
             )
@@ -829,7 +832,8 @@ class RolloutService:
         async with slot:
             await asyncio.to_thread(self._set_status, rollout_id, "running", None)
             try:
-                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id, frame=frame)
+                await self._run_single(principal, job, request_id, None, queued=True, rsv=rsv, rollout_id=rollout_id,
+                                       frame=frame)
             except Exception as exc:
                 logger.warning("async rollout %s failed: %s", rollout_id, exc)
                 message = exc.message if isinstance(exc, DreamError) else "internal error (see the server log)"
