@@ -146,7 +146,10 @@ def test_the_websocket_protocol_refuses_a_message_over_twice_the_limit_before_re
         with pytest.raises(ConnectionClosed) as closed:
             ws.send("[" + "1," * (5 * 1024 * 1024) + "1]")  # 10 MiB: over 2 x the 4 MiB default
             ws.recv(timeout=30)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+    # Closed by the server (before: answered with an error message after parsing). The close
+    # frame (1009: message too big) may not reach a client that is still sending: the server
+    # drops the connection without reading the rest, which can reset it first.
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
 
 
 def test_ui_reads_count_against_the_keys_rate_limit(make_client) -> None:
