@@ -28,7 +28,8 @@ clients:
   the official dream-engine 0.5.0 client works unchanged against this server.
 
 endpoints: /v1/models, /v1/rollouts, /v1/predict, /v1/predict/batch, /v1/specs, /v1/status,
-/v1/billing/*, /v1/sessions (+ WebSocket), /healthz, /readyz, /metrics; OpenAPI at /docs.
+/v1/billing/*, /v1/sessions (+ WebSocket), /v1/webhooks/secret, /healthz, /readyz, /metrics;
+OpenAPI at /docs.
 """
 
 KEYS_EPILOG = """\
