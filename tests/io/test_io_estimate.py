@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from io_support import ListSource, make_lerobot_v3, make_lerobot_v21, npy_bytes, png_bytes, write_episode_dir
 
-from dream._bulk import DEFAULT_FRAMES_PER_ROW, estimate_cost_for, npy_shape
+from dream.bulk.estimate import DEFAULT_FRAMES_PER_ROW, estimate_cost_for, npy_shape
 from dream.io import IterableSource, SourceRow, frames_from_dir, frames_from_hf, frames_from_s3
 from dream.io.sources.lerobot import frames_from_lerobot
 

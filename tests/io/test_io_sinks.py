@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from io_support import HubStandIn
 
+from dream.bulk.records import BASE_COLUMNS
 from dream.io import RolloutRecord, RolloutSink
-from dream.io._records import BASE_COLUMNS
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + b"x" * 64
 

@@ -28,10 +28,10 @@ from ray.cluster_utils import Cluster
 
 import dream
 import dream.ray
+from dream.bulk.records import is_ok
 from dream.examples import pusht_episode
 from dream.inputs import encode_npy, encode_png
 from dream.io import RolloutSink, frames_from_dir
-from dream.io._records import is_ok
 
 SRC_PATH = str(Path(dream.__file__).resolve().parents[1])
 
@@ -260,8 +260,8 @@ def test_a_folder_source_is_read_by_parallel_tasks_with_ids_and_metadata(tmp_pat
 def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from dream._bulk import _BulkRun
-    from dream._bulk_ray import _rows_table
+    from dream.bulk.ray import _rows_table
+    from dream.bulk.run import BulkRun
     from dream.io import SourceRow
     from dream.ray import RolloutPredictor
 
@@ -283,7 +283,7 @@ def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path
     assert meta["good"]["status"] == 200 and meta["good"]["k"] == 1 and meta["good"]["sampling_seed"] == 5
     assert meta["broken"]["error"] == "cannot read row files: boom" and meta["broken"]["attempts"] == 0
     assert "model expects 2" in meta["wide"]["error"]
-    run = _BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
+    run = BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
                    progress=False, num_steps=None, guidance=None, seed=5, resume=False)
     assert actor._key(good) == run.key_for(good)  # the billing idempotency key does not change on Ray
 

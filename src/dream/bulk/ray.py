@@ -1,7 +1,8 @@
 """Bulk inference on Ray Data: the datasource, the per-actor predictor, the datasink and
-the one-call runner. The thread runner (`dream._bulk`) sits beside it and shares its
-per-row logic: row-id checks, idempotency keys, record metadata, failure records and the
-driver-side accounting (`_BulkRun`).
+the one-call runner (`dream.ray` is its public face). The thread runner
+(`dream.bulk.threads`) sits beside it and shares its per-row logic (`dream.bulk.rows`:
+row-id checks, idempotency keys, record metadata, retries) and the driver-side
+accounting (`dream.bulk.run.BulkRun`: resume, failure records, the result).
 
 How `run_predict_many_ray` goes:
 
@@ -13,7 +14,7 @@ How `run_predict_many_ray` goes:
   does, run it with the same retries and idempotency key, and emit one output row per
   input row: ok, failed or skipped. Rows of one batch are fused into one engine call
   when the model is batch-invariant (their bytes equal single predicts).
-* The driver consumes the outputs as they stream and hands each to `_BulkRun`, which
+* The driver consumes the outputs as they stream and hands each to `BulkRun`, which
   drops duplicate ids, writes ok rows through the sink, records failures and stops on a
   fatal error — the very code the thread runner uses. The driver is the only writer,
   so any `RolloutSink` works, local folder included, whatever node the actors run on.
@@ -38,21 +39,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dream._bulk import (
-    PredictManyResult,
+from dream.bulk.rows import (
     RowOutcome,
-    _BulkRun,
-    _close_iterator,
-    _halts,
-    _predict_row,
-    _source_rows,
     idempotency_key,
     normalize_row,
+    predict_row,
     record_metadata,
     retry_policy_for,
     source_row_error,
     unsafe_row_error,
 )
+from dream.bulk.run import BulkRun, PredictManyResult, close_iterator, halts, source_rows
 from dream.errors import DreamError, EngineError, ModelNotFoundError
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
@@ -100,7 +97,7 @@ def _rows_table(rows: list[SourceRow]) -> pa.Table:
 
 
 def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.Table]:
-    rows = _source_rows(src, set(skip_ids))
+    rows = source_rows(src, set(skip_ids))
     try:
         block: list[SourceRow] = []
         for row in rows:
@@ -111,7 +108,7 @@ def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.T
         if block:
             yield _rows_table(block)
     finally:
-        _close_iterator(rows)
+        close_iterator(rows)
 
 
 class SourceDatasource(Datasource):
@@ -288,7 +285,7 @@ class RolloutPredictor:
     def _run(self, todo: list[tuple[SourceRow, dict]]) -> list[tuple[RowOutcome | None, BaseException | None, int]]:
         def one(item: tuple[SourceRow, dict]) -> tuple[RowOutcome | None, BaseException | None, int]:
             row = item[0]
-            return _predict_row(self.predict, row, self._key(row), self.policy, time.sleep)
+            return predict_row(self.predict, row, self._key(row), self.policy, time.sleep)
 
         if len(todo) < 2 or not self._fuses():
             return [one(item) for item in todo]
@@ -412,7 +409,7 @@ def run_predict_many_ray(
     `batch_size` rows go to an actor at a time (fused when the model allows it).
     Raises ValueError for bad arguments before touching the source or the sink.
     """
-    _halts(on_error)
+    halts(on_error)
     if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
         raise ValueError(f"num_actors must be a positive int; got {num_actors!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -432,7 +429,7 @@ def run_predict_many_ray(
             spec = specs.get(spec or DEFAULT_SPEC).slug
         except KeyError as exc:
             raise ModelNotFoundError(exc.args[0], status_code=404) from None
-    run = _BulkRun(
+    run = BulkRun(
         src, sink, spec=spec, on_error=on_error, progress=progress, num_steps=num_steps, guidance=guidance,
         seed=seed, resume=resume,
     )
@@ -470,13 +467,13 @@ def run_predict_many_ray(
         run.set_fatal(cause if isinstance(cause, DreamError) else exc, None)
     except BaseException:
         run.close_bar()
-        _close_iterator(rows)
+        close_iterator(rows)
         raise
-    _close_iterator(rows)
+    close_iterator(rows)
     return run.finish()
 
 
-def _settle(run: _BulkRun, out: dict[str, Any]) -> None:
+def _settle(run: BulkRun, out: dict[str, Any]) -> None:
     row_id, kind = str(out["row_id"]), str(out["kind"])
     metadata, outcome, exc, attempts = pickle.loads(out["result"])
     if kind == KIND_UNSAFE:

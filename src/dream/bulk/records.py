@@ -26,6 +26,7 @@ float64 or string; anything else, lists and dicts included, is written as JSON t
 The sampling seed is not called `seed`, because sources use that name for their own
 (the product docs' data-augmentation example does).
 
+Sinks (`dream.io.sinks`) write these entries; the runners (`dream.bulk`) build them.
 This module imports nothing heavy; the Parquet helpers import pyarrow when called.
 """
 
@@ -40,7 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-IO_EXTRA_HINT = "pip install 'dream-engine[io]'"
+from dream._extras import require
 
 # 0.5.0's reserved keys, then ours; a source key among them is kept as `_source_<key>`.
 SDK_KEYS: tuple[str, ...] = ("request_id", "engine_wall_ms", "estimated_charge_usd", "status", "spec")
@@ -75,22 +76,6 @@ STATUS_FAILED = "failed"
 HTTP_OK = 200
 
 _MAX_ROW_ID_BYTES = 200  # leaves room for ".mp4" and temp suffixes under the usual 255-byte name limit
-
-
-# Which extra provides a package (PyAV, for LeRobot videos, comes with [decode]).
-_EXTRA_OF = {"av": "decode"}
-
-
-def require(module: str, what: str) -> Any:
-    """Import `module` or raise an ImportError naming the extra that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".")[0]
-        extra = _EXTRA_OF.get(package, "io")
-        raise ImportError(f"{what} needs the '{package}' package: pip install 'dream-engine[{extra}]'") from exc
 
 
 def unsafe_row_id_reason(row_id: object) -> str | None:

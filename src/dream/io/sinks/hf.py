@@ -25,14 +25,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import (
+from dream._extras import require
+from dream.bulk.records import (
     BASE_COLUMNS,
     ParquetEntryWriter,
     check_row_id,
     entry_for,
     is_ok,
     read_finished_columns,
-    require,
     row_params,
 )
 from dream.io.types import RolloutRecord, RolloutSink
@@ -42,7 +42,7 @@ __all__ = ["HfRolloutSink"]
 _SHARD_RE = re.compile(r"^metadata/data-(\d{5,})\.parquet$")
 
 
-class HfRolloutSink(RolloutSink):
+class HfRolloutSink(RolloutSink, kind="hf"):
     """Rollouts into the dataset repo `repo` ("org/name"); `write` is thread-safe."""
 
     def __init__(

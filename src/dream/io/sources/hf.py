@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import require
+from dream._extras import require
 from dream.io.types import IterableSource, SourceRow
 
 __all__ = ["HfSource", "encode_actions_npy", "encode_frame_png", "frames_from_hf"]
