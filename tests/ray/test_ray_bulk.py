@@ -305,3 +305,65 @@ def test_building_blocks_in_a_user_pipeline_write_through_a_sink(cluster, tmp_pa
     assert set(table) == {*ids, "orphan"} and table["orphan"]["status"] == 422
     with pytest.raises(TypeError, match="sink URI or a zero-argument callable"):
         RolloutDatasink(RolloutSink.dir(tmp_path / "x"))
+
+
+SOURCE_ERROR = "episode 7: the parquet has no 'action' column"
+
+FAILING_CLI = """
+import sys
+
+import dream.io.uri
+from dream.cli import main
+from dream.io import IterableSource, frames_from_dir
+
+
+FOLDER = sys.argv[1]  # read here: Ray runs __iter__ in a worker with other argv
+
+
+class Failing(IterableSource):
+    rows_hint = 3
+
+    def __iter__(self):
+        yield from frames_from_dir(FOLDER)
+        raise ValueError({message!r})
+
+
+dream.io.uri.source_from_uri = lambda *args, **kwargs: Failing()
+sys.exit(main(["run", "ignored", sys.argv[2], "--no-progress", *sys.argv[3:]]))
+"""
+
+
+def _failing_source(folder: Path):
+    from dream.io import IterableSource
+
+    class Failing(IterableSource):  # defined here, so Ray pickles it by value
+        rows_hint = 3
+
+        def __iter__(self):
+            yield from frames_from_dir(folder)
+            raise ValueError(SOURCE_ERROR)
+
+    return Failing()
+
+
+def test_a_source_that_raises_stops_the_run_with_its_own_error(cluster, tmp_path: Path) -> None:
+    write_rows(tmp_path / "src", 2, 2)
+    with pytest.raises(ValueError) as info:
+        dream.ray.predict_many(_failing_source(tmp_path / "src"), RolloutSink.dir(tmp_path / "out"),
+                               spec="pusht-96", num_actors=1, progress=False)
+    assert type(info.value) is ValueError  # the source's own error, not Ray's wrapper
+    assert str(info.value) == SOURCE_ERROR
+
+
+@pytest.mark.parametrize("runner", ["threads", "ray"])
+def test_dream_run_prints_a_source_error_as_one_line(cluster, tmp_path: Path, runner: str) -> None:
+    write_rows(tmp_path / "src", 2, 2)
+    script = tmp_path / "failing_cli.py"
+    script.write_text(FAILING_CLI.format(message=SOURCE_ERROR))
+    env = {**os.environ, "PYTHONPATH": SRC_PATH + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    extra = ["--ray", cluster.address] if runner == "ray" else []
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "src"), str(tmp_path / "out"), *extra],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1] == f"error: {SOURCE_ERROR}"

@@ -19,7 +19,9 @@ How `run_predict_many_ray` goes:
   fatal error — the very code the thread runner uses. The driver is the only writer,
   so any `RolloutSink` works, local folder included, whatever node the actors run on.
 
-Failures: a killed actor is restarted by Ray and its unfinished batch retried (by
+Failures: a source that raises ends its read task with a row carrying the exception,
+and the driver stops the run with that very exception (as `predict_many` does), not with
+Ray's wrapper of it and its logged traceback. A killed actor is restarted by Ray and its unfinished batch retried (by
 Ray Data's actor-pool defaults, max_restarts=-1 and max_task_retries=-1); a row reaches
 the sink only when the driver receives its output, once per id. A killed driver loses
 only the rows it had not written; rerun with ``resume=True`` and the sink's finished
@@ -76,6 +78,7 @@ ROWS_PER_BLOCK = 16
 
 # Output row kinds (the "kind" column of RolloutPredictor's output).
 KIND_OK, KIND_FAILED, KIND_SKIPPED, KIND_UNSAFE = "ok", "failed", "skipped", "unsafe-id"
+KIND_SOURCE_ERROR = "source-error"  # the source itself raised: the run stops with that error
 
 
 # -- datasource ---------------------------------------------------------------------------
@@ -92,23 +95,55 @@ def _rows_table(rows: list[SourceRow]) -> pa.Table:
             "actions_bytes": pa.array([bytes(r.actions_bytes) for r in rows], pa.binary()),
             "metadata": pa.array([json.dumps(r.metadata or {}, default=str) for r in rows], pa.string()),
             "error": pa.array([getattr(r, "error", None) for r in rows], pa.string()),
+            "source_error": pa.array([None] * len(rows), pa.binary()),
         }
     )
 
 
-def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.Table]:
-    rows = source_rows(src, set(skip_ids))
+def portable_error(exc: BaseException) -> BaseException:
+    """`exc` without its traceback, as it can cross a process boundary (pickled); an
+    exception that does not pickle becomes an EngineError naming its type and message."""
+    exc.__traceback__ = None
     try:
-        block: list[SourceRow] = []
+        pickle.dumps(exc)
+    except Exception:
+        return EngineError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _source_error_table(exc: BaseException) -> pa.Table:
+    """The one-row block a read task ends with when its source raised."""
+    import pyarrow as pa
+
+    table = _rows_table([SourceRow("", b"", b"")])
+    return table.set_column(
+        table.schema.get_field_index("source_error"), "source_error",
+        pa.array([pickle.dumps(portable_error(exc))], pa.binary()),
+    )
+
+
+def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.Table]:
+    # A source that raises ends its task with a row carrying the error instead of failing
+    # the task: Ray would log its traceback and hand the driver its own wrapper of it.
+    block: list[SourceRow] = []
+    rows = None
+    try:
+        rows = source_rows(src, set(skip_ids))
         for row in rows:
             block.append(normalize_row(row))
             if len(block) >= ROWS_PER_BLOCK:
                 yield _rows_table(block)
                 block = []
+    except Exception as exc:
         if block:
             yield _rows_table(block)
+        yield _source_error_table(exc)
+        return
     finally:
-        close_iterator(rows)
+        if rows is not None:
+            close_iterator(rows)
+    if block:
+        yield _rows_table(block)
 
 
 class SourceDatasource(Datasource):
@@ -117,7 +152,9 @@ class SourceDatasource(Datasource):
     ``ray.data.read_datasource(SourceDatasource(src))`` gives one row per source row
     with the columns ``row_id`` (str; a non-str id as its repr, with ``row_id_ok``
     False), ``frame_bytes``, ``actions_bytes``, ``metadata`` (the row's metadata as
-    JSON) and ``error`` (the source's error for the row, or null). A source that can
+    JSON), ``error`` (the source's error for the row, or null) and ``source_error``
+    (null, except in the last row of a read task whose source raised: the exception,
+    pickled; `RolloutPredictor` passes it on and the runner stops with it). A source that can
     split itself — a ``shards(n)`` method returning up to n disjoint sources — is read
     by that many parallel tasks; any other is streamed by one task in its own order.
     `skip_ids`: rows to pass through without their bytes (the sink's finished set).
@@ -242,11 +279,7 @@ class RolloutPredictor:
     def _output(self, out: dict[str, list], row_id: str, kind: str, metadata: dict, outcome: RowOutcome | None,
                 exc: BaseException | None, attempts: int) -> None:
         if exc is not None:
-            exc.__traceback__ = None
-            try:
-                pickle.dumps(exc)
-            except Exception:
-                exc = EngineError(f"{type(exc).__name__}: {exc}")
+            exc = portable_error(exc)
         record = record_metadata(
             spec=self.spec, seed=self.seed, num_steps=self.num_steps, guidance=self.guidance,
             source_metadata=metadata, attempts=attempts, outcome=outcome, error=exc,
@@ -261,6 +294,13 @@ class RolloutPredictor:
         out: dict[str, list] = {k: [] for k in ("row_id", "kind", "mp4_bytes", "record_metadata", "result")}
         todo: list[tuple[SourceRow, dict]] = []
         for item in _batch_rows(batch):
+            if item.get("source_error") is not None:
+                out["row_id"].append("")
+                out["kind"].append(KIND_SOURCE_ERROR)
+                out["mp4_bytes"].append(b"")
+                out["record_metadata"].append("{}")
+                out["result"].append(pickle.dumps(({}, None, pickle.loads(item["source_error"]), 0)))
+                continue
             row_id = str(item["row_id"])
             metadata = json.loads(item["metadata"] or "{}")
             error = item["error"]
@@ -356,6 +396,8 @@ class RolloutDatasink(Datasink):
                         write_failure = getattr(sink, "write_failure", None)
                         if callable(write_failure):
                             write_failure(record)
+                    elif row["kind"] == KIND_SOURCE_ERROR:
+                        raise pickle.loads(row["result"])[2]
         finally:
             close = getattr(sink, "close", None)
             if callable(close):
@@ -462,9 +504,10 @@ def run_predict_many_ray(
     except DreamError as exc:
         run.set_fatal(exc, None)
     except Exception as exc:
-        # Ray wraps what an actor raised (e.g. its engine failing to load): unwrap a dream error.
+        # Ray wraps what a task or an actor raised (e.g. its engine failing to load): stop
+        # with the original error, so that callers catch its type and the CLI prints it.
         cause = getattr(exc, "cause", None) or exc.__cause__
-        run.set_fatal(cause if isinstance(cause, DreamError) else exc, None)
+        run.set_fatal(cause if isinstance(cause, Exception) else exc, None)
     except BaseException:
         run.close_bar()
         close_iterator(rows)
@@ -476,7 +519,9 @@ def run_predict_many_ray(
 def _settle(run: BulkRun, out: dict[str, Any]) -> None:
     row_id, kind = str(out["row_id"]), str(out["kind"])
     metadata, outcome, exc, attempts = pickle.loads(out["result"])
-    if kind == KIND_UNSAFE:
+    if kind == KIND_SOURCE_ERROR:
+        run.set_fatal(exc, None)
+    elif kind == KIND_UNSAFE:
         run._fail(row_id, metadata, exc, attempts=0)
     elif not run.first_sighting(row_id, metadata):
         return
