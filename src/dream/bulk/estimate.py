@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ast
+import io
 import logging
+import warnings
 from dataclasses import dataclass
 
 from dream.bulk.run import close_iterator
@@ -14,6 +15,8 @@ __all__ = ["DEFAULT_FRAMES_PER_ROW", "CostEstimate", "estimate_cost_for", "estim
 log = logging.getLogger("dream.bulk")
 
 DEFAULT_FRAMES_PER_ROW = 49  # sdk-surface §17: used when the first row's actions can't be read
+NPY_MAX_HEADER = 10_000  # header text numpy.load reads without allow_pickle (its own cap)
+NPY_PEEK_BYTES = 12 + NPY_MAX_HEADER  # magic, version and length field, then the header
 
 
 @dataclass(frozen=True)
@@ -34,22 +37,31 @@ class CostEstimate:
 
 
 def npy_shape(data: bytes) -> tuple[int, ...] | None:
-    """The array shape in a `.npy` header, without loading the data (None if not .npy)."""
-    if len(data) < 10 or not data.startswith(b"\x93NUMPY"):
-        return None
-    major = data[6]
-    if major == 1:
-        length, start = int.from_bytes(data[8:10], "little"), 10
-    elif major in (2, 3):
-        length, start = int.from_bytes(data[8:12], "little"), 12
-    else:
-        return None
+    """The array shape in a `.npy` header, without loading the data (None if `data` does
+    not start with a header `numpy.load` would accept).
+
+    Read by numpy's own header readers (`numpy.lib.format`), capped at
+    `NPY_MAX_HEADER` bytes of header text as `numpy.load` is, so the estimate sees the
+    same shape the engine will load; a shape with a negative dimension is no array.
+    """
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO(bytes(data[:NPY_PEEK_BYTES]))
     try:
-        header = ast.literal_eval(data[start : start + length].decode("latin1"))
-        shape = header["shape"]
-        return tuple(int(n) for n in shape)
-    except (ValueError, SyntaxError, KeyError, TypeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's note on headers written by Python 2
+            version = npy_format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, _ = npy_format.read_array_header_1_0(stream, max_header_size=NPY_MAX_HEADER)
+            elif version in ((2, 0), (3, 0)):  # 3.0 differs only in the text's encoding (utf-8)
+                shape, _, _ = npy_format.read_array_header_2_0(stream, max_header_size=NPY_MAX_HEADER)
+            else:
+                return None
+    except (ValueError, EOFError, OSError):
         return None
+    if any(n < 0 for n in shape):
+        return None
+    return tuple(int(n) for n in shape)
 
 
 def _peek_frames_per_row(src: IterableSource, *, max_rows: int = 8) -> int:
@@ -63,7 +75,7 @@ def _peek_frames_per_row(src: IterableSource, *, max_rows: int = 8) -> int:
             row = next(rows, None)
             if row is None:
                 break
-            shape = npy_shape(bytes(row.actions_bytes[:4096])) if row.actions_bytes else None
+            shape = npy_shape(row.actions_bytes) if row.actions_bytes else None
             if shape is not None and len(shape) == 2:
                 return shape[0] + 1
     except Exception:
