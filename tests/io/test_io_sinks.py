@@ -377,3 +377,86 @@ def test_hf_shards_share_one_schema(hub: HubStandIn, hub_repo: str, tmp_path: Pa
     third.write(_record("f", episode="ep-4", note="y"))
     third.finalize()
     assert sorted(hub.repos[hub_repo].commits[-1]["changes"]) == ["+metadata/data-00003.parquet", "+videos/f.mp4"]
+
+
+S3_RUN = """
+import sys, time
+
+import dream
+from dream.bulk.threads import run_predict_many
+from dream.client.sync_client import row_predictor
+from dream.io import RolloutSink, frames_from_dir
+
+endpoint, uri, src_dir, log = sys.argv[1:5]
+kwargs = {"endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+          "region_name": "us-east-1"}
+engine_predict = row_predictor(dream.Client()._transport, spec="pusht-96", seed=0, num_steps=None, guidance=None)
+
+
+def predict(frame, actions, key):
+    with open(log, "a") as fh:  # which rows reached the engine, by idempotency key
+        fh.write(key + "\\n")
+    time.sleep(0.25)  # slow enough for the kill to land mid-run
+    return engine_predict(frame, actions, key)
+
+
+result = run_predict_many(frames_from_dir(src_dir), RolloutSink.s3(uri, boto3_kwargs=kwargs),
+                          predict=predict, spec="pusht-96", concurrency=1, progress=False)
+print(result.ok, result.failed, result.skipped)
+"""
+
+
+def test_s3_run_killed_mid_run_resumes_without_redoing_rows(moto_endpoint, s3_bucket, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import numpy as np
+
+    from dream.bulk.rows import idempotency_key
+    from dream.examples import pusht_episode
+    from dream.inputs import encode_npy, encode_png
+
+    bucket, client = s3_bucket
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = {}
+    for i in range(12):
+        ep = pusht_episode(i % 8)
+        frame, actions = encode_png(ep.start_frame), encode_npy(ep.actions[:4] + np.float32(i))
+        (src / f"r{i:02d}.png").write_bytes(frame)
+        (src / f"r{i:02d}.npy").write_bytes(actions)
+        keys[f"r{i:02d}"] = idempotency_key(spec="pusht-96", seed=0, num_steps=None, guidance=None,
+                                            row_id=f"r{i:02d}", frame_bytes=frame, actions_bytes=actions)
+    script = tmp_path / "run.py"
+    script.write_text(S3_RUN)
+    uri = f"s3://{bucket}/runs/killed"
+    args = [sys.executable, str(script), moto_endpoint, uri, str(src)]
+
+    def journalled() -> set[str]:
+        listing = client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/_journal/ok/")
+        return {o["Key"].rsplit("/", 1)[1].removesuffix(".json") for o in listing.get("Contents", [])}
+
+    first = subprocess.Popen([*args, str(tmp_path / "log1")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(journalled()) < 3 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done = journalled()
+    assert 3 <= len(done) < 12, "the first run was not killed mid-run"
+    assert not client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/metadata.parquet").get("Contents")
+
+    second = subprocess.run([*args, str(tmp_path / "log2")], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.split() == [str(12 - len(done)), "0", str(len(done))]  # ok, failed, skipped
+    redone = set((tmp_path / "log2").read_text().split())
+    assert redone == {keys[r] for r in keys if r not in done}  # no journalled row reaches the engine again
+    table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key="runs/killed/metadata.parquet")["Body"].read()))
+    assert sorted(table.column("row_id").to_pylist()) == sorted(keys)  # every row once
+    assert set(table.column("status").to_pylist()) == {200}
+    videos = client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/videos/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in videos) == sorted(f"{r}.mp4" for r in keys)
