@@ -99,6 +99,7 @@ class PredictManyResult:
 
 
 def halts(on_error: str) -> bool:
+    """Whether `on_error` stops the run at the first failed row; ValueError names a bad value."""
     try:
         return ON_ERROR_VALUES[on_error]
     except (KeyError, TypeError):
@@ -108,6 +109,7 @@ def halts(on_error: str) -> bool:
 
 
 def check_concurrency(concurrency: int) -> int:
+    """`concurrency` if it is a positive int, else ValueError naming it."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     return concurrency
@@ -152,8 +154,9 @@ def _outside_dream() -> int:
 
 
 def source_rows(src: IterableSource, finished: set[str]) -> Iterator[SourceRow]:
-    # Built-in sources can skip reading (and decoding) rows the sink already holds. Only
-    # when `__iter__` is the one defined beside `_iter_rows`: a subclass that overrides
+    """A fresh pass over `src`; the built-in sources skip reading (and decoding) the rows in
+    `finished`, which the sink already holds."""
+    # Only when `__iter__` is the one defined beside `_iter_rows`: a subclass that overrides
     # `__iter__` (to transform rows, say) must be iterated as it says.
     if finished:
         owner = next((c for c in type(src).__mro__ if "_iter_rows" in c.__dict__), None)
@@ -163,6 +166,7 @@ def source_rows(src: IterableSource, finished: set[str]) -> Iterator[SourceRow]:
 
 
 def close_iterator(rows: Iterator[Any]) -> None:
+    """Close a source's generator (its files and connections) if it has a `close`."""
     close = getattr(rows, "close", None)
     if callable(close):
         try:
