@@ -5,8 +5,9 @@ PY ?= python3
 VENV ?= .venv
 OFFICIAL_VENV ?= .venv-official
 BIN := $(VENV)/bin
-# `make demo`: the built-in pusht-96 runs on numpy, so the demo installs no torch at all.
-DEMO_EXTRAS ?= decode,io
+# `make demo`: the built-in pusht-96 runs on numpy, so the demo installs no torch at all
+# ([server] for `dream view`, which the demo suggests).
+DEMO_EXTRAS ?= decode,io,server
 # `make test` / `make env`: every extra. Only [torch] needs torch; it is installed first,
 # pinned, from PyTorch's CPU wheel index: PyPI's torch is the CUDA build on Linux (several
 # GB of nvidia-* wheels). A matching wheel pip can already see without an index (its
