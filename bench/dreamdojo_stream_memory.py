@@ -11,9 +11,10 @@ rollouts) does, discarding each piece:
   frames;
 * "after": `DreamDojoRunner.rollout_chunks`: each piece is computed when it is asked for.
 
-Each (variant, T) runs in a fresh interpreter, which first warms up with a 12-action
-rollout (so every buffer one model chunk needs is already counted), then reports how
-much its peak RSS grew during the measured rollout. The tiny config's VAE decode is slow
+Each (variant, T) runs in a fresh interpreter, which makes the inputs, warms up with a
+12-action rollout (so every buffer one model chunk needs is already counted), then
+reports how much its peak RSS grew during the measured rollout (with glibc's mmap
+threshold fixed at 128 KiB, so that RSS follows the memory in use). The tiny config's VAE decode is slow
 on CPU, so frames are small (64 × 64 by default, K = 2): the frames of a T = 480 rollout
 take 2 × 481 × 64 × 64 × 3 B = 11.8 MB, which is what "before" should add and "after"
 should not. Prints the figures and their T = 480 / T = 48 ratios from this one run, and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,17 +61,19 @@ CHILD = textwrap.dedent(
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
 
-    def read(steps):
-        actions = rng.uniform(-1, 1, (k, steps, 384)).astype(np.float32)
+    def read(actions):
         kwargs = dict(seeds=list(range(k)), num_steps=1, guidance=0.0, chunk_actions=chunk_actions)
         pieces = (Runner.rollout_chunks(runner, frames, actions, **kwargs) if variant == "before"
                   else runner.rollout_chunks(frames, actions, **kwargs))
         return sum(piece.shape[1] for piece in pieces)
 
-    read(12)  # warm-up: one model chunk's buffers
+    # The inputs exist before the measurement: their size is the caller's, in both variants.
+    warmup = rng.uniform(-1, 1, (k, 12, 384)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (k, t, 384)).astype(np.float32)
+    read(warmup)  # one model chunk's buffers
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    n = read(t)
+    n = read(actions)
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"frames": n, "added_mb": (peak - base) / 1024, "peak_mb": peak / 1024, "wall_s": wall}))
@@ -81,7 +85,11 @@ def measure(variant: str, t: int, args: argparse.Namespace) -> dict:
     h, w = args.res
     cmd = [sys.executable, "-c", CHILD, variant, str(t), str(args.k), str(h), str(w), str(args.chunk_actions),
            str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # glibc's malloc raises its mmap threshold as big blocks are freed, and the heap then
+    # swings by several MB from chunk to chunk; a fixed threshold makes RSS follow the
+    # memory in use, so the figures compare what each variant holds, not the allocator.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "131072")}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
