@@ -1,24 +1,40 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   — environment + install + example rollouts and a bulk run into ./out/
-#   make test   — environment + install + the test suite
+#   make demo   — environment + lean install (no torch) + example rollouts and a bulk run into ./out/
+#   make test   — environment + every extra (torch: the CPU build) + the test suite
 PY ?= python3
 VENV ?= .venv
 OFFICIAL_VENV ?= .venv-official
 BIN := $(VENV)/bin
-# torch first, pinned: the CPU build; an unpinned torch pulls several GB of CUDA wheels.
-TORCH_PIN ?= torch==2.13.0
+# `make demo`: the built-in pusht-96 runs on numpy, so the demo installs no torch at all
+# ([server] for `dream view`, which the demo suggests).
+DEMO_EXTRAS ?= decode,io,server
+# `make test` / `make env`: every extra. Only [torch] needs torch; it is installed first,
+# pinned, from PyTorch's CPU wheel index: PyPI's torch is the CUDA build on Linux (several
+# GB of nvidia-* wheels). A matching wheel pip can already see without an index (its
+# find-links, a local wheelhouse) is used first; else TORCH_INDEX. Override either, e.g.
+# TORCH_INDEX=https://download.pytorch.org/whl/cu128 for a CUDA machine.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,dev
 
-.PHONY: demo test bench lint env official-client clean
+.PHONY: demo test bench lint env demo-env official-client clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)"
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[$(DEMO_EXTRAS)]"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
+		|| $(BIN)/pip install -q --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-env: $(BIN)/.installed
+demo-env: $(VENV)/.demo-installed
+env: $(VENV)/.installed
 
 # The unmodified official 0.5.0 client shares the import name `dream`, so it lives in
 # its own virtualenv; the server tests drive it as a subprocess.
@@ -30,7 +46,7 @@ $(OFFICIAL_VENV)/.installed:
 
 official-client: $(OFFICIAL_VENV)/.installed
 
-demo: env
+demo: demo-env
 	$(BIN)/python -m dream.demo --out out
 
 test: env official-client

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 from PIL import Image
 
-from dream._bulk import RowOutcome
+from dream.bulk.rows import RowOutcome
 from dream.errors import InputValidationError, RateLimitError, ServerError
 from dream.io import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
