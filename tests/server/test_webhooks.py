@@ -198,6 +198,13 @@ def test_deliveries_are_signed_with_an_id_and_a_timestamp(make_client, receivers
     assert first["headers"]["webhook-id"].startswith("msg_")
     assert json.loads(second["body"])["id"] == r.json()["id"] and json.loads(second["body"])["status"] == "succeeded"
     now = time.time()
+    # the reference receiver library accepts the delivery and refuses a tampered body or another key
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    assert Webhook(secret).verify(second["body"], second["headers"])["id"] == r.json()["id"]
+    for wrong_secret, body in ((other_secret, second["body"]), (secret, second["body"] + b" ")):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(wrong_secret).verify(body, second["headers"])
     assert verify_standard_webhook(secret, second["headers"], second["body"], now=now)
     assert not verify_standard_webhook(other_secret, second["headers"], second["body"], now=now)
     assert not verify_standard_webhook(secret, second["headers"], second["body"] + b" ", now=now)
