@@ -454,11 +454,13 @@ class _BulkRun:
         outcome: RowOutcome | None,
         exc: BaseException | None,
         attempts: int,
+        actions_bytes: bytes = b"",
     ) -> None:
         """Handle one finished predict: write it, record it, or stop the run."""
         if exc is None and outcome is not None:
             record = RolloutRecord(
-                row_id, outcome.mp4_bytes, self._metadata(row_id, source_metadata, attempts, outcome=outcome)
+                row_id, outcome.mp4_bytes, self._metadata(row_id, source_metadata, attempts, outcome=outcome),
+                actions_bytes=actions_bytes,
             )
             try:
                 self.sink.write(record)
@@ -693,7 +695,7 @@ def run_predict_many(
         return _predict_row(predict, row, run.key_for(row), policy, sleep)
 
     window = 2 * concurrency
-    inflight: dict[Future, tuple[str, dict]] = {}
+    inflight: dict[Future, tuple[str, dict, bytes]] = {}
     rows = _source_rows(src, run.finished)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dream-predict-many")
     try:
@@ -710,14 +712,14 @@ def run_predict_many(
                     break
                 admitted = run.admit(row)
                 if admitted is not None:
-                    inflight[pool.submit(task, admitted)] = (admitted.row_id, admitted.metadata)
+                    inflight[pool.submit(task, admitted)] = (admitted.row_id, admitted.metadata, admitted.actions_bytes)
             if not inflight:
                 break
             finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in finished:
-                row_id, source_metadata = inflight.pop(fut)
+                row_id, source_metadata, actions_bytes = inflight.pop(fut)
                 outcome, exc, attempts = fut.result()
-                run.done(row_id, source_metadata, outcome, exc, attempts)
+                run.done(row_id, source_metadata, outcome, exc, attempts, actions_bytes)
     except BaseException:
         # KeyboardInterrupt and the like: stop now; rows not acknowledged by the sink are
         # simply redone by the next (resumed) run.
@@ -783,7 +785,7 @@ async def run_predict_many_async(
         return next(rows, _end)
 
     window = 2 * concurrency
-    inflight: dict[asyncio.Task, tuple[str, dict]] = {}
+    inflight: dict[asyncio.Task, tuple[str, dict, bytes]] = {}
     rows = await asyncio.to_thread(_source_rows, src, run.finished)
     try:
         exhausted = False
@@ -799,14 +801,16 @@ async def run_predict_many_async(
                     break
                 admitted = await asyncio.to_thread(run.admit, row)
                 if admitted is not None:
-                    inflight[asyncio.ensure_future(task(admitted))] = (admitted.row_id, admitted.metadata)
+                    inflight[asyncio.ensure_future(task(admitted))] = (
+                        admitted.row_id, admitted.metadata, admitted.actions_bytes
+                    )
             if not inflight:
                 break
             finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for fut in finished:
-                row_id, source_metadata = inflight.pop(fut)
+                row_id, source_metadata, actions_bytes = inflight.pop(fut)
                 outcome, exc, attempts = fut.result()
-                await asyncio.to_thread(run.done, row_id, source_metadata, outcome, exc, attempts)
+                await asyncio.to_thread(run.done, row_id, source_metadata, outcome, exc, attempts, actions_bytes)
     except BaseException:
         for fut in inflight:
             fut.cancel()

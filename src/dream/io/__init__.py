@@ -5,7 +5,8 @@
 
 Sources (`IterableSource`): `frames_from_dir` (no extra needed), `frames_from_hf`
 (datasets), `frames_from_s3` (boto3), `frames_from_lerobot` (LeRobot v2.1 / v3.0
-datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`. URIs for the CLI:
+datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`, `.lerobot` (a LeRobot
+v3.0 dataset; pyarrow + av). URIs for the CLI:
 `dream.io.uri.source_from_uri` / `sink_from_uri`.
 
 Importing this package loads only the contract types; each loader and sink imports its
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 # Beyond the spec's __all__: reachable as attributes, not star-exported.
-_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "source_from_uri", "sink_from_uri")
+_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "LeRobotRolloutSink", "source_from_uri", "sink_from_uri")
 
 _LAZY: dict[str, str] = {
     "frames_from_dir": "dream.io.sources.dir",
@@ -45,6 +46,7 @@ _LAZY: dict[str, str] = {
     "DirRolloutSink": "dream.io.sinks.dir",
     "S3RolloutSink": "dream.io.sinks.s3",
     "HfRolloutSink": "dream.io.sinks.hf",
+    "LeRobotRolloutSink": "dream.io.sinks.lerobot",
     "source_from_uri": "dream.io.uri",
     "sink_from_uri": "dream.io.uri",
 }
@@ -52,6 +54,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from dream.io.sinks.dir import DirRolloutSink
     from dream.io.sinks.hf import HfRolloutSink
+    from dream.io.sinks.lerobot import LeRobotRolloutSink  # noqa: F401
     from dream.io.sinks.s3 import S3RolloutSink
     from dream.io.sources.dir import frames_from_dir
     from dream.io.sources.hf import frames_from_hf
