@@ -27,7 +27,7 @@ dense whatever order rows finish in) and written `episodes_per_file` at a time (
 when `max_buffer_mb` of video is buffered, and at `finalize`) as one new file of each
 kind. The rollouts' H.264 streams are copied into the file without re-encoding (the
 dataset's frames are the rollout's frames, bit for bit); rollouts whose streams cannot
-be joined (other encoder settings, B-frames) are re-encoded (libx264, CRF 10).
+be joined (other encoder settings, B-frames) are re-encoded (libx264 4:4:4, CRF 8).
 
 Crash safety: each file is written to a temporary name, fsync'd and renamed; the
 episodes file goes last and is the commit point; info.json and stats.json follow. A
@@ -766,14 +766,14 @@ class LeRobotRolloutSink(RolloutSink):
             ignore_patterns=[f"*{_TMP_MARK}*"],
             commit_message=f"dream-engine: {len(self.episodes)} episodes ({self.total_frames} frames)",
         )
+        # The tag must name this commit: move it when an earlier push made it.
         try:
-            api.delete_tag(self.repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
-        except hub.errors.RevisionNotFoundError:
-            pass
+            api.create_tag(self.repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
         except hub.errors.HfHubHTTPError as exc:
-            if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+            if getattr(getattr(exc, "response", None), "status_code", None) != 409:
                 raise
-        api.create_tag(self.repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
+            api.delete_tag(self.repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
+            api.create_tag(self.repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
         self._pushed = True
 
     def _card(self) -> str:
@@ -827,10 +827,10 @@ def _encode_frames(target: Path, pending: list[_Pending], fps: int) -> None:
     av = require("av", "RolloutSink.lerobot (video)")
     first = pending[0].clip
     with av.open(str(target), mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "10", "preset": "fast", "bframes": "0",
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "8", "preset": "fast", "bframes": "0",
                                                               "forced-idr": "1"})
         stream.width, stream.height = first.width + first.width % 2, first.height + first.height % 2
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "yuv444p"  # full-resolution colour: the frames were already subsampled once
         stream.codec_context.time_base = Fraction(1, fps)
         frames = 0
         for p in pending:
