@@ -64,7 +64,7 @@ def stage_demos(out: Path, n: int, max_steps: int) -> dict:
                                  {"seed": seed, "task": TASK, "final_coverage": float(cov[-1]),
                                   "max_coverage": float(cov.max()), "success": bool(cov.max() > 0.95)},
                                  actions_bytes=buf.getvalue()))
-        summary[row_id] = {"steps": int(len(demo["actions"])), "final_coverage": float(cov[-1]),
+        summary[row_id] = {"steps": len(demo["actions"]), "final_coverage": float(cov[-1]),
                            "max_coverage": float(cov.max()), "success": bool(cov.max() > 0.95)}
         summary_path.write_text(json.dumps(summary, indent=1))
         _log(f"demo {seed}: {len(demo['actions'])} steps, final coverage {cov[-1]:.3f}")

@@ -348,3 +348,12 @@ def test_sink_uri_and_push_to_hub(tmp_path: Path, hub, hub_repo: str) -> None:
         sink_from_uri("lerobot://org/name", repo_id="a/b")
     with pytest.raises(ValueError, match="needs option"):
         sink_from_uri(f"lerobot:{tmp_path / 'other'}")
+
+
+def test_image_stats_from_level_counts_equal_the_direct_computation() -> None:
+    frames = np.random.default_rng(3).integers(20, 200, (7, 9, 11, 3), dtype=np.uint8)
+    fast = lstats.image_stats(frames)
+    direct = lstats._column_stats(frames.reshape(-1, 3), 7)
+    for key, value in direct.items():
+        want = value if key == "count" else (value / 255.0).reshape(3, 1, 1)
+        np.testing.assert_allclose(fast[key], want, rtol=1e-9, atol=1e-12)

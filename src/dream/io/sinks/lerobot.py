@@ -161,6 +161,7 @@ def _read_clip(mp4: bytes, actions: int) -> _Clip:
     import numpy as np
 
     av = require("av", "RolloutSink.lerobot (video)")
+    require("av.video.reformatter", "RolloutSink.lerobot (video)")
     try:
         with av.open(io.BytesIO(mp4)) as container:
             if not container.streams.video:
@@ -169,11 +170,15 @@ def _read_clip(mp4: bytes, actions: int) -> _Clip:
             ctx = stream.codec_context
             time_base = Fraction(stream.time_base)
             rate = stream.average_rate or stream.guessed_rate or ctx.framerate
-            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
             extradata = bytes(ctx.extradata or b"")
             codec = ctx.name
-        with av.open(io.BytesIO(mp4)) as container:
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            # One reformatter for every frame: a frame's own converter is built anew each time.
+            to_rgb = av.video.reformatter.VideoReformatter()
+            packets, decoded = [], []
+            for packet in container.demux(stream):
+                if packet.size:
+                    packets.append((packet.pts, packet.is_keyframe))
+                decoded.extend(to_rgb.reformat(f, format="rgb24").to_ndarray() for f in packet.decode())
     except av.error.FFmpegError as exc:
         raise ValueError(f"the rollout mp4 cannot be read: {exc}") from exc
     if len(decoded) != actions + 1:
@@ -681,9 +686,10 @@ class LeRobotRolloutSink(RolloutSink):
             "creator": {"library": "pyarrow", "version": pa.__version__},
             "pandas_version": "2.2.0",
         }
-        schema = pa.schema([("task_index", pa.int64()), ("task", pa.string())],
-                           metadata={b"pandas": json.dumps(pandas_meta).encode()})
-        table = pa.table({"task_index": [i for _, i in ordered], "task": [t for t, _ in ordered]}, schema=schema)
+        table = pa.table({"task_index": pa.array([i for _, i in ordered], pa.int64()),
+                          "task": pa.array([t for t, _ in ordered], pa.string())})
+        # Metadata added last: a table built with pandas metadata makes pyarrow import pandas (seconds).
+        table = table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return buf.getvalue()
