@@ -534,10 +534,11 @@ class LeRobotRolloutSink(RolloutSink):
             start += length
         arrays = {k: np.concatenate(v) for k, v in columns.items()}
         dim = arrays["action"].shape[1]
-        table = pa.table({
-            "action": pa.FixedSizeListArray.from_arrays(pa.array(arrays["action"].reshape(-1)), dim),
-            **{k: pa.array(arrays[k]) for k in _SCALAR_FEATURES},
-        })
+        table = pa.Table.from_arrays(
+            [pa.FixedSizeListArray.from_arrays(pa.array(arrays["action"].reshape(-1)), dim),
+             *(pa.array(arrays[k]) for k in _SCALAR_FEATURES)],
+            names=["action", *_SCALAR_FEATURES],
+        )
         data_path = self._path(DATA_PATH, segment)
         tmp = _temp_for(data_path)
         try:
@@ -686,10 +687,12 @@ class LeRobotRolloutSink(RolloutSink):
             "creator": {"library": "pyarrow", "version": pa.__version__},
             "pandas_version": "2.2.0",
         }
-        table = pa.table({"task_index": pa.array([i for _, i in ordered], pa.int64()),
-                          "task": pa.array([t for t, _ in ordered], pa.string())})
-        # Metadata added last: a table built with pandas metadata makes pyarrow import pandas (seconds).
-        table = table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+        # from_arrays: pa.table() checks for a pandas DataFrame, which imports pandas (seconds).
+        table = pa.Table.from_arrays(
+            [pa.array([i for _, i in ordered], pa.int64()), pa.array([t for t, _ in ordered], pa.string())],
+            schema=pa.schema([("task_index", pa.int64()), ("task", pa.string())],
+                             metadata={b"pandas": json.dumps(pandas_meta).encode()}),
+        )
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return buf.getvalue()
