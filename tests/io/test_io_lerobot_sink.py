@@ -357,3 +357,15 @@ def test_image_stats_from_level_counts_equal_the_direct_computation() -> None:
     for key, value in direct.items():
         want = value if key == "count" else (value / 255.0).reshape(3, 1, 1)
         np.testing.assert_allclose(fast[key], want, rtol=1e-9, atol=1e-12)
+
+
+def test_image_stats_of_a_rollout_are_those_of_its_decoded_frames() -> None:
+    from dream.io.sinks.lerobot import _episode_image_stats
+
+    frames, _ = rollout(5, 30, hw=(48, 64))
+    mp4 = encode_mp4(frames, 10)
+    fast = _episode_image_stats(mp4, 30)
+    exact = lstats.image_stats(decode_mp4(mp4)[:30])  # FFmpeg's own conversion to RGB
+    for key in ("min", "max", "mean", "std", *lstats.QUANTILE_KEYS):
+        np.testing.assert_allclose(fast[key], exact[key], rtol=1e-9)
+    assert fast["count"].tolist() == [30]

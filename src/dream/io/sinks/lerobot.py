@@ -111,7 +111,7 @@ class _Clip:
     time_base: Fraction
     extradata: bytes
     copyable: bool  # packets in display order, keyframe first: the stream can be cut and joined
-    sampled: Any  # uint8 (n, H, W, 3): the frames the image statistics read
+    sampled: Any  # unused (kept None): the frames are decoded by the statistics worker
 
 
 @dataclass
@@ -123,7 +123,7 @@ class _Pending:
     clip: _Clip
     task: str
     provenance: dict[str, Any]
-    image_stats: dict[str, Any]
+    image_stats: Any  # a Future of the episode's image statistics (decoding runs beside the caller)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,11 +157,8 @@ def _temp_for(path: Path) -> Path:
 
 
 def _read_clip(mp4: bytes, actions: int) -> _Clip:
-    """Parse a rollout mp4; ValueError names what is wrong with it."""
-    import numpy as np
-
+    """Parse a rollout mp4 without decoding it; ValueError names what is wrong with it."""
     av = require("av", "RolloutSink.lerobot (video)")
-    require("av.video.reformatter", "RolloutSink.lerobot (video)")
     try:
         with av.open(io.BytesIO(mp4)) as container:
             if not container.streams.video:
@@ -172,30 +169,45 @@ def _read_clip(mp4: bytes, actions: int) -> _Clip:
             rate = stream.average_rate or stream.guessed_rate or ctx.framerate
             extradata = bytes(ctx.extradata or b"")
             codec = ctx.name
-            # One reformatter for every frame: a frame's own converter is built anew each time.
-            to_rgb = av.video.reformatter.VideoReformatter()
-            packets, decoded = [], []
-            for packet in container.demux(stream):
-                if packet.size:
-                    packets.append((packet.pts, packet.is_keyframe))
-                decoded.extend(to_rgb.reformat(f, format="rgb24").to_ndarray() for f in packet.decode())
+            height, width = ctx.height, ctx.width
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
     except av.error.FFmpegError as exc:
         raise ValueError(f"the rollout mp4 cannot be read: {exc}") from exc
-    if len(decoded) != actions + 1:
-        raise ValueError(f"the rollout has {len(decoded)} frames for {actions} actions (expected {actions + 1})")
+    if len(packets) != actions + 1:
+        raise ValueError(f"the rollout has {len(packets)} frames for {actions} actions (expected {actions + 1})")
     pts = [p for p, _ in packets]
     copyable = (
         codec == "h264"
-        and len(packets) == len(decoded)
         and None not in pts
         and all(b > a for a, b in itertools.pairwise(pts))
         and packets[0][1]
     )
     fps = Fraction(rate) if rate else Fraction(0)
-    height, width = decoded[0].shape[:2]
-    keep = decoded[:actions]
-    sampled = np.stack([keep[i] for i in lstats.sampled_frame_indices(len(keep))])
-    return _Clip(mp4, len(decoded), height, width, fps, time_base, extradata, bool(copyable), sampled)
+    return _Clip(mp4, len(packets), height, width, fps, time_base, extradata, bool(copyable), None)
+
+
+def _episode_image_stats(mp4: bytes, length: int) -> dict[str, Any]:
+    """Image statistics of a rollout's first `length` frames (decodes the video)."""
+    import numpy as np
+
+    av = require("av", "RolloutSink.lerobot (video)")
+    require("av.video.reformatter", "RolloutSink.lerobot (video)")
+    wanted = set(lstats.sampled_frame_indices(length))
+    # One reformatter for every frame: a frame's own converter is built anew each time.
+    to_rgb = av.video.reformatter.VideoReformatter()
+    sampled = []
+    try:
+        with av.open(io.BytesIO(mp4)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i >= length:
+                    break
+                if i in wanted:
+                    sampled.append(to_rgb.reformat(frame, format="rgb24").to_ndarray())
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"the rollout mp4 cannot be decoded: {exc}") from exc
+    if len(sampled) != len(wanted):
+        raise ValueError(f"the rollout decodes to fewer than {length} frames")
+    return lstats.image_stats(np.stack(sampled))
 
 
 def _parent_of(metadata: dict[str, Any]) -> str | None:
@@ -275,6 +287,7 @@ class LeRobotRolloutSink(RolloutSink):
         self._buffer: list[_Pending] = []
         self._buffer_bytes = 0
         self._failures = None  # the failure journal, opened on first use
+        self._pool: Any = None  # decodes rollouts for the image statistics
         self._finalized_uri: str | None = None
         self._pushed = False
         self.root.mkdir(parents=True, exist_ok=True)
@@ -420,7 +433,8 @@ class LeRobotRolloutSink(RolloutSink):
         }
         provenance["dream/source_metadata"] = json.dumps(provenance["dream/source_metadata"], ensure_ascii=False)
         params = {k: metadata.get(k) for k in ("spec", "sampling_seed", "num_steps", "guidance") if k in metadata}
-        pending = _Pending(row_id, actions, clip, task, provenance, lstats.image_stats(clip.sampled), params)
+        stats = self._stats_pool().submit(_episode_image_stats, record.mp4_bytes, actions.shape[0])
+        pending = _Pending(row_id, actions, clip, task, provenance, stats, params)
         with self._lock:
             if row_id in self.row_ids or any(p.row_id == row_id for p in self._buffer):
                 where = self.row_ids.get(row_id, {}).get("episode_index", "a buffered episode")
@@ -483,6 +497,15 @@ class LeRobotRolloutSink(RolloutSink):
         last = {entry["row_id"]: entry for _, entry in iter_journal_lines(path)}
         return [e for row_id, e in last.items() if row_id not in self.row_ids]
 
+    def _stats_pool(self) -> Any:
+        """Two threads that decode rollouts for the image statistics while the caller goes on
+        (PyAV decodes without the GIL)."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dream-lerobot-stats")
+        return self._pool
+
     # -- one file of each kind ---------------------------------------------------------------
 
     def _camera(self) -> str:
@@ -510,6 +533,13 @@ class LeRobotRolloutSink(RolloutSink):
         if self.info is None:
             self.info = self._new_info(pending[0], camera)
         first_episode = len(self.episodes)
+        image_stats = {}
+        for p in pending:
+            try:
+                image_stats[p.row_id] = p.image_stats.result()
+            except ValueError as exc:
+                self._buffer.remove(p)  # the rest of the file can still be written
+                raise ValueError(f"row {p.row_id!r}: {exc}") from exc
         # Tasks first: a task index in a data file must always resolve.
         new_tasks = [p.task for p in pending if p.task not in self.tasks]
         if new_tasks:
@@ -558,7 +588,7 @@ class LeRobotRolloutSink(RolloutSink):
             index = first_episode + offset
             stats = {
                 "action": lstats.vector_stats(p.actions),
-                camera: p.image_stats,
+                camera: image_stats[p.row_id],
                 "timestamp": lstats.vector_stats(arrays["timestamp"][ep["from"] - self.total_frames:][: ep["length"]]),
                 "frame_index": lstats.vector_stats(np.arange(ep["length"], dtype=np.int64)),
                 "episode_index": lstats.vector_stats(np.full(ep["length"], index, np.int64)),
@@ -740,6 +770,9 @@ class LeRobotRolloutSink(RolloutSink):
 
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             if self._failures is not None:
                 self._failures.close()
                 self._failures = None
@@ -751,6 +784,9 @@ class LeRobotRolloutSink(RolloutSink):
             if self._finalized_uri is not None and not self._buffer:
                 return self._finalized_uri
             self._flush()
+            if self._pool is not None:  # every statistic was collected by the flush
+                self._pool.shutdown(wait=True)
+                self._pool = None
             if self.info is None:
                 # No episode yet: an empty dataset cannot be described (no camera shape), so
                 # only the failures file may exist.
