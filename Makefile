@@ -4,6 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 OFFICIAL_VENV ?= .venv-official
+LEROBOT_VENV ?= .venv-lerobot
 BIN := $(VENV)/bin
 # `make demo`: the built-in pusht-96 runs on numpy, so the demo installs no torch at all
 # ([server] for `dream view`, which the demo suggests).
@@ -17,7 +18,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,dev
 
-.PHONY: demo test bench lint env demo-env official-client clean
+.PHONY: demo test bench lint env demo-env official-client lerobot-env clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,10 +47,30 @@ $(OFFICIAL_VENV)/.installed:
 
 official-client: $(OFFICIAL_VENV)/.installed
 
+# lerobot 0.4.4 (the newest release for Python 3.11; it reads and writes LeRobot codebase v3.0)
+# proves its own dataset classes load what RolloutSink.lerobot writes. Its pins ask for
+# torch<2.11, which on a stock Linux machine resolves to the CUDA build (GBs), so it goes in
+# without its pinned dependencies, next to the same pinned CPU torch as .venv (TORCH_VERSION from TORCH_INDEX), plus
+# only what its dataset code imports. torchvision's wheel is pulled without deps (its Python
+# parts only; tests/io/lerobot_check.py says why) and videos decode with torchcodec, which
+# needs FFmpeg's shared libraries (Debian: libavcodec59 libavformat59 libavutil57 libswscale6
+# libswresample4 libavdevice59 libavfilter8).
+$(LEROBOT_VENV)/.installed:
+	$(PY) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/pip install -q --upgrade pip
+	$(LEROBOT_VENV)/bin/pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
+		|| $(LEROBOT_VENV)/bin/pip install -q --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"
+	$(LEROBOT_VENV)/bin/pip install -q --no-deps "lerobot==0.4.4" "torchvision==0.28.0" "torchcodec==0.13.0"
+	$(LEROBOT_VENV)/bin/pip install -q "datasets>=4,<5" "huggingface-hub>=0.34.2,<0.36" "av>=15,<16" \
+		"draccus==0.10.0" accelerate pandas pyarrow numpy pillow packaging jsonlines einops termcolor deepdiff imageio
+	touch $@
+
+lerobot-env: $(LEROBOT_VENV)/.installed
+
 demo: demo-env
 	$(BIN)/python -m dream.demo --out out
 
-test: env official-client
+test: env official-client lerobot-env
 	$(BIN)/python -m pytest -q
 
 bench: env
@@ -59,4 +80,4 @@ lint: env
 	$(BIN)/ruff check src tests bench training
 
 clean:
-	rm -rf $(VENV) $(OFFICIAL_VENV) out .pytest_cache
+	rm -rf $(VENV) $(OFFICIAL_VENV) $(LEROBOT_VENV) out .pytest_cache

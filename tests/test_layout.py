@@ -117,7 +117,7 @@ def test_sink_factories_build_the_built_in_sinks(tmp_path: Path) -> None:
 
     sink = RolloutSink.dir(tmp_path / "out")
     assert isinstance(sink, DirRolloutSink) and isinstance(sink, RolloutSink)
-    assert sorted(RolloutSink._kinds) == ["dir", "hf", "s3"]
+    assert sorted(RolloutSink._kinds) == ["dir", "hf", "lerobot", "s3"]
 
 
 def test_dream_ray_face_without_importing_ray_eagerly() -> None:

@@ -367,3 +367,22 @@ def test_dream_run_prints_a_source_error_as_one_line(cluster, tmp_path: Path, ru
     assert res.returncode == 1, res.stderr[-2000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert res.stderr.strip().splitlines()[-1] == f"error: {SOURCE_ERROR}"
+
+
+def test_ray_into_a_lerobot_dataset_keeps_actions_bit_for_bit(cluster, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    ids = write_rows(tmp_path / "src", 6, 4)
+    result = dream.ray.predict_many(
+        frames_from_dir(tmp_path / "src"), RolloutSink.lerobot(tmp_path / "ds", repo_id="me/ray", episodes_per_file=4),
+        spec="pusht-96", num_actors=2, address=cluster.address, progress=False, batch_size=2,
+    )
+    assert (result.ok, result.failed) == (6, 0)
+    episodes = [r for p in sorted((tmp_path / "ds/meta/episodes").glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    data = [r for p in sorted((tmp_path / "ds/data").glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert sorted(e["dream/row_id"] for e in episodes) == ids
+    assert sorted(e["episode_index"] for e in episodes) == list(range(6))
+    for e in episodes:
+        want = np.load(tmp_path / "src" / f"{e['dream/row_id']}.npy")
+        got = np.array([r["action"] for r in data[e["dataset_from_index"]: e["dataset_to_index"]]], np.float32)
+        assert np.array_equal(got, want)

@@ -277,7 +277,7 @@ class RolloutPredictor:
         )
 
     def _output(self, out: dict[str, list], row_id: str, kind: str, metadata: dict, outcome: RowOutcome | None,
-                exc: BaseException | None, attempts: int) -> None:
+                exc: BaseException | None, attempts: int, actions_bytes: bytes = b"") -> None:
         if exc is not None:
             exc = portable_error(exc)
         record = record_metadata(
@@ -287,11 +287,14 @@ class RolloutPredictor:
         out["row_id"].append(row_id)
         out["kind"].append(kind)
         out["mp4_bytes"].append(outcome.mp4_bytes if outcome is not None else b"")
+        out["actions_bytes"].append(actions_bytes if outcome is not None else b"")
         out["record_metadata"].append(json.dumps(record, default=str))
         out["result"].append(pickle.dumps((metadata, outcome, exc, attempts)))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {k: [] for k in ("row_id", "kind", "mp4_bytes", "record_metadata", "result")}
+        out: dict[str, list] = {
+            k: [] for k in ("row_id", "kind", "mp4_bytes", "actions_bytes", "record_metadata", "result")
+        }
         todo: list[tuple[SourceRow, dict]] = []
         for item in _batch_rows(batch):
             if item.get("source_error") is not None:
@@ -319,7 +322,7 @@ class RolloutPredictor:
                 todo.append((row, metadata))
         for (row, metadata), (outcome, exc, attempts) in zip(todo, self._run(todo), strict=True):
             self._output(out, row.row_id, KIND_OK if outcome is not None else KIND_FAILED, metadata, outcome, exc,
-                         attempts)
+                         attempts, row.actions_bytes)
         return out
 
     def _run(self, todo: list[tuple[SourceRow, dict]]) -> list[tuple[RowOutcome | None, BaseException | None, int]]:
@@ -388,7 +391,8 @@ class RolloutDatasink(Datasink):
             for block in blocks:
                 for row in BlockAccessor.for_block(block).iter_rows(public_row_format=False):
                     record = RolloutRecord(str(row["row_id"]), bytes(row["mp4_bytes"]),
-                                           json.loads(row["record_metadata"]))
+                                           json.loads(row["record_metadata"]),
+                                           actions_bytes=bytes(row.get("actions_bytes") or b""))
                     if row["kind"] == KIND_OK:
                         sink.write(record)
                         written += 1
@@ -528,4 +532,4 @@ def _settle(run: BulkRun, out: dict[str, Any]) -> None:
     elif kind == KIND_SKIPPED:
         run.skip()
     else:
-        run.done(row_id, metadata, outcome, exc, attempts)
+        run.done(row_id, metadata, outcome, exc, attempts, bytes(out.get("actions_bytes") or b""))

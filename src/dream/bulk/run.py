@@ -292,11 +292,13 @@ class BulkRun:
         outcome: RowOutcome | None,
         exc: BaseException | None,
         attempts: int,
+        actions_bytes: bytes = b"",
     ) -> None:
         """Handle one finished predict: write it, record it, or stop the run."""
         if exc is None and outcome is not None:
             record = RolloutRecord(
-                row_id, outcome.mp4_bytes, self._metadata(row_id, source_metadata, attempts, outcome=outcome)
+                row_id, outcome.mp4_bytes, self._metadata(row_id, source_metadata, attempts, outcome=outcome),
+                actions_bytes=actions_bytes,
             )
             try:
                 self.sink.write(record)

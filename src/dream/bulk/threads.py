@@ -103,7 +103,7 @@ def run_predict_many(
         return predict_row(predict, row, run.key_for(row), policy, sleep)
 
     window = 2 * concurrency
-    inflight: dict[Future, tuple[str, dict]] = {}
+    inflight: dict[Future, tuple[str, dict, bytes]] = {}
     rows = source_rows(src, run.finished)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dream-predict-many")
     try:
@@ -120,14 +120,14 @@ def run_predict_many(
                     break
                 admitted = run.admit(row)
                 if admitted is not None:
-                    inflight[pool.submit(task, admitted)] = (admitted.row_id, admitted.metadata)
+                    inflight[pool.submit(task, admitted)] = (admitted.row_id, admitted.metadata, admitted.actions_bytes)
             if not inflight:
                 break
             finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in finished:
-                row_id, source_metadata = inflight.pop(fut)
+                row_id, source_metadata, actions_bytes = inflight.pop(fut)
                 outcome, exc, attempts = fut.result()
-                run.done(row_id, source_metadata, outcome, exc, attempts)
+                run.done(row_id, source_metadata, outcome, exc, attempts, actions_bytes)
     except BaseException:
         # KeyboardInterrupt and the like: stop now; rows not acknowledged by the sink are
         # simply redone by the next (resumed) run.
@@ -193,7 +193,7 @@ async def run_predict_many_async(
         return next(rows, _end)
 
     window = 2 * concurrency
-    inflight: dict[asyncio.Task, tuple[str, dict]] = {}
+    inflight: dict[asyncio.Task, tuple[str, dict, bytes]] = {}
     rows = await asyncio.to_thread(source_rows, src, run.finished)
     try:
         exhausted = False
@@ -209,14 +209,16 @@ async def run_predict_many_async(
                     break
                 admitted = await asyncio.to_thread(run.admit, row)
                 if admitted is not None:
-                    inflight[asyncio.ensure_future(task(admitted))] = (admitted.row_id, admitted.metadata)
+                    inflight[asyncio.ensure_future(task(admitted))] = (
+                        admitted.row_id, admitted.metadata, admitted.actions_bytes
+                    )
             if not inflight:
                 break
             finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for fut in finished:
-                row_id, source_metadata = inflight.pop(fut)
+                row_id, source_metadata, actions_bytes = inflight.pop(fut)
                 outcome, exc, attempts = fut.result()
-                await asyncio.to_thread(run.done, row_id, source_metadata, outcome, exc, attempts)
+                await asyncio.to_thread(run.done, row_id, source_metadata, outcome, exc, attempts, actions_bytes)
     except BaseException:
         for fut in inflight:
             fut.cancel()

@@ -5,7 +5,8 @@
 
 Sources (`IterableSource`): `frames_from_dir` (no extra needed), `frames_from_hf`
 (datasets), `frames_from_s3` (boto3), `frames_from_lerobot` (LeRobot v2.1 / v3.0
-datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`. URIs for the CLI:
+datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`, `.lerobot` (a LeRobot
+v3.0 dataset; pyarrow + av). URIs for the CLI:
 `dream.io.uri.source_from_uri` / `sink_from_uri`.
 
 Importing this package loads the contract types and the sink classes; each loader and sink imports its
@@ -18,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dream.io.sinks import DirRolloutSink, HfRolloutSink, S3RolloutSink
+from dream.io.sinks import DirRolloutSink, HfRolloutSink, LeRobotRolloutSink, S3RolloutSink  # noqa: F401 (an _EXTRAS name)
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 # Beyond the spec's __all__: reachable as attributes, not star-exported.
-_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "source_from_uri", "sink_from_uri")
+_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "LeRobotRolloutSink", "source_from_uri", "sink_from_uri")
 
 _LAZY: dict[str, str] = {
     "frames_from_dir": "dream.io.sources.dir",

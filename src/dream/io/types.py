@@ -7,7 +7,7 @@
 
 Nothing here imports numpy, pyarrow, boto3 or datasets, nor any sink: the built-in sinks
 (`dream.io.sinks`) subclass `RolloutSink` with a `kind=` that the factories
-(`RolloutSink.dir/.s3/.hf`) look up, so the dependency runs one way, sinks → contract.
+(`RolloutSink.dir/.s3/.hf/.lerobot`) look up, so the dependency runs one way, sinks → contract.
 """
 
 from __future__ import annotations
@@ -73,11 +73,16 @@ class RolloutRecord:
     (the int HTTP status: 200, or the failed row's error status) and spec; then ours:
     error, attempts, frames, sampling_seed, num_steps, guidance. A source key that
     collides with one of these is kept as `_source_<key>` (with one UserWarning per run).
+
+    actions_bytes: the row's actions (`.npy`, as the source gave them), which predict_many
+    and dream.ray pass on so a sink can store them beside the frames (RolloutSink.lerobot
+    does); empty for failed rows. Beyond sdk-surface §18.1: keyword, defaults to b"".
     """
 
     row_id: str
     mp4_bytes: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
+    actions_bytes: bytes = b""
 
 
 class RolloutSink(ABC):
@@ -182,4 +187,37 @@ class RolloutSink(ABC):
             license=license,
             pretty_name=pretty_name,
             endpoint=endpoint,
+        )
+
+    @classmethod
+    def lerobot(
+        cls,
+        root: str | Path,
+        *,
+        repo_id: str,
+        fps: int | None = None,
+        task: str | None = None,
+        camera_key: str | None = None,
+        push_to_hub: bool = False,
+        private: bool = False,
+        token: str | None = None,
+        endpoint: str | None = None,
+        episodes_per_file: int = 100,
+    ) -> RolloutSink:
+        """A LeRobot v3.0 dataset at `root`: one episode per rollout, frame t with action t
+        (the rollout's last frame, which no action follows, is left out); `stats.json` as
+        LeRobot computes it; provenance in the episodes table; resumable after a kill.
+        `push_to_hub=True` uploads it to the dataset repo `repo_id` at finalize. Beyond
+        sdk-surface §18.1. Needs pyarrow and av."""
+        return RolloutSink._kind("lerobot")(
+            root,
+            repo_id=repo_id,
+            fps=fps,
+            task=task,
+            camera_key=camera_key,
+            push_to_hub=push_to_hub,
+            private=private,
+            token=token,
+            endpoint=endpoint,
+            episodes_per_file=episodes_per_file,
         )
