@@ -301,6 +301,7 @@ class RolloutPredictor:
                 out["row_id"].append("")
                 out["kind"].append(KIND_SOURCE_ERROR)
                 out["mp4_bytes"].append(b"")
+                out["actions_bytes"].append(b"")
                 out["record_metadata"].append("{}")
                 out["result"].append(pickle.dumps(({}, None, pickle.loads(item["source_error"]), 0)))
                 continue
