@@ -209,6 +209,30 @@ class PushTRunner(Runner):
                     out[row, slot[i]] = self._draw(state, row)
         return out
 
+    def restart(self, state: PushTState, rows: Sequence[int], frames: np.ndarray) -> None:
+        """Start rollouts `rows` again at rest from new start frames (see `Runner.restart`)."""
+        from dream.engine.models.pusht.dynamics import PoseState
+
+        rows = np.asarray(list(rows), np.int64)
+        new_scenes = [self._start_scene(frame) for frame in np.asarray(frames, np.uint8)]
+        fresh = PoseState.at_rest(
+            np.array([sc.agent for sc in new_scenes]), np.array([sc.block for sc in new_scenes]),
+            self.dynamics.memory_size if self.dynamics is not None else 0,
+        )
+        row_start = state.row_start.copy()
+        row_start[rows] = len(state.scenes) + np.arange(len(rows))
+        # keep only the scenes some rollout still starts from (an env that resets for ever must not grow)
+        scenes = state.scenes + new_scenes
+        kept = sorted(set(row_start.tolist()))
+        renumber = {old: new for new, old in enumerate(kept)}
+        state.scenes = [scenes[i] for i in kept]
+        state.row_start = np.array([renumber[i] for i in row_start.tolist()], np.int64)
+        parts = {}
+        for name in ("agent", "velocity", "block", "memory"):
+            parts[name] = getattr(state.poses, name).copy()  # pose states are never changed in place
+            parts[name][rows] = getattr(fresh, name)
+        state.poses = PoseState(**parts)
+
     def readout(self, state: PushTState) -> dict[str, np.ndarray]:
         """The poses the model holds now: ``agent`` (K, 2) centre and ``agent_velocity`` (K, 2)
         in workspace px and px/s, ``block`` (K, 3) the T's centre of gravity (px) and angle
