@@ -1,6 +1,15 @@
-"""Reading the agent's position and the block's pose off a 96×96 frame by render-and-compare.
+"""Reading the agent's position and the block's pose off 96×96 frames.
 
-The agent: the centroid of its blue pixels, refined by a pattern search on the squared
+Two readers:
+
+* `fit_start_pose` (one frame, ≈ 70 ms): render-and-compare against `SceneRenderer`'s
+  drawing; the start of every rollout.
+* `read_scene` (many frames at once, ≈ 2-4 ms a frame, faster warm-started): fits a
+  smooth model of where the T and the disc cover each pixel to how far each pixel's
+  colour has moved from the known background towards the block's (the agent's)
+  colour, by Gauss-Newton; for planners' costs, rewards and metrics read off frames.
+
+`fit_start_pose` in detail: the agent: the centroid of its blue pixels, refined by a pattern search on the squared
 error between `SceneRenderer`'s drawing and the frame around it. The block: the best of
 72 angles (every 5°) with the T's area centroid placed on the centroid of the block's
 pixels, then the same pattern search over (x, y, angle). Deterministic: fixed starting
@@ -10,12 +19,15 @@ points, fixed step schedule, ties broken by evaluation order.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from dream.engine.models.pusht.render import AGENT_CORE, AGENT_RGB, WORKSPACE, SceneRenderer
+from dream.engine.models.pusht.dynamics import t_distance
+from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams
+from dream.engine.models.pusht.render import AGENT_CORE, AGENT_RGB, BLOCK_FILL, WORKSPACE, SceneRenderer
 
-__all__ = ["fit_start_pose"]
+__all__ = ["SceneReading", "fit_start_pose", "read_scene"]
 
 # The T's area centroid in body coordinates: the bar (120×30, centroid y=15) and the
 # stem (30×90, centroid y=75).
@@ -114,3 +126,247 @@ def _fit_agent(target: np.ndarray, renderer: SceneRenderer, agent0: list[float],
         return float(np.sum(diff * diff))
 
     return _pattern_search(score, list(agent0), [2.0, 2.0], shrink=4)
+
+
+# ---------------------------------------------------------------------------- read_scene
+
+_SIZE = 96
+_UNIT = WORKSPACE / _SIZE  # workspace px per frame pixel
+_PIXEL_CENTRES = (np.arange(_SIZE) + 0.5) * _UNIT - 0.5  # where each output pixel samples the workspace
+_OUTLINE = 2.0  # the T's outline reaches this far beyond its polygons (workspace px)
+_BLOCK_CROP, _AGENT_CROP = 36, 10  # px windows fitted around the block's and the agent's first guesses
+_BLOCK_MIN_MASS = 20.0  # block-coloured pixels needed to call the block visible
+# gym-pusht's drawing sits a little off the poses' exact positions (pygame's integer
+# circles and polygons); measured as the mean signed error of the fit on 520 validation
+# frames (seeds 1 000 500 …), added back:
+_AGENT_OFFSET = np.array([0.45, 0.46])
+_BLOCK_OFFSET = np.array([0.18, 0.0])
+_MAX_ITERATIONS, _TOLERANCE = 10, (0.02, 0.02, 2e-4)
+# squared misfit per unit of block mass above which a block fit is taken to be lost (fits
+# of whole, visible Ts stay under 0.05 on validation frames; lost ones reach 0.4 and more)
+_LOST_FIT = 0.1
+
+
+@dataclass(frozen=True)
+class SceneReading:
+    """Poses read off N frames: ``agent`` (N, 2) centre and ``block`` (N, 3) centre of gravity
+    and angle (workspace px, rad in (-π, π]), NaN where ``agent_visible`` / ``block_visible``
+    (N,) is False (nothing of that colour in the frame)."""
+
+    agent: np.ndarray
+    block: np.ndarray
+    agent_visible: np.ndarray
+    block_visible: np.ndarray
+
+
+class _Background:
+    """The empty scene as a 96×96 frame, and the block's colour direction from it per pixel."""
+
+    def __init__(self) -> None:
+        renderer = SceneRenderer(_SIZE)
+        self.rgb = renderer.resize(renderer.static)  # float (96, 96, 3)
+        self.to_block = np.asarray(BLOCK_FILL) - self.rgb
+        self.to_block_sq = np.einsum("hwc,hwc->hw", self.to_block, self.to_block)
+
+
+_background: _Background | None = None
+
+
+def read_scene(frames: np.ndarray, prior: SceneReading | tuple[np.ndarray, np.ndarray] | None = None) -> SceneReading:
+    """The agent's position and the block's pose in each of uint8 frames (N, 96, 96, 3) or one (96, 96, 3).
+
+    prior: poses near the answer (e.g. the previous frame's reading, or a model's): the block's
+    fit starts there (fewer iterations); where it ends far from what the frame's own
+    moments suggest, the fit from those is tried too and the one that explains the frame
+    better wins.
+    Every frame is read on its own (no result depends on the other frames). Median error
+    on validation frames: block 0.4 px and 0.15°, agent ≈ 0.8 px (workspace px); the T's
+    drawing rounds its corners to whole px, so a frame pins the pose to about that.
+    """
+    global _background
+    if _background is None:
+        _background = _Background()
+    bg = _background
+    f = np.asarray(frames)
+    if f.ndim == 3:
+        f = f[None]
+    if f.ndim != 4 or f.shape[1:] != (_SIZE, _SIZE, 3):
+        raise ValueError(f"read_scene reads (N, 96, 96, 3) frames; got shape {tuple(np.shape(frames))}")
+    f = f.astype(np.float64)
+    n = len(f)
+    agent, agent_visible = _agent_centroids(f)
+    # how far each pixel moved from the background towards the block's colour (1: fully block)
+    block_share = np.clip(np.einsum("nhwc,hwc->nhw", f - bg.rgb, bg.to_block) / bg.to_block_sq, 0.0, 1.0)
+    near_agent = ((_PIXEL_CENTRES[None, None, :] - agent[:, 0, None, None]) ** 2
+                  + (_PIXEL_CENTRES[None, :, None] - agent[:, 1, None, None]) ** 2) <= (AGENT_RADIUS + 1.5 * _UNIT) ** 2
+    near_agent &= agent_visible[:, None, None]
+    seen = ~near_agent  # the agent is drawn over the block: its pixels say nothing of the block
+    weight = np.where(seen & (block_share > 0.25), block_share, 0.0)
+    mass = weight.sum((1, 2))
+    block_visible = mass >= _BLOCK_MIN_MASS
+    block = np.full((n, 3), np.nan)
+    rows = np.nonzero(block_visible)[0]
+    if len(rows):
+        first, centroid = _block_from_moments(weight[rows])
+        crop = _Crop(centroid, _BLOCK_CROP)
+        observed, valid = crop.take(block_share[rows]), crop.take(seen[rows])
+        start = first
+        if prior is not None:
+            prior_block = prior.block if isinstance(prior, SceneReading) else prior[1]
+            prior_block = np.broadcast_to(np.asarray(prior_block, np.float64).reshape(-1, 3), (n, 3))[rows]
+            start = np.where(np.isfinite(prior_block).all(1, keepdims=True), prior_block - [*_BLOCK_OFFSET, 0.0], first)
+        best, best_error = _fit_block_covers(start, crop, observed, valid)
+        if prior is not None:
+            # a prior that led elsewhere than the frame's own moments suggest: try those too
+            apart = (np.hypot(*(best[:, :2] - first[:, :2]).T) > 10.0) | (
+                np.abs(np.remainder(best[:, 2] - first[:, 2] + np.pi, 2 * np.pi) - np.pi) > 0.3)
+            again = np.nonzero(apart)[0]
+            if len(again):
+                sub = _Crop(centroid[again], _BLOCK_CROP)
+                pose, error = _fit_block_covers(first[again], sub, observed[again], valid[again])
+                better = error < best_error[again]
+                best[again[better]], best_error[again[better]] = pose[better], error[better]
+        # a fit that leaves much of the block unexplained started in the wrong basin (a T cut
+        # off by the frame's edge, or mostly hidden): start again from every 30°
+        lost = np.nonzero(best_error / np.maximum(observed.sum((1, 2)), 1.0) > _LOST_FIT)[0]
+        for angle in np.radians(np.arange(0.0, 360.0, 30.0)) if len(lost) else ():
+            start = _cog_from_centroid(centroid[lost], np.full(len(lost), angle))
+            pose, error = _fit_block_covers(start, _Crop(centroid[lost], _BLOCK_CROP), observed[lost], valid[lost])
+            better = error < best_error[lost]
+            best[lost[better]], best_error[lost[better]] = pose[better], error[better]
+        best[:, :2] += _BLOCK_OFFSET
+        best[:, 2] = -np.remainder(-best[:, 2] + np.pi, 2 * np.pi) + np.pi
+        block[rows] = best
+    arows = np.nonzero(agent_visible)[0]
+    if len(arows):
+        agent[arows] = _fit_agent_discs(f[arows], agent[arows], block[arows]) + _AGENT_OFFSET
+    agent[~agent_visible] = np.nan
+    return SceneReading(agent, block, agent_visible, block_visible)
+
+
+class _Crop:
+    """Square windows of `size` px, one per frame, around workspace points (N, 2)."""
+
+    def __init__(self, centre: np.ndarray, size: int) -> None:
+        lo = np.clip(np.round((centre + 0.5) / _UNIT - 0.5).astype(np.int64) - size // 2, 0, _SIZE - size)
+        span = np.arange(size)
+        self.cols = (lo[:, 0, None] + span)[:, None, :]  # (N, 1, size)
+        self.rows = (lo[:, 1, None] + span)[:, :, None]  # (N, size, 1)
+        self.x = _PIXEL_CENTRES[self.cols]
+        self.y = _PIXEL_CENTRES[self.rows]
+
+    def take(self, images: np.ndarray) -> np.ndarray:
+        return images[np.arange(len(images))[:, None, None], self.rows, self.cols]
+
+
+def _agent_centroids(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First guesses: the centroid of each frame's agent-coloured pixels (N, 2), and whether there are any."""
+    blue = np.zeros(f.shape[:3], bool)
+    for colour in (AGENT_RGB, AGENT_CORE):
+        blue |= np.sum((f - np.asarray(colour)) ** 2, -1) <= 40.0**2
+    count = blue.sum((1, 2))
+    visible = count > 0
+    safe = np.maximum(count, 1)
+    x = (blue * _PIXEL_CENTRES[None, None, :]).sum((1, 2)) / safe
+    y = (blue * _PIXEL_CENTRES[None, :, None]).sum((1, 2)) / safe
+    return np.stack([x, y], -1), visible
+
+
+def _block_from_moments(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First guesses of block poses (N, 3) from the block pixels' moments, and their centroids (N, 2).
+
+    The T's stem is its long axis of inertia; the third moment along it says which end
+    the stem is at.
+    """
+    x, y = _PIXEL_CENTRES[None, None, :], _PIXEL_CENTRES[None, :, None]
+    mass = weight.sum((1, 2))
+    cx = (weight * x).sum((1, 2)) / mass
+    cy = (weight * y).sum((1, 2)) / mass
+    dx, dy = x - cx[:, None, None], y - cy[:, None, None]
+    sxx, syy, sxy = ((weight * v).sum((1, 2)) for v in (dx * dx, dy * dy, dx * dy))
+    axis = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    ex, ey = np.cos(axis), np.sin(axis)
+    along = dx * ex[:, None, None] + dy * ey[:, None, None]
+    towards_stem = np.where((weight * along**3).sum((1, 2)) < 0, -1.0, 1.0)
+    ex, ey = ex * towards_stem, ey * towards_stem
+    angle = np.arctan2(-ex, ey)  # the body's y axis (towards the stem) is (-sin a, cos a)
+    centroid = np.stack([cx, cy], -1)
+    return _cog_from_centroid(centroid, angle), centroid
+
+
+def _cog_from_centroid(centroid: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Block poses (N, 3) whose T has its area centroid at `centroid` (N, 2) at `angle` (N,)."""
+    shift = PhysicsParams().cog_local[1] - _AREA_CENTROID_Y
+    return np.stack([centroid[:, 0] - np.sin(angle) * shift, centroid[:, 1] + np.cos(angle) * shift, angle], -1)
+
+
+def _t_cover(pose: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """How much of each pixel the T (with its outline) covers, 0..1, a ramp one pixel wide."""
+    px, py, a = pose[:, 0, None, None], pose[:, 1, None, None], pose[:, 2, None, None]
+    c, s = np.cos(a), np.sin(a)
+    dx, dy = x - px, y - py
+    distance = t_distance(np, c * dx + s * dy, c * dy - s * dx) - _OUTLINE
+    return np.clip(0.5 - distance / _UNIT, 0.0, 1.0)
+
+
+def _disc_cover(centre: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r = np.sqrt((x - centre[:, 0, None, None]) ** 2 + (y - centre[:, 1, None, None]) ** 2)
+    return np.clip(0.5 - (r - AGENT_RADIUS) / _UNIT, 0.0, 1.0)
+
+
+def _gauss_newton(model, start: np.ndarray, observed: np.ndarray, valid: np.ndarray,
+                  step: np.ndarray, limit: np.ndarray, tolerance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of model(params, rows) − observed over valid pixels, per row; finite-difference Jacobians.
+
+    Rows stop once their update is under `tolerance`; returns (params, squared error).
+    """
+    params = start.copy()
+    active = np.arange(len(params))
+    n_params = params.shape[1]
+    for _ in range(_MAX_ITERATIONS):
+        if not len(active):
+            break
+        p = params[active]
+        base = model(p, active)
+        residual = np.where(valid[active], base - observed[active], 0.0).reshape(len(active), -1)
+        jac = np.empty((*residual.shape, n_params))
+        for k in range(n_params):
+            moved = p.copy()
+            moved[:, k] += step[k]
+            jac[:, :, k] = np.where(valid[active], model(moved, active) - base, 0.0).reshape(len(active), -1) / step[k]
+        normal = np.einsum("npi,npj->nij", jac, jac) + 1e-3 * np.eye(n_params)
+        update = np.linalg.solve(normal, np.einsum("npi,np->ni", jac, residual)[..., None])[..., 0]
+        update = np.clip(update, -limit, limit)
+        params[active] = p - update
+        active = active[np.any(np.abs(update) > tolerance, axis=1)]
+    final = model(params, np.arange(len(params)))
+    error = (np.where(valid, final - observed, 0.0) ** 2).sum((1, 2))
+    return params, error
+
+
+def _fit_block_covers(start: np.ndarray, crop: _Crop, observed: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _gauss_newton(
+        lambda pose, rows: _t_cover(pose, crop.x[rows], crop.y[rows]), start, observed, valid,
+        step=np.array([0.25, 0.25, 0.004]), limit=np.array([10.0, 10.0, 0.3]), tolerance=np.array(_TOLERANCE),
+    )
+
+
+def _fit_agent_discs(f: np.ndarray, first: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Agent centres (N, 2): a disc fitted to how far each pixel moved from what lies under it
+    (the background, or the block where the fitted T covers it) towards the agent's colour."""
+    assert _background is not None
+    crop = _Crop(first, _AGENT_CROP)
+    pixels = crop.take(f)
+    under = _background.rgb[crop.rows, crop.cols]
+    seen_block = np.all(np.isfinite(block), axis=1)
+    cover = np.zeros(pixels.shape[:3])
+    if seen_block.any():
+        cover[seen_block] = _t_cover(block[seen_block], crop.x[seen_block], crop.y[seen_block])
+    under = under * (1 - cover[..., None]) + np.asarray(BLOCK_FILL) * cover[..., None]
+    towards = np.asarray(AGENT_RGB) - under
+    share = np.clip(np.einsum("nhwc,nhwc->nhw", pixels - under, towards) / np.einsum("nhwc,nhwc->nhw", towards, towards), 0, 1)
+    centre, _ = _gauss_newton(
+        lambda c, rows: _disc_cover(c, crop.x[rows], crop.y[rows]), first, share, np.ones(share.shape, bool),
+        step=np.array([0.25, 0.25]), limit=np.array([8.0, 8.0]), tolerance=np.array(_TOLERANCE[:2]),
+    )
+    return centre
