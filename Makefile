@@ -7,7 +7,7 @@ OFFICIAL_VENV ?= .venv-official
 BIN := $(VENV)/bin
 # torch first, pinned: the CPU build; an unpinned torch pulls several GB of CUDA wheels.
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,dev
+EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,envs,dev
 
 .PHONY: demo test bench lint env official-client clean
 

@@ -1,0 +1,504 @@
+"""`dream eval --task policies`: does the world model rank policies as the simulator does?
+
+A family of frame-only Push-T policies (`dream.eval.policies`) runs from the same
+test-split start states (``env.reset(seed)`` for seeds 2 000 000 …, the simulator's own
+frames) for up to `steps` steps, once in gym-pusht and once in `pusht-96` through
+`dream.envs.WorldModelVectorEnv` (all start states of a policy as the rows of one fused
+env). In the simulator an episode's coverage is the simulator's own; in the model it is
+`dream.envs.pusht.PushTCoverage`, read off the predicted frames. Both end an episode at
+gym-pusht's success (coverage > 0.95) or after `steps` steps.
+
+Per policy: success rate and mean final coverage in each world, and how often the two
+worlds agree on an episode's outcome. Across the family, between the simulator's and
+the model's per-policy figures: Pearson r, Spearman ρ and the mean maximum rank
+violation (MMRV, as SIMPLER defines it and DreamDojo reports it: for each policy, the
+largest simulator-score gap to another policy that the model orders the other way,
+averaged over policies; 0 when the model orders every pair as the simulator does).
+
+The run is a folder: ``policy_eval.json`` (configuration, per-policy figures, the
+correlations, wall times), ``episodes/<world>/<policy>.json`` (every episode's coverage
+curve) and ``report.md``. It resumes: a (world, policy) whose file was written with the
+same configuration is not run again, and the simulator's files do not depend on the
+model, so re-running with another model redoes only the model's half. ``dream view DIR``
+shows the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "PolicyEvalResult",
+    "mmrv",
+    "pearson",
+    "run_policy_eval",
+    "spearman",
+    "write_video",
+]
+
+RESULT_FILE = "policy_eval.json"
+FORMAT = "dream-policy-eval-1"
+POLICY_VERSION = 1  # bump when a policy's behaviour changes: stored episodes are then redone
+WORLDS = ("simulator", "model")
+SUCCESS = 0.95
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's r of two equal-length sequences (NaN when either is constant)."""
+    a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"pearson needs two equal 1-D sequences of at least 2; got {a.shape} and {b.shape}")
+    a, b = a - a.mean(), b - b.mean()
+    denom = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / denom if denom > 0 else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ: Pearson's r of the ranks (ties averaged)."""
+    return pearson(_ranks(np.asarray(x, np.float64)), _ranks(np.asarray(y, np.float64)))
+
+
+def mmrv(predicted: Sequence[float], truth: Sequence[float]) -> float:
+    """Mean maximum rank violation of `predicted` scores against `truth` (SIMPLER's definition).
+
+    For each policy i: the largest |truth_i − truth_j| over the policies j that the two
+    orders disagree on, ``(predicted_i > predicted_j) != (truth_i > truth_j)`` (strict, so
+    a tie on one side and an order on the other counts); averaged over i.
+    """
+    p, t = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if p.shape != t.shape or p.ndim != 1 or len(p) < 2:
+        raise ValueError(f"mmrv needs two equal 1-D sequences of at least 2; got {p.shape} and {t.shape}")
+    violated = (p[:, None] > p[None, :]) != (t[:, None] > t[None, :])
+    gaps = np.where(violated, np.abs(t[:, None] - t[None, :]), 0.0)
+    return float(gaps.max(axis=1).mean())
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Episode:
+    """One episode of one policy in one world."""
+
+    seed: int
+    success: bool
+    steps: int  # actions taken (≤ the step limit; fewer when it succeeded)
+    final_coverage: float
+    coverage: list[float]  # after 0, 1, …, steps actions
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "success": self.success, "steps": self.steps,
+                "final_coverage": round(self.final_coverage, 6), "coverage": [round(c, 5) for c in self.coverage]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Episode:
+        return cls(int(d["seed"]), bool(d["success"]), int(d["steps"]), float(d["final_coverage"]),
+                   [float(c) for c in d["coverage"]])
+
+
+@dataclass
+class PolicyRun:
+    """One policy's episodes in one world, and what running them cost."""
+
+    world: str
+    policy: str
+    episodes: list[Episode]
+    wall_s: float  # the whole run: policy, world and coverage
+    world_s: float  # inside the world's step (and reset) calls only
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([e.success for e in self.episodes]))
+
+    @property
+    def mean_final_coverage(self) -> float:
+        return float(np.mean([e.final_coverage for e in self.episodes]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "world": self.world, "policy": self.policy, "config": self.config,
+                "wall_s": round(self.wall_s, 3), "world_s": round(self.world_s, 3),
+                "episodes": [e.to_json() for e in self.episodes]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PolicyRun:
+        return cls(d["world"], d["policy"], [Episode.from_json(e) for e in d["episodes"]], float(d["wall_s"]),
+                   float(d["world_s"]), dict(d.get("config") or {}))
+
+
+@dataclass
+class PolicyEvalResult:
+    """Both worlds' runs of every policy, and how well the model's ranking matches the simulator's."""
+
+    out_dir: Path
+    config: dict[str, Any]
+    runs: dict[tuple[str, str], PolicyRun]  # (world, policy) -> run
+    policies: list[str]
+
+    def rates(self, world: str, what: str = "success") -> list[float]:
+        attr = "success_rate" if what == "success" else "mean_final_coverage"
+        return [getattr(self.runs[(world, p)], attr) for p in self.policies]
+
+    def correlations(self) -> dict[str, dict[str, float]]:
+        """Pearson r, Spearman ρ and MMRV of the model's per-policy scores against the simulator's."""
+        out = {}
+        for what in ("success", "coverage"):
+            sim, model = self.rates("simulator", what), self.rates("model", what)
+            out[what] = {"pearson": pearson(sim, model), "spearman": spearman(sim, model), "mmrv": mmrv(model, sim)}
+        return out
+
+    def agreement(self, policy: str) -> float:
+        """Share of start states whose outcome (success or not) is the same in both worlds."""
+        a, b = self.runs[("simulator", policy)].episodes, self.runs[("model", policy)].episodes
+        return float(np.mean([x.success == y.success for x, y in zip(a, b, strict=True)]))
+
+    def summary(self) -> dict[str, Any]:
+        rows = []
+        for p in self.policies:
+            s, m = self.runs[("simulator", p)], self.runs[("model", p)]
+            rows.append({
+                "policy": p, "simulator_success": s.success_rate, "model_success": m.success_rate,
+                "simulator_coverage": s.mean_final_coverage, "model_coverage": m.mean_final_coverage,
+                "agreement": self.agreement(p), "simulator_wall_s": s.wall_s, "model_wall_s": m.wall_s,
+                "simulator_world_s": s.world_s, "model_world_s": m.world_s,
+            })
+        walls = {w: sum(self.runs[(w, p)].wall_s for p in self.policies) for w in WORLDS}
+        world_s = {w: sum(self.runs[(w, p)].world_s for p in self.policies) for w in WORLDS}
+        return {"format": FORMAT, "config": self.config, "policies": rows, "correlations": self.correlations(),
+                "wall_s": walls, "world_s": world_s}
+
+    def to_markdown(self) -> str:
+        cfg = self.config
+        lines = [
+            f"Policy evaluation: {len(self.policies)} policies × {cfg['starts']} test-split start states "
+            f"(seeds {cfg['seed_offset']}…) × up to {cfg['steps']} steps; simulator gym-pusht, model {cfg['model']}.",
+            "",
+            "| policy | simulator success | model success | simulator mean final coverage | model mean final coverage "
+            "| same outcome |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in self.summary()["policies"]:
+            lines.append(
+                f"| {row['policy']} | {row['simulator_success']:.2f} | {row['model_success']:.2f} | "
+                f"{row['simulator_coverage']:.3f} | {row['model_coverage']:.3f} | {row['agreement']:.2f} |"
+            )
+        corr = self.correlations()
+        lines += ["", "| across the family | Pearson r | Spearman ρ | MMRV |", "|---|---:|---:|---:|"]
+        for what, label in (("success", "success rate"), ("coverage", "mean final coverage")):
+            c = corr[what]
+            lines.append(f"| {label} | {c['pearson']:.3f} | {c['spearman']:.3f} | {c['mmrv']:.3f} |")
+        s = self.summary()
+        lines += ["", f"Wall time: simulator {s['wall_s']['simulator']:.0f} s ({s['world_s']['simulator']:.0f} s in "
+                  f"env.step), model {s['wall_s']['model']:.0f} s ({s['world_s']['model']:.0f} s in env.step); "
+                  "the rest is the policies reading frames."]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- running
+
+
+DEFAULT_POLICIES = (
+    "pusher", "quick-pusher", "cautious-pusher", "sloppy-pusher", "pusher-noise10", "pusher-noise20", "pusher-noise30",
+    "translator", "learned", "seek-push", "random-walk",
+)
+
+
+def _model_identity(client: Any, spec: str) -> str:
+    """What the model's half of the run depends on: the weights' digest when they are local."""
+    if client.is_local:
+        engine = client.engine
+        status = engine.weights_status(spec)
+        if status.available and status.location and Path(status.location).is_file():
+            digest = hashlib.sha256(Path(status.location).read_bytes()).hexdigest()[:16]
+            return f"{spec}@{digest}"
+        return f"{spec}@embedded"
+    return f"{spec}@{client.base_url}"
+
+
+def start_states(starts: int, seed_offset: int) -> tuple[list[int], np.ndarray]:
+    """The test-split start states: seeds and the simulator's frames after ``env.reset(seed)``."""
+    from dream.sim.pusht import PushTSim
+
+    sim = PushTSim()
+    seeds = [seed_offset + i for i in range(starts)]
+    frames = np.stack([sim.reset(s) for s in seeds])
+    sim.close()
+    return seeds, frames
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
+
+
+def run_simulator(policy_name: str, seeds: Sequence[int], steps: int, *, progress: bool = False,
+                  record: Callable[[int, int, np.ndarray], None] | None = None) -> PolicyRun:
+    """Every start state of `seeds` in its own gym-pusht env, stepped in lockstep by one policy object."""
+    from dream.eval.policies import make_policy
+    from dream.sim.pusht import PushTSim
+
+    t0 = time.perf_counter()
+    world = 0.0
+    policy = make_policy(policy_name)
+    sims = [PushTSim() for _ in seeds]
+    w0 = time.perf_counter()
+    frames = np.stack([sim.reset(s) for sim, s in zip(sims, seeds, strict=True)])
+    world += time.perf_counter() - w0
+    coverage = [[float(sim.env._get_coverage())] for sim in sims]
+    success = [False] * len(seeds)
+    policy.start(seeds)
+    live = list(range(len(seeds)))
+    bar = _progress(steps, f"{policy_name} · simulator", progress)
+    for t in range(steps):
+        actions = policy.act(frames[live], live)
+        w0 = time.perf_counter()
+        for row, action in zip(live, actions, strict=True):
+            obs, _, _, _, info = sims[row].env.step(np.asarray(action, np.float32))
+            frames[row] = obs["pixels"]
+            coverage[row].append(float(info["coverage"]))
+            success[row] = bool(info["is_success"])
+        world += time.perf_counter() - w0
+        if record is not None:
+            for row in live:
+                record(row, t + 1, frames[row])
+        live = [row for row in live if not success[row]]
+        if bar is not None:
+            bar.update(1)
+        if not live:
+            break
+    if bar is not None:
+        bar.close()
+    for sim in sims:
+        sim.close()
+    episodes = [Episode(s, success[i], len(coverage[i]) - 1, coverage[i][-1], coverage[i]) for i, s in enumerate(seeds)]
+    return PolicyRun("simulator", policy_name, episodes, time.perf_counter() - t0, world)
+
+
+def run_model(policy_name: str, model: Any, seeds: Sequence[int], start_frames: np.ndarray, steps: int, *,
+              progress: bool = False, record: Callable[[int, int, np.ndarray], None] | None = None) -> PolicyRun:
+    """Every start state as a row of one `WorldModelVectorEnv` (one fused engine call per step)."""
+    from dream.envs.env import WorldModelVectorEnv
+    from dream.eval.policies import make_policy
+
+    t0 = time.perf_counter()
+    policy = make_policy(policy_name)
+    n = len(seeds)
+    w0 = time.perf_counter()
+    env = WorldModelVectorEnv(model, n, max_episode_steps=steps, start_frames=list(start_frames))
+    obs, info = env.reset(options={"start_frames": list(start_frames)})
+    world = time.perf_counter() - w0
+    coverage = [[float(info["coverage"][i])] for i in range(n)]
+    success = [False] * n
+    ended = [False] * n
+    policy.start(seeds)
+    last = np.full((n, 2), 256.0, np.float32)
+    live = list(range(n))
+    bar = _progress(steps, f"{policy_name} · model", progress)
+    for _t in range(steps):
+        last[live] = policy.act(obs[live], live)
+        w0 = time.perf_counter()
+        obs, _, terminated, truncated, info = env.step(last)  # ended rows start over (ignored): their action is moot
+        world += time.perf_counter() - w0
+        for row in live:
+            coverage[row].append(float(info["coverage"][row]))
+            success[row] = bool(terminated[row])
+            ended[row] = bool(terminated[row] or truncated[row])
+        if record is not None:
+            for row in live:
+                record(row, len(coverage[row]) - 1, obs[row])
+        live = [row for row in live if not ended[row]]
+        if bar is not None:
+            bar.update(1)
+        if not live:
+            break
+    if bar is not None:
+        bar.close()
+    env.close()
+    episodes = [Episode(s, success[i], len(coverage[i]) - 1, coverage[i][-1], coverage[i]) for i, s in enumerate(seeds)]
+    return PolicyRun("model", policy_name, episodes, time.perf_counter() - t0, world)
+
+
+def _load_run(path: Path, config: dict[str, Any]) -> PolicyRun | None:
+    if not path.is_file():
+        return None
+    try:
+        run = PolicyRun.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return run if run.config == config else None
+
+
+def _save_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def run_policy_eval(
+    out_dir: str | Path,
+    *,
+    policies: Sequence[str] | None = None,
+    starts: int = 50,
+    steps: int = 300,
+    seed_offset: int | None = None,
+    client: Any = None,
+    spec: str = "pusht-96",
+    video_dir: str | Path | None = None,
+    video_policy: str = "pusher",
+    video_start: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PolicyEvalResult:
+    """Run (or resume) the policy evaluation into `out_dir`; see the module docstring."""
+    import dream
+    from dream.eval.policies import policy_names
+    from dream.sim.pusht import TEST_SEED_OFFSET
+
+    names = list(policies or DEFAULT_POLICIES)
+    unknown = [p for p in names if p not in policy_names()]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; known: {', '.join(policy_names())}")
+    if len(names) < 2:
+        raise ValueError(f"a ranking needs at least 2 policies; got {names}")
+    if starts < 1 or steps < 1:
+        raise ValueError(f"starts and steps must be positive; got starts={starts}, steps={steps}")
+    say = log or (lambda _msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    client = client or dream.Client()
+    model = client.models.get(spec)
+    offset = TEST_SEED_OFFSET if seed_offset is None else int(seed_offset)
+    seeds, frames = start_states(starts, offset)
+    base = {"starts": starts, "steps": steps, "seed_offset": offset, "policy_version": POLICY_VERSION}
+    world_config = {"simulator": {**base, "world": "gym-pusht 0.1.8"},
+                    "model": {**base, "world": _model_identity(client, spec)}}
+    runs: dict[tuple[str, str], PolicyRun] = {}
+    for name in names:
+        for world in WORLDS:
+            path = out / "episodes" / world / f"{name}.json"
+            run = _load_run(path, world_config[world])
+            if run is not None:
+                say(f"{name} · {world}: done before ({run.success_rate:.2f} success), kept")
+            else:
+                if world == "simulator":
+                    run = run_simulator(name, seeds, steps, progress=progress)
+                else:
+                    run = run_model(name, model, seeds, frames, steps, progress=progress)
+                run.config = world_config[world]
+                _save_json(path, run.to_json())
+                say(f"{name} · {world}: success {run.success_rate:.2f}, mean final coverage "
+                    f"{run.mean_final_coverage:.3f} ({run.wall_s:.0f} s)")
+            runs[(world, name)] = run
+    config = {**base, "model": world_config["model"]["world"], "policies": names}
+    result = PolicyEvalResult(out, config, runs, names)
+    if video_dir is not None:
+        if video_policy not in policy_names():
+            raise ValueError(f"unknown --video-policy {video_policy!r}; known: {', '.join(policy_names())}")
+        if not 0 <= video_start < starts:
+            raise ValueError(f"--video-start must be in 0..{starts - 1}; got {video_start}")
+        path = write_video(Path(video_dir), video_policy, model, seeds[video_start], frames[video_start], steps)
+        say(f"wrote {path}")
+    summary = result.summary()
+    if video_dir is not None:
+        summary["videos"] = sorted(str(p.resolve()) for p in Path(video_dir).glob("*.gif"))
+    _save_json(out / RESULT_FILE, summary)
+    (out / "report.md").write_text(result.to_markdown() + "\n")
+    return result
+
+
+# --------------------------------------------------------------------------- the picture
+
+
+def _episode_frames(policy: str, model: Any, seed: int, frame: np.ndarray, steps: int) -> dict[str, Any]:
+    """One start state's episode in both worlds: frames and coverage curves."""
+    sims: dict[int, list[np.ndarray]] = {0: [frame]}
+    mods: dict[int, list[np.ndarray]] = {0: [frame]}
+    sim_run = run_simulator(policy, [seed], steps, record=lambda row, t, f: sims[row].append(f.copy()))
+    model_run = run_model(policy, model, [seed], frame[None], steps, record=lambda row, t, f: mods[row].append(f.copy()))
+    return {"simulator": (sims[0], sim_run.episodes[0]), "model": (mods[0], model_run.episodes[0])}
+
+
+def write_video(video_dir: Path, policy: str, model: Any, seed: int, frame: np.ndarray, steps: int) -> Path:
+    """A GIF of one start state: the simulator's episode (left) and the imagined one (right) side by side,
+    under them both coverage curves up to the current step, with gym-pusht's 0.95 success line."""
+    from PIL import Image, ImageDraw
+
+    worlds = _episode_frames(policy, model, seed, frame, steps)
+    (sim_frames, sim_ep), (mod_frames, mod_ep) = worlds["simulator"], worlds["model"]
+    length = max(len(sim_frames), len(mod_frames))
+    scale, pad, plot_h = 3, 8, 120
+    w = 2 * 96 * scale + 3 * pad
+    h = 22 + 96 * scale + pad + plot_h + 26
+    colours = {"simulator": (40, 110, 200), "model": (220, 90, 30)}
+    top = 20 + 96 * scale + pad  # the coverage plot's box
+    left, right = pad + 24, w - pad
+
+    def y_of(c: float) -> float:
+        return top + plot_h - c * plot_h
+
+    def x_of(step: int) -> float:
+        return left + (right - left) * step / max(steps, 1)
+
+    images = []
+    for t in range(0, length, 2 if length > 200 else 1):
+        img = Image.new("RGB", (w, h), (255, 255, 255))
+        draw = ImageDraw.Draw(img)
+        for k, (name, frames, ep) in enumerate((("simulator", sim_frames, sim_ep), ("model", mod_frames, mod_ep))):
+            i = min(t, len(frames) - 1)
+            x0 = pad + k * (96 * scale + pad)
+            img.paste(Image.fromarray(frames[i]).resize((96 * scale, 96 * scale), Image.Resampling.NEAREST), (x0, 20))
+            state = " (success)" if ep.success and t >= ep.steps else (" (ended)" if t >= ep.steps else "")
+            draw.text((x0, 4), f"{'gym-pusht' if name == 'simulator' else 'pusht-96 (imagined)'} · t={i}"
+                      f" · coverage {ep.coverage[i]:.2f}{state}", fill=colours[name])
+        draw.rectangle([left, top, right, top + plot_h], outline=(200, 200, 200))
+        draw.line([left, y_of(SUCCESS), right, y_of(SUCCESS)], fill=(120, 200, 120))
+        draw.text((2, y_of(SUCCESS) - 6), "0.95", fill=(80, 150, 80))
+        draw.text((2, top - 2), "1.0", fill=(120, 120, 120))
+        draw.text((2, top + plot_h - 10), "0", fill=(120, 120, 120))
+        for name, ep in (("simulator", sim_ep), ("model", mod_ep)):
+            upto = min(t, ep.steps)
+            pts = [(x_of(i), y_of(c)) for i, c in enumerate(ep.coverage[: upto + 1])]
+            if len(pts) > 1:
+                draw.line(pts, fill=colours[name], width=2)
+        draw.line([x_of(t), top, x_of(t), top + plot_h], fill=(180, 180, 180))
+        draw.text((left, top + plot_h + 6), f"coverage of the goal zone vs step ({policy}, start seed {seed}): "
+                  "blue gym-pusht, orange pusht-96", fill=(60, 60, 60))
+        images.append(img)
+    video_dir.mkdir(parents=True, exist_ok=True)
+    path = video_dir / f"{policy}_seed{seed}.gif"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0, optimize=True)
+    return path
