@@ -146,3 +146,23 @@ class TestPushT:
         # the scene no rollout starts from any more is dropped: an env that resets for ever does not grow
         assert not any(np.array_equal(sc.frame, a.start_frame) for sc in steps._state.scenes)
         assert len(steps._state.scenes) == 3
+
+    def test_frames_drawn_from_the_last_frame_equal_frames_drawn_from_the_start(self, pusht: Engine, episodes) -> None:
+        """pusht-96 redraws only what changed since the previous frame when it drew one an action ago
+        (and fuses the rows' agent crops): every frame must equal the reference drawing from the start
+        frame alone, with sparse draws, restarts and wild actions in between."""
+        runner = pusht.runner("pusht-96")
+        rng = np.random.default_rng(7)
+        starts = np.stack([ep.start_frame for ep in episodes])
+        state = runner.begin(starts, 3, seeds=[0] * 3, num_steps=None, guidance=None)
+        checked = 0
+        for t in range(40):
+            acts = np.stack([ep.actions[t % 24] for ep in episodes])[:, None] + rng.normal(0, 40 * (t % 3), (3, 1, 2))
+            out = runner.advance(state, np.clip(acts, -30, 540).astype(np.float32), draw=(t % 9 != 4))
+            if out is not None:
+                for row in range(3):
+                    np.testing.assert_array_equal(out[row, 0], runner._draw(state, row))
+                    checked += 1
+            if t == 17:
+                runner.restart(state, [2], starts[0])
+        assert checked == 3 * 36

@@ -20,6 +20,7 @@ No torch is imported here.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "block_coverage",
     "pusht_coverage",
     "pusht_reward",
+    "register",
 ]
 
 _LAZY = {
@@ -45,6 +47,22 @@ _LAZY = {
     "pusht_coverage": "dream.envs.pusht",
     "pusht_reward": "dream.envs.pusht",
 }
+
+
+def register() -> None:
+    """Register ``dream/WorldModel-v0`` and ``dream/WorldModelVector-v0`` with gymnasium, so that
+    ``gymnasium.make("dream.envs:dream/WorldModel-v0", model="pusht-96")`` works (the
+    ``module:`` prefix imports this package first). Done on import when gymnasium is loaded."""
+    import gymnasium
+
+    if "dream/WorldModel-v0" not in gymnasium.registry:
+        gymnasium.register("dream/WorldModel-v0", entry_point="dream.envs.env:WorldModelEnv", disable_env_checker=True)
+    if "dream/WorldModelVector-v0" not in gymnasium.registry:
+        gymnasium.register("dream/WorldModelVector-v0", vector_entry_point="dream.envs.env:WorldModelVectorEnv")
+
+
+if "gymnasium" in sys.modules:  # registering costs nothing then; otherwise dream.envs.env registers on import
+    register()
 
 
 def __getattr__(name: str) -> Any:

@@ -155,9 +155,16 @@ class _Core:
     ) -> None:
         from dream.resources.models import ModelHandle
 
+        if isinstance(model, str):  # a slug: on a client of our own (embedded, or DREAM_BASE_URL's server)
+            import dream
+
+            self._own_client = dream.Client()
+            model = self._own_client.models.get(model)
+        else:
+            self._own_client = None
         if not isinstance(model, ModelHandle):
             raise TypeError(
-                f"model must be a dream ModelHandle (client.models.get(slug)); got {type(model).__name__}"
+                f"model must be a dream ModelHandle (client.models.get(slug)) or a slug; got {type(model).__name__}"
                 + (" (use a sync dream.Client)" if type(model).__name__ == "AsyncModelHandle" else "")
             )
         model._require_active()
@@ -293,6 +300,9 @@ class _Core:
 
     def close(self) -> None:
         self.stepper.close()
+        if self._own_client is not None:
+            self._own_client.close()
+            self._own_client = None
 
 
 def _step_info(core: _Core, row: int, info: dict[str, Any], drawn: np.ndarray, clipped: bool) -> dict[str, Any]:
@@ -315,7 +325,9 @@ class WorldModelEnv(gymnasium.Env):
 
     Args:
         model: a model handle of a sync `dream.Client` (embedded: the engine carries the
-            rollout; HTTP: a streaming session of ``dream serve`` per episode).
+            rollout; HTTP: a streaming session of ``dream serve`` per episode), or a slug
+            (a client of the env's own: the embedded engine, or ``DREAM_BASE_URL``'s server;
+            what ``gymnasium.make("dream/WorldModel-v0", model="pusht-96")`` uses).
         reward: a callable on one frame (H, W, 3) returning a float, or ``(float, info)``
             where ``info["is_success"]`` True ends the episode (terminated); or an object
             with ``env_reward(frames, rows)`` scoring many frames at once. Default for
@@ -522,3 +534,8 @@ class WorldModelVectorEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         self._core.close()
 
+
+
+from dream.envs import register  # noqa: E402  (registers the ids whenever this module loads)
+
+register()

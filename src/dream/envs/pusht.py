@@ -172,7 +172,9 @@ class PushTCoverage:
     episodes at once and remembers each episode's last frame and reading: where the new
     frame differs from the last only around the agent (the block did not move), the
     block's reading and coverage carry over without reading the frame again; the others
-    are read in one batch, each warm-started from its episode's previous reading.
+    are fitted in one batch from their episode's previous pose on a crop around it
+    (`track_blocks`), and read whole (`read_scene`) where that loses the block or there
+    is no previous pose (an episode's first frame).
     """
 
     batched = True
@@ -206,7 +208,7 @@ class PushTCoverage:
 
     def env_reward(self, frames: np.ndarray, rows: Sequence[int]) -> list[tuple[float, dict[str, Any]]]:
         """Rewards of frames (n, 96, 96, 3) of environment rows `rows` (n,)."""
-        from dream.engine.models.pusht.posefit import read_scene
+        from dream.engine.models.pusht.posefit import read_scene, track_blocks
 
         stacked, _ = _frames(frames)
         rows = [int(r) for r in rows]
@@ -223,9 +225,13 @@ class PushTCoverage:
                 todo.append(i)
         if todo:
             prior = np.array([self._last[rows[i]][1] if rows[i] in self._last else np.full(3, np.nan) for i in todo])
-            reading = read_scene(stacked[todo], (np.full((len(todo), 2), np.nan), prior))
-            blocks[todo] = reading.block
-            cover[todo] = np.nan_to_num(np.asarray(block_coverage(reading.block)).reshape(-1), nan=0.0)
+            tracked, ok = track_blocks(stacked[todo], prior)  # near last step's pose: a fast fit on a crop
+            lost = [j for j in range(len(todo)) if not ok[j]]
+            if lost:  # no prior, or the tracker lost the block: read the whole frame
+                reading = read_scene(stacked[[todo[j] for j in lost]], (np.full((len(lost), 2), np.nan), prior[lost]))
+                tracked[lost] = reading.block
+            blocks[todo] = tracked
+            cover[todo] = np.nan_to_num(np.asarray(block_coverage(tracked)).reshape(-1), nan=0.0)
             self.reads += len(todo)
             for i in todo:
                 if centres[i] is None:

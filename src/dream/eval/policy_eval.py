@@ -167,12 +167,14 @@ class PolicyEvalResult:
         attr = "success_rate" if what == "success" else "mean_final_coverage"
         return [getattr(self.runs[(world, p)], attr) for p in self.policies]
 
-    def correlations(self) -> dict[str, dict[str, float]]:
-        """Pearson r, Spearman ρ and MMRV of the model's per-policy scores against the simulator's."""
+    def correlations(self) -> dict[str, dict[str, float | None]]:
+        """Pearson r, Spearman ρ and MMRV of the model's per-policy scores against the simulator's
+        (None where undefined: a correlation with a constant side)."""
         out = {}
         for what in ("success", "coverage"):
             sim, model = self.rates("simulator", what), self.rates("model", what)
-            out[what] = {"pearson": pearson(sim, model), "spearman": spearman(sim, model), "mmrv": mmrv(model, sim)}
+            values = {"pearson": pearson(sim, model), "spearman": spearman(sim, model), "mmrv": mmrv(model, sim)}
+            out[what] = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
         return out
 
     def agreement(self, policy: str) -> float:
@@ -213,8 +215,8 @@ class PolicyEvalResult:
         corr = self.correlations()
         lines += ["", "| across the family | Pearson r | Spearman ρ | MMRV |", "|---|---:|---:|---:|"]
         for what, label in (("success", "success rate"), ("coverage", "mean final coverage")):
-            c = corr[what]
-            lines.append(f"| {label} | {c['pearson']:.3f} | {c['spearman']:.3f} | {c['mmrv']:.3f} |")
+            c = {k: "undefined" if v is None else f"{v:.3f}" for k, v in corr[what].items()}
+            lines.append(f"| {label} | {c['pearson']} | {c['spearman']} | {c['mmrv']} |")
         s = self.summary()
         lines += ["", f"Wall time: simulator {s['wall_s']['simulator']:.0f} s ({s['world_s']['simulator']:.0f} s in "
                   f"env.step), model {s['wall_s']['model']:.0f} s ({s['world_s']['model']:.0f} s in env.step); "
@@ -364,7 +366,7 @@ def _load_run(path: Path, config: dict[str, Any]) -> PolicyRun | None:
 def _save_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    tmp.write_text(json.dumps(payload, indent=1, allow_nan=False))
     tmp.replace(path)
 
 

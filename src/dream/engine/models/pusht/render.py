@@ -168,3 +168,88 @@ class SceneRenderer:
             self.resize(block.astype(np.float64), window) > 0,
             self.resize(disc.astype(np.float64), window) > 0,
         )
+
+
+def render_windows(
+    renderer: SceneRenderer,
+    agents: list[tuple[float, float] | None],
+    blocks: list[tuple[float, float, float] | None],
+    windows: np.ndarray,
+    size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`SceneRenderer.render_layers` for P scenes at once, each in its own crop.
+
+    agents / blocks: P poses (or None); windows: (P, 2) top-left (y0, x0) of crops of one
+    `size` (h, w), inside the frame. Every sample and pixel goes through the same
+    arithmetic as `render_layers`' (element-wise, the polygons' vertices rounded by the
+    same Python code), so each crop's pixels are bit-identical to ``render_layers(agent,
+    block, (y0, y0 + h, x0, x0 + w))``: fusing scenes changes no byte.
+    Returns (img (P, h, w, 3), block-touched (P, h, w), agent-touched (P, h, w)).
+    """
+    p = len(agents)
+    h, w = size
+    ys = 2 * windows[:, 0, None] + np.arange(2 * h)  # (P, 2h) sample rows
+    xs = 2 * windows[:, 1, None] + np.arange(2 * w)
+    sy = renderer.sy[ys[:, :, None], xs[:, None, :]]  # (P, 2h, 2w)
+    sx = renderer.sx[ys[:, :, None], xs[:, None, :]]
+    img = renderer.static[ys[:, :, None], xs[:, None, :]]  # a copy: fancy indexing
+    block_cov = np.zeros(sx.shape, bool)
+    agent_cov = np.zeros(sx.shape, bool)
+    has_block = [i for i in range(p) if blocks[i] is not None]
+    if has_block:
+        # vertices exactly as render_layers rounds them, per scene, in Python
+        polys = [[[(round(x), round(y)) for x, y in poly] for poly in body_polygons(*renderer.cog_to_origin(blocks[i]))]
+                 for i in has_block]
+        bx, by = sx[has_block], sy[has_block]
+        sub_img = img[has_block]
+        sub_cov = np.zeros(bx.shape, bool)
+        for k in range(2):
+            verts = np.array([pl[k] for pl in polys], np.float64)  # (B, 4, 2), whole numbers
+            sign = np.array([_winding(pl[k]) for pl in polys], np.float64)[:, None, None]
+            ax, ay = verts[:, :, 0, None, None], verts[:, :, 1, None, None]  # (B, 4, 1, 1)
+            fill = np.ones(bx.shape, bool)
+            near = np.zeros(bx.shape, bool)
+            for e in range(4):
+                x0, y0 = ax[:, e], ay[:, e]
+                x1, y1 = ax[:, (e + 1) % 4], ay[:, (e + 1) % 4]
+                cross = (x1 - x0) * (by - y0) - (y1 - y0) * (bx - x0)
+                fill &= cross * sign >= 0
+                ex, ey = x1 - x0, y1 - y0
+                t = np.clip(((bx - x0) * ex + (by - y0) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+                near |= (bx - x0 - t * ex) ** 2 + (by - y0 - t * ey) ** 2 <= 4.0
+            sub_img[fill] = BLOCK_FILL
+            sub_cov |= fill
+            sub_img[near] = BLOCK_OUTLINE
+            sub_cov |= near
+        img[has_block] = sub_img
+        block_cov[has_block] = sub_cov
+    has_agent = [i for i in range(p) if agents[i] is not None]
+    if has_agent:
+        centres = np.array([(round(agents[i][0]), round(agents[i][1])) for i in has_agent], np.float64)
+        cx, cy = centres[:, 0, None, None], centres[:, 1, None, None]
+        d2 = (sx[has_agent] - cx) ** 2 + (sy[has_agent] - cy) ** 2
+        disc = d2 <= renderer.params.agent_radius**2
+        sub_img = img[has_agent]
+        sub_img[disc] = AGENT_RGB
+        sub_img[d2 <= (renderer.params.agent_radius - 4) ** 2] = AGENT_CORE
+        img[has_agent] = sub_img
+        agent_cov[has_agent] = disc
+    wy = renderer.frac[windows[:, 0, None] + np.arange(h)]  # (P, h)
+    wx = renderer.frac[windows[:, 1, None] + np.arange(w)]  # (P, w)
+
+    def blend(samples: np.ndarray) -> np.ndarray:
+        g = samples.reshape(p, h, 2, w, 2, *samples.shape[3:])
+        extra = (1,) * (samples.ndim - 3)
+        fy = wy.reshape(p, h, 1, *extra)
+        fx = wx.reshape(p, 1, w, *extra)
+        top = g[:, :, 0, :, 0] * (1 - fx) + g[:, :, 0, :, 1] * fx
+        bottom = g[:, :, 1, :, 0] * (1 - fx) + g[:, :, 1, :, 1] * fx
+        return top * (1 - fy) + bottom * fy
+
+    return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
+
+
+def _winding(poly: list[tuple[int, int]]) -> int:
+    """Twice the signed area of a polygon with whole-number vertices (`_inside_convex`'s `sign`)."""
+    n = len(poly)
+    return sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
