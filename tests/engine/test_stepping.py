@@ -164,5 +164,5 @@ class TestPushT:
                     np.testing.assert_array_equal(out[row, 0], runner._draw(state, row))
                     checked += 1
             if t == 17:
-                runner.restart(state, [2], starts[0])
+                runner.restart(state, [2], starts[:1])
         assert checked == 3 * 36
