@@ -210,7 +210,7 @@ def test_same_step_autoreset_hands_back_the_final_frame(model) -> None:
     vec = WorldModelVectorEnv(model, 2, max_episode_steps=1, autoreset_mode="SameStep")
     starts = [pusht_episode(0).start_frame, pusht_episode(3).start_frame]
     vec.reset(options={"start_frames": starts})
-    obs, _, _, truncated, info = vec.step(np.array([[100.0, 100.0], [300.0, 300.0]]))
+    _obs, _, _, truncated, info = vec.step(np.array([[100.0, 100.0], [300.0, 300.0]]))
     assert truncated.all() and info["_final_obs"].all()
     assert info["final_obs"][0].shape == (96, 96, 3) and info["final_info"]["steps"].tolist() == [1, 1]
     assert vec.steps.tolist() == [0, 0]  # both already started again

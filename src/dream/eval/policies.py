@@ -20,8 +20,9 @@ The family (`POLICIES`):
   rotation late);
 * ``pusher-noise10`` / ``-noise20`` / ``-noise30``: ``pusher`` with N(0, σ²) px added to each action;
 * ``translator``: ignores the angle altogether (pushes the block's centre home);
-* ``learned``: an MLP behaviour-cloned from ``pusher`` on train-split episodes
-  (``training/train_pusht_policy.py``, DAgger; weights ship in the package, numpy only);
+* ``learned``: an MLP behaviour-cloned from ``pusher`` on train-split episodes picks where
+  to push and how far (``training/train_pusht_policy.py``, DAgger; weights ship in the
+  package, numpy only); walking there is ``pusher``'s;
 * ``seek-push``: the scripted walk-into-the-block policy the model's training data used;
 * ``random-walk``: a smooth random walk over the workspace.
 """
@@ -104,6 +105,15 @@ class Pusher:
     contact: int | None = None
 
     def __call__(self, agent: np.ndarray, cog: np.ndarray, angle: float) -> np.ndarray:
+        plan = self.plan(cog, angle)
+        if plan is None:
+            return agent.copy()
+        self.contact = plan[0]
+        return self.execute(agent, cog, angle, *plan)
+
+    def plan(self, cog: np.ndarray, angle: float) -> tuple[int, float] | None:
+        """Where to push next: (index into the outline's contact points, push length in px), or
+        None when the block is home."""
         dp = GOAL_COG - cog
         d_angle = _wrap(GOAL_ANGLE - angle) * self.angle_weight
         c, s = math.cos(angle), math.sin(angle)
@@ -111,26 +121,32 @@ class Pusher:
         want = np.array([*(rot.T @ dp), self.length * d_angle])
         size = float(np.linalg.norm(want))
         if size < 1e-6:
-            return agent.copy()
+            return None
         # a push along normal n at r moves the free block by (n, L·τ/I) / (1 + τ²/I) per px of the pusher
         motion = np.stack([_NORMALS[:, 0], _NORMALS[:, 1], self.length * _TORQUES / _BLOCK_INERTIA], 1)
         motion /= (1.0 + _TORQUES**2 / _BLOCK_INERTIA)[:, None]
         score = (motion @ want) / (np.linalg.norm(motion, axis=1) * size)
-        contact_w = cog + _POINTS @ rot.T
-        normal_w = _NORMALS @ rot.T
-        pre = contact_w - normal_w * (AGENT_RADIUS + self.gap)
+        pre = cog + (_POINTS - _NORMALS * (AGENT_RADIUS + self.gap)) @ rot.T
         score = np.where(np.all((pre > 20.0) & (pre < WORKSPACE - 20.0), 1), score, -9.0)
         if self.contact is not None:
             score[self.contact] += 0.05  # keep pushing where it pushes unless another point is clearly better
         i = int(np.argmax(score))
-        self.contact = i
         push = float(np.clip(self.gain * (motion[i] @ want) / (motion[i] @ motion[i]), 1.0, self.max_push))
-        rel = agent - contact_w[i]
-        along = float(rel @ normal_w[i])
-        lateral = float(np.linalg.norm(rel - along * normal_w[i]))
+        return i, push
+
+    def execute(self, agent: np.ndarray, cog: np.ndarray, angle: float, contact: int, push: float) -> np.ndarray:
+        """The target that pushes at outline point `contact` by `push` px: push when the agent is in
+        place behind it, else walk there (around the block when it is in the way)."""
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array([[c, -s], [s, c]])
+        point = cog + rot @ _POINTS[contact]
+        normal = rot @ _NORMALS[contact]
+        rel = agent - point
+        along = float(rel @ normal)
+        lateral = float(np.linalg.norm(rel - along * normal))
         if lateral < 4.0 and -(AGENT_RADIUS + self.gap + 6.0) < along < 2.0:
-            return contact_w[i] + normal_w[i] * (push - AGENT_RADIUS)  # in place: push
-        target = pre[i]
+            return point + normal * (push - AGENT_RADIUS)  # in place: push
+        target = point - normal * (AGENT_RADIUS + self.gap)
         path = agent + np.linspace(0.0, 1.0, 12)[:, None] * (target - agent)
         if _t_clearance(path, cog, angle).min() > 2.0:
             return target
@@ -277,10 +293,12 @@ class RandomWalkPolicy(FramePolicy):
 
 
 class LearnedPolicy(FramePolicy):
-    """An MLP behaviour-cloned from ``pusher`` (`training/train_pusht_policy.py`), numpy only."""
+    """A small MLP, behaviour-cloned from ``pusher`` (`training/train_pusht_policy.py`, DAgger), decides
+    where to push (which outline point, how far) from the poses read off the frame; getting the
+    agent there is ``pusher``'s walk. Numpy only."""
 
     name = "learned"
-    description = "an MLP behaviour-cloned from pusher on train-split episodes (features read off the frame)"
+    description = "an MLP, behaviour-cloned from pusher on train-split episodes, picks where to push and how far"
     WEIGHTS = "pusht_bc.npz"
 
     def __init__(self) -> None:
@@ -289,33 +307,42 @@ class LearnedPolicy(FramePolicy):
         with ref.open("rb") as f, np.load(f) as z:
             self.layers = [(z[f"w{i}"], z[f"b{i}"]) for i in range(len(z.files) // 2)]
 
+    def reset_episodes(self) -> None:
+        self.walkers = [Pusher() for _ in self.seeds]
+        self.last = [None] * len(self.seeds)
+
     def decide(self, row: int, agent: np.ndarray, block: np.ndarray) -> np.ndarray:
         if not np.isfinite(block).all():
             return np.array([WORKSPACE / 2, WORKSPACE / 2])
-        out = 50.0 * mlp(self.layers, bc_features(agent, block))[0]  # the target's offset in the block's frame
-        c, s = math.cos(block[2]), math.sin(block[2])
-        return agent + np.array([c * out[0] - s * out[1], s * out[0] + c * out[1]])
+        contact, push = choose_push(self.layers, block, self.last[row])
+        self.last[row] = contact
+        return self.walkers[row].execute(agent, block[:2], float(block[2]), contact, push)
 
 
-def bc_features(agent: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """What the learned policy sees (N, 9): the block's offset from the goal, its angle error, and the
-    agent relative to the block in the block's frame, all from poses read off the frame."""
-    agent = np.atleast_2d(agent)
-    block = np.atleast_2d(block)
-    a = block[:, 2]
-    err = np.remainder(GOAL_ANGLE - a + np.pi, 2 * np.pi) - np.pi
-    c, s = np.cos(a), np.sin(a)
-    dx, dy = agent[:, 0] - block[:, 0], agent[:, 1] - block[:, 1]
-    gx, gy = GOAL_COG[0] - block[:, 0], GOAL_COG[1] - block[:, 1]
-    return np.stack([
-        (c * gx + s * gy) / 100.0, (c * gy - s * gx) / 100.0, np.cos(err), np.sin(err),
-        (c * dx + s * dy) / 100.0, (c * dy - s * dx) / 100.0, c, s, err / np.pi,
-    ], 1)
+N_CONTACTS = len(_POINTS)
+
+
+def bc_features(block: np.ndarray, last: int | None) -> np.ndarray:
+    """What the learned policy sees (1, 10): the goal's offset from the block in the block's frame,
+    the angle error, and the outline point it pushed last (zeros at first)."""
+    a = float(block[2])
+    err = _wrap(GOAL_ANGLE - a)
+    c, s = math.cos(a), math.sin(a)
+    gx, gy = GOAL_COG[0] - block[0], GOAL_COG[1] - block[1]
+    prev = np.zeros(4) if last is None else np.array([*(_POINTS[last] / 60.0), *_NORMALS[last]])
+    return np.array([[(c * gx + s * gy) / 100.0, (c * gy - s * gx) / 100.0, math.cos(err), math.sin(err), err / math.pi,
+                      float(last is not None), *prev]])
+
+
+def choose_push(layers: list[tuple[np.ndarray, np.ndarray]], block: np.ndarray, last: int | None) -> tuple[int, float]:
+    """The learned policy's choice: (outline point index, push length px) from its network's output
+    (N_CONTACTS logits, then the push length / 40)."""
+    out = mlp(layers, bc_features(block, last))[0]
+    return int(np.argmax(out[:N_CONTACTS])), float(np.clip(out[N_CONTACTS] * 40.0, 1.0, 40.0))
 
 
 def mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """The learned policy's network: tanh hidden layers, linear output (the target's offset from the
-    agent in the block's frame, / 50)."""
+    """The learned policy's network: tanh hidden layers, linear output."""
     h = x
     for i, (w, b) in enumerate(layers):
         h = h @ w + b

@@ -116,7 +116,7 @@ class Episode:
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "success": self.success, "steps": self.steps,
-                "final_coverage": round(self.final_coverage, 6), "coverage": [round(c, 5) for c in self.coverage]}
+                "final_coverage": round(self.final_coverage, 5), "coverage": [round(c, 5) for c in self.coverage]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Episode:
@@ -421,7 +421,9 @@ def run_policy_eval(
                 else:
                     run = run_model(name, model, seeds, frames, steps, progress=progress)
                 run.config = world_config[world]
-                _save_json(path, run.to_json())
+                stored = run.to_json()
+                _save_json(path, stored)
+                run = PolicyRun.from_json(stored)  # as stored: a resumed run reports the same figures
                 say(f"{name} · {world}: success {run.success_rate:.2f}, mean final coverage "
                     f"{run.mean_final_coverage:.3f} ({run.wall_s:.0f} s)")
             runs[(world, name)] = run
