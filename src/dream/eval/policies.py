@@ -1,8 +1,8 @@
 """Push-T policies that see frames only: the family `dream eval --task policies` ranks.
 
 Every policy reads the agent's position and the block's pose off each 96×96 frame
-(`dream.engine.models.pusht.posefit.read_scene`, warm-started from its own previous
-reading) and returns the agent's next target in the 512×512 workspace, so the same
+(`dream.engine.models.pusht.posefit.read_scene` at an episode's first frame, then
+`track_scene` from its own previous reading) and returns the agent's next target in the 512×512 workspace, so the same
 policy runs unchanged in gym-pusht and in a world model. A policy object drives N
 episodes at once (`start(seeds)`, then `act(frames)` with N frames); each episode's
 randomness comes from its own seed, so an episode's actions depend only on its seed
@@ -195,12 +195,13 @@ class FramePolicy:
         """Per-episode state of a subclass (called by `start`)."""
 
     def act(self, frames: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
-        from dream.engine.models.pusht.posefit import read_scene
+        from dream.engine.models.pusht.posefit import track_scene
 
         rows = list(range(len(self.seeds))) if rows is None else [int(r) for r in rows]
         if len(frames) != len(rows):
             raise ValueError(f"act got {len(frames)} frames for {len(rows)} rows")
-        reading = read_scene(frames, (self._agent[rows], self._block[rows]))
+        # from each episode's last reading (read whole at its first frame, or when the block is lost)
+        reading = track_scene(frames, (self._agent[rows], self._block[rows]))
         self._agent[rows], self._block[rows] = reading.agent, reading.block
         out = np.empty((len(rows), 2), np.float32)
         for i, row in enumerate(rows):

@@ -27,7 +27,7 @@ from dream.engine.models.pusht.dynamics import t_distance
 from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams
 from dream.engine.models.pusht.render import AGENT_CORE, AGENT_RGB, BLOCK_FILL, WORKSPACE, SceneRenderer
 
-__all__ = ["SceneReading", "fit_start_pose", "read_scene", "track_blocks"]
+__all__ = ["SceneReading", "fit_start_pose", "read_scene", "track_blocks", "track_scene"]
 
 # The T's area centroid in body coordinates: the bar (120×30, centroid y=15) and the
 # stem (30×90, centroid y=75).
@@ -372,14 +372,15 @@ def _fit_agent_discs(f: np.ndarray, first: np.ndarray, block: np.ndarray) -> np.
     return centre
 
 
-def track_blocks(frames: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def track_blocks(frames: np.ndarray, blocks: np.ndarray, agents: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The block's pose in frames (N, 96, 96, 3) known to lie near `blocks` (N, 3), e.g. the same
     episodes' readings one step earlier: `read_scene`'s block fit, started there, on a crop
     around it only (no whole-frame moments, no agent fit), for rewards read every step.
 
+    agents: the agent's centre in each frame (N, 2; NaN: none), whose pixels are left out
+    of the fit; default: the centroid of the agent-coloured pixels.
     Returns (poses (N, 3), ok (N,)): ok is False where the fit lost the block (it moved far,
-    left the crop or is mostly hidden) or the agent's pixels reach the crop's edge; read
-    those frames with `read_scene`.
+    left the crop or is mostly hidden); read those frames with `read_scene`.
     """
     global _background
     if _background is None:
@@ -395,33 +396,24 @@ def track_blocks(frames: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np
     rows = np.nonzero(ok)[0]
     if not len(rows):
         return poses, ok
+    if agents is None:
+        agents, _ = _agent_centroids(f[rows].astype(np.float64))
+    else:
+        agents = np.asarray(agents, np.float64).reshape(-1, 2)[rows]
     start = blocks[rows] - [*_BLOCK_OFFSET, 0.0]
     shift = PhysicsParams().cog_local[1] - _AREA_CENTROID_Y
     centroid = np.stack([start[:, 0] + np.sin(start[:, 2]) * shift, start[:, 1] - np.cos(start[:, 2]) * shift], -1)
-    margin = 6  # px around the crop where the agent's pixels are looked for
-    outer = _Crop(centroid, _BLOCK_CROP + 2 * margin)
-    pixels = outer.take(f[rows]).astype(np.float64)
-    blue = np.zeros(pixels.shape[:3], bool)
-    for colour in (AGENT_RGB, AGENT_CORE):
-        blue |= np.sum((pixels - np.asarray(colour)) ** 2, -1) <= 40.0**2
-    count = blue.sum((1, 2))
-    edge = blue[:, 0].any(1) | blue[:, -1].any(1) | blue[:, :, 0].any(1) | blue[:, :, -1].any(1)
-    safe = np.maximum(count, 1)
-    agent = np.stack([(blue * outer.x).sum((1, 2)) / safe, (blue * outer.y).sum((1, 2)) / safe], -1)
     crop = _Crop(centroid, _BLOCK_CROP)
-    inner = pixels[:, margin:-margin, margin:-margin]
-    if not (np.array_equal(crop.rows, outer.rows[:, margin:-margin]) and np.array_equal(crop.cols, outer.cols[:, :, margin:-margin])):
-        # near the frame's edge the two crops are clamped differently: take the inner crop itself
-        inner = crop.take(f[rows]).astype(np.float64)
+    pixels = crop.take(f[rows]).astype(np.float64)
     under = bg.rgb[crop.rows, crop.cols]
     to_block = bg.to_block[crop.rows, crop.cols]
-    share = np.clip(np.einsum("nhwc,nhwc->nhw", inner - under, to_block) / bg.to_block_sq[crop.rows, crop.cols], 0.0, 1.0)
-    near_agent = ((crop.x - agent[:, 0, None, None]) ** 2 + (crop.y - agent[:, 1, None, None]) ** 2
-                  <= (AGENT_RADIUS + 1.5 * _UNIT) ** 2) & (count > 0)[:, None, None]
+    share = np.clip(np.einsum("nhwc,nhwc->nhw", pixels - under, to_block) / bg.to_block_sq[crop.rows, crop.cols], 0.0, 1.0)
+    near_agent = ((crop.x - agents[:, 0, None, None]) ** 2 + (crop.y - agents[:, 1, None, None]) ** 2
+                  <= (AGENT_RADIUS + 1.5 * _UNIT) ** 2) & np.isfinite(agents).all(1)[:, None, None]
     fitted, error = _track_block_covers(start, crop, share, ~near_agent)
     mass = np.maximum((share * ~near_agent).sum((1, 2)), 1.0)
     moved = np.hypot(*(fitted[:, :2] - start[:, :2]).T) > 10.0
-    good = (error / mass <= _LOST_FIT) & ~edge & ~moved & (mass >= _BLOCK_MIN_MASS)
+    good = (error / mass <= _LOST_FIT) & ~moved & (mass >= _BLOCK_MIN_MASS)
     fitted[:, :2] += _BLOCK_OFFSET
     fitted[:, 2] = -np.remainder(-fitted[:, 2] + np.pi, 2 * np.pi) + np.pi
     poses[rows[good]] = fitted[good]
@@ -483,3 +475,35 @@ def _track_block_covers(start: np.ndarray, crop: _Crop, observed: np.ndarray, va
     final = _t_cover(params, crop.x, crop.y)
     error = (np.where(valid, final - observed, 0.0) ** 2).sum((1, 2))
     return params, error
+
+
+def track_scene(frames: np.ndarray, prior: SceneReading | tuple[np.ndarray, np.ndarray] | None) -> SceneReading:
+    """`read_scene` for frames whose previous reading is known (a policy or a reward reading every
+    step of an episode): the block by `track_blocks` from the prior's pose, the agent by the same
+    disc fit as `read_scene`; frames without a prior, or where tracking loses the block, are
+    read whole. About as accurate as `read_scene`, several times faster."""
+    f = np.asarray(frames)
+    if f.ndim == 3:
+        f = f[None]
+    if f.ndim != 4 or f.shape[1:] != (_SIZE, _SIZE, 3):
+        raise ValueError(f"track_scene reads (N, 96, 96, 3) frames; got shape {tuple(np.shape(frames))}")
+    n = len(f)
+    if prior is None:
+        return read_scene(f)
+    prior_agent, prior_block = (prior.agent, prior.block) if isinstance(prior, SceneReading) else prior
+    prior_block = np.broadcast_to(np.asarray(prior_block, np.float64).reshape(-1, 3), (n, 3))
+    agent, agent_visible = _agent_centroids(f.astype(np.float64))
+    block, ok = track_blocks(f, prior_block, np.where(agent_visible[:, None], agent, np.nan))
+    block_visible = ok.copy()
+    rows = np.nonzero(agent_visible & ok)[0]
+    if len(rows):
+        agent[rows] = _fit_agent_discs(f[rows].astype(np.float64), agent[rows], block[rows]) + _AGENT_OFFSET
+    lost = np.nonzero(~ok)[0]
+    if len(lost):
+        agent_prior = None if prior_agent is None else np.broadcast_to(
+            np.asarray(prior_agent, np.float64).reshape(-1, 2), (n, 2))[lost]
+        whole = read_scene(f[lost], (agent_prior, prior_block[lost]))
+        block[lost], agent[lost] = whole.block, whole.agent
+        block_visible[lost], agent_visible[lost] = whole.block_visible, whole.agent_visible
+    agent[~agent_visible] = np.nan
+    return SceneReading(agent, block, agent_visible, block_visible)
