@@ -229,3 +229,27 @@ def test_envs_import_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_chunked_spec_takes_a_chunk_of_actions_per_step(shift_family) -> None:
+    from dream.engine.engine import Engine
+
+    frame = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    acts = np.random.default_rng(1).integers(-3, 4, (8, 2)).astype(np.float32)
+    client = dream.Client(engine=Engine(["shift-chunk4"]))
+    model = client.models.get("shift-chunk4")
+    with pytest.warns(UserWarning, match="no reward is known for 'shift-chunk4'"):
+        env = WorldModelEnv(model, start_frames=[frame])
+    assert env.action_space.shape == (4, 2) and np.isinf(env.action_space.high).all()  # the spec gives no bounds
+    env.reset(seed=0)
+    whole = client.engine.predict(frame, acts, spec="shift-chunk4").frames[0]
+    for c in range(2):
+        obs, reward, _, _, info = env.step(acts[4 * c : 4 * c + 4])
+        np.testing.assert_array_equal(info["frames"], whole[1 + 4 * c : 5 + 4 * c])  # every frame of the chunk
+        np.testing.assert_array_equal(obs, whole[4 + 4 * c])  # the observation is the chunk's last
+        assert reward == 0.0 and info["steps"] == c + 1
+    with pytest.raises(InputValidationError, match=r"shape \(4, 2\) for shift-chunk4; got shape \(2,\)"):
+        env.step(np.zeros(2, np.float32))
+    scored = WorldModelEnv(model, reward=lambda f: float(f.mean()), start_frames=[frame])
+    scored.reset(seed=0)
+    assert scored.step(acts[:4])[1] == pytest.approx(float(whole[4].mean()))

@@ -464,43 +464,50 @@ def write_video(video_dir: Path, policy: str, model: Any, seed: int, frame: np.n
     worlds = _episode_frames(policy, model, seed, frame, steps)
     (sim_frames, sim_ep), (mod_frames, mod_ep) = worlds["simulator"], worlds["model"]
     length = max(len(sim_frames), len(mod_frames))
-    scale, pad, plot_h = 3, 8, 120
-    w = 2 * 96 * scale + 3 * pad
-    h = 22 + 96 * scale + pad + plot_h + 26
-    colours = {"simulator": (40, 110, 200), "model": (220, 90, 30)}
-    top = 20 + 96 * scale + pad  # the coverage plot's box
-    left, right = pad + 24, w - pad
+    scale, pad, plot_h, head = 3, 10, 130, 34
+    side = 96 * scale
+    w = 2 * side + 3 * pad
+    h = head + side + pad + plot_h + 40
+    blue, orange, green, grey = (40, 110, 200), (220, 90, 30), (60, 160, 60), (120, 120, 120)
+    top = head + side + pad  # the coverage plot's box
+    left, right = pad + 30, w - pad
 
     def y_of(c: float) -> float:
         return top + plot_h - c * plot_h
 
+    span = max(sim_ep.steps, mod_ep.steps, 1)  # the longer episode fills the plot
+
     def x_of(step: int) -> float:
-        return left + (right - left) * step / max(steps, 1)
+        return left + (right - left) * step / span
 
     images = []
     for t in range(0, length, 2 if length > 200 else 1):
         img = Image.new("RGB", (w, h), (255, 255, 255))
         draw = ImageDraw.Draw(img)
-        for k, (name, frames, ep) in enumerate((("simulator", sim_frames, sim_ep), ("model", mod_frames, mod_ep))):
+        for k, (title, frames, ep, colour) in enumerate((("gym-pusht (simulator)", sim_frames, sim_ep, blue),
+                                                         ("pusht-96 (imagined)", mod_frames, mod_ep, orange))):
             i = min(t, len(frames) - 1)
-            x0 = pad + k * (96 * scale + pad)
-            img.paste(Image.fromarray(frames[i]).resize((96 * scale, 96 * scale), Image.Resampling.NEAREST), (x0, 20))
-            state = " (success)" if ep.success and t >= ep.steps else (" (ended)" if t >= ep.steps else "")
-            draw.text((x0, 4), f"{'gym-pusht' if name == 'simulator' else 'pusht-96 (imagined)'} · t={i}"
-                      f" · coverage {ep.coverage[i]:.2f}{state}", fill=colours[name])
+            x0 = pad + k * (side + pad)
+            img.paste(Image.fromarray(frames[i]).resize((side, side), Image.Resampling.NEAREST), (x0, head))
+            draw.rectangle([x0 - 1, head - 1, x0 + side, head + side], outline=colour)
+            state = "  SUCCESS" if ep.success and t >= ep.steps else ("  (ended)" if t >= ep.steps else "")
+            draw.text((x0, 4), title, fill=colour)
+            draw.text((x0, 18), f"step {i}   coverage {ep.coverage[i]:.3f}{state}", fill=colour)
         draw.rectangle([left, top, right, top + plot_h], outline=(200, 200, 200))
-        draw.line([left, y_of(SUCCESS), right, y_of(SUCCESS)], fill=(120, 200, 120))
-        draw.text((2, y_of(SUCCESS) - 6), "0.95", fill=(80, 150, 80))
-        draw.text((2, top - 2), "1.0", fill=(120, 120, 120))
-        draw.text((2, top + plot_h - 10), "0", fill=(120, 120, 120))
-        for name, ep in (("simulator", sim_ep), ("model", mod_ep)):
-            upto = min(t, ep.steps)
-            pts = [(x_of(i), y_of(c)) for i, c in enumerate(ep.coverage[: upto + 1])]
+        for c, label in ((0.0, "0"), (0.5, "0.5"), (1.0, "1")):
+            draw.text((pad, y_of(c) - 6), label, fill=grey)
+        draw.line([left, y_of(SUCCESS), right, y_of(SUCCESS)], fill=green)
+        draw.text((right - 80, y_of(SUCCESS) + 2), "success 0.95", fill=green)
+        for ep, colour in ((sim_ep, blue), (mod_ep, orange)):
+            pts = [(x_of(i), y_of(c)) for i, c in enumerate(ep.coverage[: min(t, ep.steps) + 1])]
             if len(pts) > 1:
-                draw.line(pts, fill=colours[name], width=2)
-        draw.line([x_of(t), top, x_of(t), top + plot_h], fill=(180, 180, 180))
-        draw.text((left, top + plot_h + 6), f"coverage of the goal zone vs step ({policy}, start seed {seed}): "
-                  "blue gym-pusht, orange pusht-96", fill=(60, 60, 60))
+                draw.line(pts, fill=colour, width=2)
+        draw.line([x_of(t), top, x_of(t), top + plot_h], fill=(190, 190, 190))
+        draw.text((left, top + plot_h + 4), f"steps 0 … {span}", fill=grey)
+        draw.text((left, top + plot_h + 20), "coverage of the goal zone: ", fill=(60, 60, 60))
+        draw.text((left + 160, top + plot_h + 20), "gym-pusht", fill=blue)
+        draw.text((left + 225, top + plot_h + 20), "pusht-96", fill=orange)
+        draw.text((left + 290, top + plot_h + 20), f"· policy {policy}, start seed {seed}", fill=(60, 60, 60))
         images.append(img)
     video_dir.mkdir(parents=True, exist_ok=True)
     path = video_dir / f"{policy}_seed{seed}.gif"
