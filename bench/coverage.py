@@ -73,8 +73,9 @@ def collect(episodes: int, steps: int) -> tuple[np.ndarray, np.ndarray, list[int
         rng = np.random.default_rng(seed)
         spread = 1.0 if e % 2 else 3.0  # half within a few px and degrees of the goal, where success is decided
         angle = math.pi / 4 + rng.normal(0, math.radians(3 * spread))
-        origin = np.array([256.0, 256.0]) + rng.normal(0, 4 * spread, 2)
-        state = np.array([*rng.uniform(50, 450, 2), *origin, angle])
+        # gym-pusht sets the block's origin at angle 0, then turns it about its centre of gravity (0, 45)
+        cog = np.array([256.0 - math.sin(angle) * 45.0, 256.0 + math.cos(angle) * 45.0]) + rng.normal(0, 4 * spread, 2)
+        state = np.array([*rng.uniform(50, 450, 2), cog[0], cog[1] - 45.0, angle])
         obs, _ = sim.env.reset(seed=seed, options={"reset_to_state": state})
         starts.append(len(frames))
         frames.append(obs["pixels"])
