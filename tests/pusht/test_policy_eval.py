@@ -138,3 +138,23 @@ def test_the_cli_names_a_bad_policy_in_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--task", "policies", "--policies", "pusher,nope", "--run-dir", str(tmp_path), "--starts", "1"])
     assert "unknown policies ['nope']" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["pusher-noise10", "learned", "seek-push", "random-walk"])
+def test_a_policys_actions_depend_only_on_its_episodes_seed_and_frames(name) -> None:
+    """The same episode acts the same whether its policy object drives it alone or beside others."""
+    from dream.eval.policies import make_policy
+    from dream.examples.pusht import pusht_episode
+
+    eps = [pusht_episode(i) for i in (0, 2, 5)]
+    together, alone = make_policy(name), make_policy(name)
+    together.start([7, 8, 9])
+    alone.start([7, 8, 9])
+    for t in range(0, 30, 3):
+        frames = np.stack([ep.frames[t] for ep in eps])
+        both = together.act(frames)
+        one = np.concatenate([alone.act(frames[1:2], [1]), alone.act(frames[[0, 2]], [0, 2])])
+        np.testing.assert_array_equal(both[[1, 0, 2]], one)
+        assert both.shape == (3, 2) and both.dtype == np.float32 and ((both >= 0) & (both <= 512)).all()
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        make_policy("nope")

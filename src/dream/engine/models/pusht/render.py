@@ -44,6 +44,13 @@ def _inside_convex(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float
 
 
 def _near_boundary(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]], radius: float) -> np.ndarray:
+    """Samples within `radius` of the polygon's outline: squared distance to each edge ≤ radius².
+
+    The distance is computed only for samples near each edge's line (|cross| / length ≤
+    radius, with a margin far above rounding); the rest are farther from the segment than
+    from its line, hence out. Same arithmetic on the samples it computes, so the same
+    booleans as computing every sample, in a fraction of the time.
+    """
     near = np.zeros(px.shape, bool)
     n = len(poly)
     r2 = radius * radius
@@ -51,8 +58,11 @@ def _near_boundary(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float
         ax, ay = poly[i]
         bx, by = poly[(i + 1) % n]
         ex, ey = bx - ax, by - ay
-        t = np.clip(((px - ax) * ex + (py - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
-        near |= (px - ax - t * ex) ** 2 + (py - ay - t * ey) ** 2 <= r2
+        length = math.hypot(ex, ey)
+        band = np.abs(ex * (py - ay) - ey * (px - ax)) <= radius * length * (1 + 1e-6) + 1e-6
+        sx, sy = px[band], py[band]
+        t = np.clip(((sx - ax) * ex + (sy - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+        near[band] |= (sx - ax - t * ex) ** 2 + (sy - ay - t * ey) ** 2 <= r2
     return near
 
 
