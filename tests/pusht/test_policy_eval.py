@@ -53,8 +53,15 @@ def test_a_run_writes_both_worlds_per_policy_and_the_correlations(small_run) -> 
         assert [e["seed"] for e in run["episodes"]] == [2_000_000, 2_000_001]
         for e in run["episodes"]:
             assert len(e["coverage"]) == e["steps"] + 1 and e["final_coverage"] == e["coverage"][-1]
+    sim = json.loads((out / "episodes" / "simulator" / "translator.json").read_text())["episodes"][0]
+    assert len(sim["actions"]) == sim["steps"] and len(sim["blocks"]) == sim["steps"] + 1
+    replay = json.loads((out / "episodes" / "replay" / "translator.json").read_text())
+    assert replay["horizons"] == [10, 30, 100] and len(replay["errors"]["10"]) == 2
+    assert all(e is None for e in replay["errors"]["30"])  # the episodes are 12 actions long
+    row = summary["policies"][0]["replay"]
+    assert row["10"]["episodes"] == 2 and row["10"]["position_px"] >= 0 and row["30"]["position_px"] is None
     table = (out / "report.md").read_text()
-    assert "| translator |" in table and "Pearson r" in table
+    assert "| translator |" in table and "Pearson r" in table and "open-loop block error" in table
     assert summary["wall_s"]["model"] > 0 and summary["world_s"]["simulator"] > 0
 
 

@@ -15,9 +15,15 @@ violation (MMRV, as SIMPLER defines it and DreamDojo reports it: for each policy
 largest simulator-score gap to another policy that the model orders the other way,
 averaged over policies; 0 when the model orders every pair as the simulator does).
 
+To tell why the model and the simulator disagree on a policy, the simulator's own
+actions of every episode are also replayed open loop in the model (embedded engine
+only): the block's position and angle error after 10, 30 and 100 actions, per policy,
+is what the model mispredicts about that policy's kind of pushes.
+
 The run is a folder: ``policy_eval.json`` (configuration, per-policy figures, the
 correlations, wall times), ``episodes/<world>/<policy>.json`` (every episode's coverage
-curve) and ``report.md``. It resumes: a (world, policy) whose file was written with the
+curve; the simulator's also its actions and block poses), ``episodes/replay/<policy>.json``
+and ``report.md``. It resumes: a (world, policy) whose file was written with the
 same configuration is not run again, and the simulator's files do not depend on the
 model, so re-running with another model redoes only the model's half. ``dream view DIR``
 shows the run.
@@ -113,15 +119,24 @@ class Episode:
     steps: int  # actions taken (≤ the step limit; fewer when it succeeded)
     final_coverage: float
     coverage: list[float]  # after 0, 1, …, steps actions
+    # the simulator's episodes also keep what was done and where the block went (for the replay)
+    actions: list[list[float]] | None = None  # (steps, 2) agent targets
+    blocks: list[list[float]] | None = None  # (steps + 1, 3) the block's centre of gravity and angle
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "success": self.success, "steps": self.steps,
-                "final_coverage": round(self.final_coverage, 5), "coverage": [round(c, 5) for c in self.coverage]}
+        out: dict[str, Any] = {"seed": self.seed, "success": self.success, "steps": self.steps,
+                               "final_coverage": round(self.final_coverage, 5),
+                               "coverage": [round(c, 5) for c in self.coverage]}
+        if self.actions is not None:
+            out["actions"] = [[round(float(v), 3) for v in a] for a in self.actions]
+        if self.blocks is not None:
+            out["blocks"] = [[round(float(v), 4) for v in b] for b in self.blocks]
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Episode:
         return cls(int(d["seed"]), bool(d["success"]), int(d["steps"]), float(d["final_coverage"]),
-                   [float(c) for c in d["coverage"]])
+                   [float(c) for c in d["coverage"]], d.get("actions"), d.get("blocks"))
 
 
 @dataclass
@@ -162,6 +177,7 @@ class PolicyEvalResult:
     config: dict[str, Any]
     runs: dict[tuple[str, str], PolicyRun]  # (world, policy) -> run
     policies: list[str]
+    replays: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy -> `run_replay`'s record
 
     def rates(self, world: str, what: str = "success") -> list[float]:
         attr = "success_rate" if what == "success" else "mean_final_coverage"
@@ -191,6 +207,9 @@ class PolicyEvalResult:
                 "simulator_coverage": s.mean_final_coverage, "model_coverage": m.mean_final_coverage,
                 "agreement": self.agreement(p), "simulator_wall_s": s.wall_s, "model_wall_s": m.wall_s,
                 "simulator_world_s": s.world_s, "model_world_s": m.world_s,
+                "simulator_steps": float(np.mean([e.steps for e in s.episodes])),
+                "model_steps": float(np.mean([e.steps for e in m.episodes])),
+                "replay": replay_summary(self.replays[p]) if p in self.replays else None,
             })
         walls = {w: sum(self.runs[(w, p)].wall_s for p in self.policies) for w in WORLDS}
         world_s = {w: sum(self.runs[(w, p)].world_s for p in self.policies) for w in WORLDS}
@@ -204,13 +223,20 @@ class PolicyEvalResult:
             f"(seeds {cfg['seed_offset']}…) × up to {cfg['steps']} steps; simulator gym-pusht, model {cfg['model']}.",
             "",
             "| policy | simulator success | model success | simulator mean final coverage | model mean final coverage "
-            "| same outcome |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| same outcome | mean steps (sim / model) | open-loop block error after 30 / 100 actions (px, °) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in self.summary()["policies"]:
+            replay = row["replay"] or {}
+
+            def err(h: str, replay: dict[str, Any] = replay) -> str:
+                e = replay.get(h) or {}
+                return "–" if e.get("position_px") is None else f"{e['position_px']:.1f} px, {e['angle_deg']:.1f}°"
+
             lines.append(
                 f"| {row['policy']} | {row['simulator_success']:.2f} | {row['model_success']:.2f} | "
-                f"{row['simulator_coverage']:.3f} | {row['model_coverage']:.3f} | {row['agreement']:.2f} |"
+                f"{row['simulator_coverage']:.3f} | {row['model_coverage']:.3f} | {row['agreement']:.2f} | "
+                f"{row['simulator_steps']:.0f} / {row['model_steps']:.0f} | {err('30')} / {err('100')} |"
             )
         corr = self.correlations()
         lines += ["", "| across the family | Pearson r | Spearman ρ | MMRV |", "|---|---:|---:|---:|"]
@@ -280,6 +306,8 @@ def run_simulator(policy_name: str, seeds: Sequence[int], steps: int, *, progres
     frames = np.stack([sim.reset(s) for sim, s in zip(sims, seeds, strict=True)])
     world += time.perf_counter() - w0
     coverage = [[float(sim.env._get_coverage())] for sim in sims]
+    taken: list[list[list[float]]] = [[] for _ in seeds]
+    blocks = [[_block_pose(sim)] for sim in sims]
     success = [False] * len(seeds)
     policy.start(seeds)
     live = list(range(len(seeds)))
@@ -293,6 +321,9 @@ def run_simulator(policy_name: str, seeds: Sequence[int], steps: int, *, progres
             coverage[row].append(float(info["coverage"]))
             success[row] = bool(info["is_success"])
         world += time.perf_counter() - w0
+        for row, action in zip(live, actions, strict=True):
+            taken[row].append([float(action[0]), float(action[1])])
+            blocks[row].append(_block_pose(sims[row]))
         if record is not None:
             for row in live:
                 record(row, t + 1, frames[row])
@@ -305,8 +336,56 @@ def run_simulator(policy_name: str, seeds: Sequence[int], steps: int, *, progres
         bar.close()
     for sim in sims:
         sim.close()
-    episodes = [Episode(s, success[i], len(coverage[i]) - 1, coverage[i][-1], coverage[i]) for i, s in enumerate(seeds)]
+    episodes = [Episode(s, success[i], len(coverage[i]) - 1, coverage[i][-1], coverage[i], taken[i], blocks[i])
+                for i, s in enumerate(seeds)]
     return PolicyRun("simulator", policy_name, episodes, time.perf_counter() - t0, world)
+
+
+def _block_pose(sim: Any) -> list[float]:
+    state = sim.state()
+    return [float(state.block_pos[0]), float(state.block_pos[1]), float(state.block_angle)]
+
+
+REPLAY_HORIZONS = (10, 30, 100)
+
+
+def run_replay(sim_run: PolicyRun, engine: Any, spec: str, start_frames: np.ndarray) -> dict[str, Any]:
+    """The simulator's own actions of a policy replayed open loop in the model (no feedback): how far
+    the model's block is from the simulator's after h actions (px, degrees), per episode and horizon.
+
+    What the model gets wrong about the pushes this policy makes, apart from what its
+    closed-loop episodes then do with it. Needs the embedded engine (the model's readout).
+    """
+    t0 = time.perf_counter()
+    episodes = [e for e in sim_run.episodes if e.actions]
+    out: dict[str, list[list[float] | None]] = {str(h): [] for h in REPLAY_HORIZONS}
+    for ep in episodes:
+        frame = start_frames[[e.seed for e in sim_run.episodes].index(ep.seed)]
+        steps = engine.begin(frame, spec=spec)
+        acts = np.asarray(ep.actions, np.float32)
+        truth = np.asarray(ep.blocks, np.float64)
+        done = 0
+        for h in REPLAY_HORIZONS:
+            if h > len(acts):
+                out[str(h)].append(None)
+                continue
+            steps.advance(acts[None, done:h], draw=False)
+            done = h
+            model = steps.readout()["block"][0]
+            d_angle = abs(math.degrees(math.remainder(model[2] - truth[h, 2], 2 * math.pi)))
+            out[str(h)].append([round(float(np.hypot(*(model[:2] - truth[h, :2]))), 3), round(d_angle, 3)])
+    return {"horizons": list(REPLAY_HORIZONS), "seeds": [e.seed for e in episodes], "errors": out,
+            "wall_s": round(time.perf_counter() - t0, 3)}
+
+
+def replay_summary(replay: dict[str, Any]) -> dict[str, dict[str, float | int | None]]:
+    """Median block position (px) and angle (degrees) error per horizon over the episodes that long."""
+    summary: dict[str, dict[str, float | int | None]] = {}
+    for h, errs in replay["errors"].items():
+        got = np.array([e for e in errs if e is not None], np.float64).reshape(-1, 2)
+        summary[h] = {"episodes": len(got), "position_px": float(np.median(got[:, 0])) if len(got) else None,
+                      "angle_deg": float(np.median(got[:, 1])) if len(got) else None}
+    return summary
 
 
 def run_model(policy_name: str, model: Any, seeds: Sequence[int], start_frames: np.ndarray, steps: int, *,
@@ -406,9 +485,11 @@ def run_policy_eval(
     offset = TEST_SEED_OFFSET if seed_offset is None else int(seed_offset)
     seeds, frames = start_states(starts, offset)
     base = {"starts": starts, "steps": steps, "seed_offset": offset, "policy_version": POLICY_VERSION}
-    world_config = {"simulator": {**base, "world": "gym-pusht 0.1.8"},
+    world_config = {"simulator": {**base, "world": "gym-pusht 0.1.8", "records": "actions, block poses"},
                     "model": {**base, "world": _model_identity(client, spec)}}
+    replay_config = {**world_config["model"], "replay_of": world_config["simulator"]}
     runs: dict[tuple[str, str], PolicyRun] = {}
+    replays: dict[str, dict[str, Any]] = {}
     for name in names:
         for world in WORLDS:
             path = out / "episodes" / world / f"{name}.json"
@@ -427,8 +508,15 @@ def run_policy_eval(
                 say(f"{name} · {world}: success {run.success_rate:.2f}, mean final coverage "
                     f"{run.mean_final_coverage:.3f} ({run.wall_s:.0f} s)")
             runs[(world, name)] = run
+        if client.is_local:  # the simulator's actions replayed open loop in the model (what it mispredicts)
+            path = out / "episodes" / "replay" / f"{name}.json"
+            stored = json.loads(path.read_text()) if path.is_file() else None
+            if stored is None or stored.get("config") != replay_config:
+                stored = {"config": replay_config, **run_replay(runs[("simulator", name)], client.engine, spec, frames)}
+                _save_json(path, stored)
+            replays[name] = stored
     config = {**base, "model": world_config["model"]["world"], "policies": names}
-    result = PolicyEvalResult(out, config, runs, names)
+    result = PolicyEvalResult(out, config, runs, names, replays)
     if video_dir is not None:
         if video_policy not in policy_names():
             raise ValueError(f"unknown --video-policy {video_policy!r}; known: {', '.join(policy_names())}")

@@ -81,8 +81,11 @@ async function main() {
   const body = document.querySelector("#policies tbody");
   for (const p of run.policies) {
     const tr = document.createElement("tr");
+    const r30 = p.replay && p.replay["30"];
+    const replay = r30 && r30.position_px !== null ? `${fmt(r30.position_px, 1)} px, ${fmt(r30.angle_deg, 1)}°` : "–";
     tr.innerHTML = `<td>${p.policy}</td><td>${fmt(p.simulator_success)}</td><td>${fmt(p.model_success)}</td>` +
       `<td>${fmt(p.simulator_coverage, 3)}</td><td>${fmt(p.model_coverage, 3)}</td><td>${fmt(p.agreement)}</td>` +
+      `<td>${fmt(p.simulator_steps, 0)} / ${fmt(p.model_steps, 0)}</td><td>${replay}</td>` +
       `<td>${fmt(p.simulator_wall_s, 0)}</td><td>${fmt(p.model_wall_s, 0)}</td>`;
     tr.addEventListener("click", () => showPolicy(p.policy, cfg.steps, tr));
     body.appendChild(tr);
