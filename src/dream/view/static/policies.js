@@ -16,7 +16,7 @@ function fmt(x, digits = 2) {
 }
 
 function scatter(target, points, label) {
-  const size = 260, pad = 34;
+  const size = 320, pad = 34;
   const svg = el("svg", { width: size, height: size, viewBox: `0 0 ${size} ${size}` });
   const pos = (v) => pad + v * (size - 2 * pad);
   svg.appendChild(el("rect", { x: pad, y: pad, width: size - 2 * pad, height: size - 2 * pad, fill: "#fafbfc", stroke: "#dde1e6" }));
@@ -25,12 +25,19 @@ function scatter(target, points, label) {
     svg.appendChild(el("text", { x: pos(t), y: size - pad + 14, "font-size": 10, "text-anchor": "middle", fill: "#5b6674" }, String(t)));
     svg.appendChild(el("text", { x: pad - 6, y: size - pos(t) + 3, "font-size": 10, "text-anchor": "end", fill: "#5b6674" }, String(t)));
   }
-  for (const p of points) {
+  const placed = [];  // label boxes so far: a label that would overlap one moves down a line
+  const sorted = [...points].sort((a, b) => b.y - a.y || a.x - b.x);
+  for (const p of sorted) {
     const x = pos(p.x), y = size - pos(p.y);
     const dot = el("circle", { cx: x, cy: y, r: 4, fill: "#2f6fdf", "fill-opacity": 0.8 });
     dot.appendChild(el("title", {}, `${p.name}: simulator ${fmt(p.x, 3)}, model ${fmt(p.y, 3)}`));
     svg.appendChild(dot);
-    svg.appendChild(el("text", { x: x + 6, y: y - 4, "font-size": 9, fill: "#1d232b" }, p.name));
+    let ly = y - 4;
+    const lx = Math.min(x + 6, size - 5 * p.name.length - 2);
+    while (placed.some((b) => Math.abs(b.y - ly) < 10 && Math.abs(b.x - lx) < 5 * Math.max(b.len, p.name.length))) ly += 10;
+    placed.push({ x: lx, y: ly, len: p.name.length });
+    if (ly - y > 6) svg.appendChild(el("line", { x1: x, y1: y, x2: lx, y2: ly - 3, stroke: "#c4cbd4" }));
+    svg.appendChild(el("text", { x: lx, y: ly, "font-size": 9, fill: "#1d232b" }, p.name));
   }
   svg.appendChild(el("title", {}, label));
   target.replaceChildren(svg);
