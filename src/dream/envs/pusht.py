@@ -53,6 +53,9 @@ def _corners(origin: np.ndarray) -> np.ndarray:
     return out
 
 
+_GOAL_CORNERS = _corners(np.array([GOAL_POSE]))[0]  # (2, 4, 2)
+
+
 def _clipped_boundary_area(a: np.ndarray, b: np.ndarray, *, shared_edges: bool) -> np.ndarray:
     """Σ over the edges of convex polygons `a` (N, 4, 2) of ½(x0·y1 − x1·y0) for the part of
     the edge inside convex polygons `b` (N, 4, 2) (both wound the same way).
@@ -104,13 +107,13 @@ def block_coverage(block: np.ndarray | Sequence[float]) -> np.ndarray | float:
     flat = arr.reshape(-1, 3)
     a = flat[:, 2]
     origin = np.stack([flat[:, 0] + np.sin(a) * _COG_LOCAL_Y, flat[:, 1] - np.cos(a) * _COG_LOCAL_Y, a], -1)
-    blocks = _corners(origin)
-    goal = _corners(np.broadcast_to(np.asarray(GOAL_POSE), (len(flat), 3)))
-    area = np.zeros(len(flat))
-    for i in range(2):
-        for j in range(2):
-            area += (_clipped_boundary_area(goal[:, i], blocks[:, j], shared_edges=True)
-                     + _clipped_boundary_area(blocks[:, j], goal[:, i], shared_edges=False))
+    n = len(flat)
+    blocks = _corners(origin)  # (N, 2, 4, 2)
+    # the four (goal rectangle, block rectangle) pairs of every pose, intersected in one go
+    goal = np.broadcast_to(_GOAL_CORNERS[None, :, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+    block_rects = np.broadcast_to(blocks[:, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+    area = (_clipped_boundary_area(goal, block_rects, shared_edges=True)
+            + _clipped_boundary_area(block_rects, goal, shared_edges=False)).reshape(n, 4).sum(1)
     cover = np.abs(area) / _T_AREA
     cover[~np.isfinite(flat).all(1)] = np.nan
     out = cover.reshape(arr.shape[:-1])
@@ -153,15 +156,38 @@ _AGENT_COLOURS = np.array([(65, 105, 225), (78, 126, 255)], np.int32)  # gym-pus
 _AGENT_REACH_PX = 15.0 * 96 / 512 + 2.5  # the disc's radius in frame px, plus its blended rim and the reading's slack
 
 
-def _agent_centre(frame: np.ndarray) -> np.ndarray | None:
-    """The centroid (x, y) in frame px of the agent's blue pixels, or None when there are none."""
-    x = frame.astype(np.int32)
-    blue = np.zeros(frame.shape[:2], bool)
+def _agent_centre(frame: np.ndarray, near: np.ndarray | None = None) -> np.ndarray | None:
+    """The centroid (x, y) in frame px of the agent's blue pixels, or None when there are none.
+
+    near: bool (H, W) pixels the agent is known to touch (e.g. where the frame changed):
+    only a window around them is searched, unless the blob reaches the window's edge.
+    """
+    h, w = frame.shape[:2]
+    y0, y1, x0, x1 = 0, h, 0, w
+    if near is not None and near.any():
+        ys, xs = np.nonzero(near)
+        y0, y1 = max(int(ys.min()) - 9, 0), min(int(ys.max()) + 10, h)
+        x0, x1 = max(int(xs.min()) - 9, 0), min(int(xs.max()) + 10, w)
+    x = frame[y0:y1, x0:x1].astype(np.int32)
+    blue = np.zeros(x.shape[:2], bool)
     for c in _AGENT_COLOURS:
         d = x - c
         blue |= np.einsum("hwc,hwc->hw", d, d) <= 40 * 40
     ys, xs = np.nonzero(blue)
-    return np.array([xs.mean(), ys.mean()]) if len(xs) else None
+    if not len(xs):
+        return None if (y0, y1, x0, x1) == (0, h, 0, w) else _agent_centre(frame)
+    clipped = ((ys.min() == 0 and y0 > 0) or (ys.max() == y1 - y0 - 1 and y1 < h)
+               or (xs.min() == 0 and x0 > 0) or (xs.max() == x1 - x0 - 1 and x1 < w))
+    if clipped:  # the blob runs past the window: look at the whole frame
+        return _agent_centre(frame)
+    return np.array([xs.mean() + x0, ys.mean() + y0])
+
+
+def _to_workspace(centre: np.ndarray | None) -> np.ndarray:
+    """A frame-pixel centre as workspace px (NaN for None), where pixel centres sample the drawing."""
+    if centre is None:
+        return np.full(2, np.nan)
+    return (centre + 0.5) * 512.0 / 96.0 - 0.5
 
 
 class PushTCoverage:
@@ -196,7 +222,7 @@ class PushTCoverage:
         changed = np.any(frame != last[0], axis=-1)
         if not changed.any():
             return True, last[3]
-        centre = _agent_centre(frame)
+        centre = _agent_centre(frame, changed)
         centres = [c for c in (centre, last[3]) if c is not None]
         if not centres:
             return False, centre
@@ -225,7 +251,11 @@ class PushTCoverage:
                 todo.append(i)
         if todo:
             prior = np.array([self._last[rows[i]][1] if rows[i] in self._last else np.full(3, np.nan) for i in todo])
-            tracked, ok = track_blocks(stacked[todo], prior)  # near last step's pose: a fast fit on a crop
+            for i in todo:
+                if centres[i] is None:
+                    centres[i] = _agent_centre(stacked[i])
+            agents = np.array([_to_workspace(centres[i]) for i in todo])
+            tracked, ok = track_blocks(stacked[todo], prior, agents)  # near last step's pose: a fast fit on a crop
             lost = [j for j in range(len(todo)) if not ok[j]]
             if lost:  # no prior, or the tracker lost the block: read the whole frame
                 reading = read_scene(stacked[[todo[j] for j in lost]], (np.full((len(lost), 2), np.nan), prior[lost]))
@@ -233,9 +263,6 @@ class PushTCoverage:
             blocks[todo] = tracked
             cover[todo] = np.nan_to_num(np.asarray(block_coverage(tracked)).reshape(-1), nan=0.0)
             self.reads += len(todo)
-            for i in todo:
-                if centres[i] is None:
-                    centres[i] = _agent_centre(stacked[i])
         out = []
         for i, row in enumerate(rows):
             self._last[row] = (stacked[i].copy(), blocks[i], float(cover[i]), centres[i])
