@@ -1,10 +1,12 @@
 """dream.envs speed: one imagined Push-T step vs one gym-pusht step, and N fused envs vs N single ones.
 
-    python bench/envs.py [--episodes 4] [--steps 150] [--envs 8] [--repeats 3]
+    python bench/envs.py [--episodes 4] [--steps 150] [--envs 8] [--repeats 3] [--policies pusher,random-walk]
 
-The actions are those the ``pusher`` policy took in the simulator on test-split start
-states (seeds 2 000 000 …), replayed open loop in both worlds so both step the same
-actions; only ``env.step`` is timed (the policy's own frame reading is not).
+The actions are those a policy took in the simulator on test-split start states (seeds
+2 000 000 …), replayed open loop in both worlds so both step the same actions: ``pusher``'s
+(the block moves in most steps: the model redraws it and the reward reads it) and
+``random-walk``'s (it rarely moves: the agent's crops are redrawn, the reward carries
+over). Only ``env.step`` is timed (the policy's own frame reading is not).
 
 * single: `WorldModelEnv` on pusht-96 (model step + frame drawn + gym-pusht's reward read
   off the frame) vs gym-pusht's ``env.step`` (physics + 96×96 render + shapely coverage),
@@ -27,8 +29,8 @@ import numpy as np
 from _machine import describe_machine  # bench/ is on sys.path when run as a script
 
 
-def pusher_actions(episodes: int, steps: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Start frames and the actions (E, steps, 2) ``pusher`` took from them in the simulator."""
+def policy_actions(policy: str, episodes: int, steps: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Start frames and the actions (E, steps, 2) `policy` took from them in the simulator."""
     from dream.eval.policies import make_policy
     from dream.sim.pusht import TEST_SEED_OFFSET, PushTSim
 
@@ -38,10 +40,10 @@ def pusher_actions(episodes: int, steps: int) -> tuple[list[np.ndarray], np.ndar
         seed = TEST_SEED_OFFSET + e
         frame = sim.reset(seed)
         starts.append(frame)
-        policy = make_policy("pusher")
-        policy.start([seed])
+        driver = make_policy(policy)
+        driver.start([seed])
         for t in range(steps):
-            actions[e, t] = policy.act(frame[None])[0]
+            actions[e, t] = driver.act(frame[None])[0]
             frame = sim.step(actions[e, t])
     sim.close()
     return starts, actions
@@ -100,20 +102,8 @@ def time_fused(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: int
     return total / (actions.shape[1] * n_envs)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=4)
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--envs", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    import dream
-
-    client = dream.Client()
-    model = client.models.get("pusht-96")
-    starts, actions = pusher_actions(args.episodes, args.steps)
-    time_single(model, starts[:1], actions[:1, :10])  # load the model, warm caches
+def measure(model, policy: str, args: argparse.Namespace) -> None:
+    starts, actions = policy_actions(policy, args.episodes, args.steps)
 
     def no_reward(frame):
         return 0.0
@@ -128,17 +118,37 @@ def main() -> None:
             [actions] * (args.envs // len(starts) or 1))[: args.envs]))
     med = {k: statistics.median(v) for k, v in
            {"sim": sim, "single": single, "bare": bare, "fused": fused, "alone": alone}.items()}
-    print(f"machine: {describe_machine()}")
-    print(f"actions: pusher's, {args.episodes} test-split episodes x {args.steps} steps, replayed open loop; "
+    print(f"actions: {policy}'s, {args.episodes} test-split episodes x {args.steps} steps, replayed open loop; "
           f"median of {args.repeats} alternating repeats")
-    print(f"gym-pusht env.step:                    {med['sim'] * 1e3:7.3f} ms  ({1 / med['sim']:7.0f} steps/s)")
-    print(f"WorldModelEnv.step (coverage reward):  {med['single'] * 1e3:7.3f} ms  ({1 / med['single']:7.0f} steps/s)"
+    print(f"  gym-pusht env.step:                    {med['sim'] * 1e3:7.3f} ms  ({1 / med['sim']:7.0f} steps/s)")
+    print(f"  WorldModelEnv.step (coverage reward):  {med['single'] * 1e3:7.3f} ms  ({1 / med['single']:7.0f} steps/s)"
           f"  = {med['sim'] / med['single']:.2f}x gym-pusht's steps/s")
-    print(f"WorldModelEnv.step (no reward):        {med['bare'] * 1e3:7.3f} ms  ({1 / med['bare']:7.0f} steps/s)"
+    print(f"  WorldModelEnv.step (no reward):        {med['bare'] * 1e3:7.3f} ms  ({1 / med['bare']:7.0f} steps/s)"
           f"  = {med['sim'] / med['bare']:.2f}x gym-pusht's steps/s")
-    print(f"WorldModelVectorEnv, N={args.envs} fused:        {med['fused'] * 1e3:7.3f} ms per env-step  "
+    print(f"  WorldModelVectorEnv, N={args.envs} fused:        {med['fused'] * 1e3:7.3f} ms per env-step  "
           f"({1 / med['fused']:7.0f} env-steps/s) = {med['alone'] / med['fused']:.2f}x the env-steps/s of one "
           f"WorldModelEnv ({1 / med['alone']:.0f}/s)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--episodes", type=int, default=4)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--envs", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--policies", default="pusher,random-walk",
+                   help="whose actions to replay (pusher: the block moves most steps; random-walk: it rarely does)")
+    args = p.parse_args()
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import dream
+
+    client = dream.Client()
+    model = client.models.get("pusht-96")
+    starts, actions = policy_actions("random-walk", 1, 10)
+    time_single(model, starts, actions)  # load the model, warm caches
+    print(f"machine: {describe_machine()}")
+    for policy in args.policies.split(","):
+        measure(model, policy, args)
     client.close()
 
 
