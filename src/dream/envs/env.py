@@ -58,7 +58,7 @@ class _EngineStepper:
 
     def start(self, rows: list[int], frames: np.ndarray) -> None:
         if self.steps is None or rows == list(range(self.num_envs)):
-            full = np.zeros((self.num_envs, *frames.shape[1:]), np.uint8)
+            full = np.repeat(frames[:1], self.num_envs, axis=0)  # rows not started yet hold a copy (no step runs them)
             full[rows] = frames
             self.steps = self.engine.begin(full, spec=self.slug)
         else:
