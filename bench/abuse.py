@@ -10,7 +10,9 @@ and reports the peak minus the resident size before the attack:
    (~77 KB each) with invalid actions;
 2. the same frames from a funded key with valid actions;
 3. the largest frame the server decodes (16-bit greyscale at the `max_frame_pixels`
-   budget) from a funded key: the decodes that do happen, a few at a time.
+   budget) from a funded key: the decodes that do happen, a few at a time;
+4. WebSocket session messages of 14 MB (a `submit_actions` whose actions are a long JSON
+   list), one per open session, from a funded key.
 
 Linux only (reads /proc). Prints the machine it ran on.
 """
@@ -73,10 +75,53 @@ def attack(url: str, pid: int, key: str, frame: bytes, actions: bytes, concurren
     return (peak - before) / 1024, codes
 
 
+def ws_attack(url: str, pid: int, key: str, concurrency: int, size: int = 14_000_000) -> tuple[float, list[str]]:
+    """Peak RSS added (MB) while `concurrency` sessions each send one `size`-byte message; what each got back."""
+    import json
+
+    import httpx
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    def one(i: int) -> str:
+        files = {"initial_frame": ("f.png", _small_png(), "image/png")}
+        r = httpx.post(f"{url}/v1/sessions", data={"model": "pusht-96"}, files=files,
+                       headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        r.raise_for_status()
+        ws_url = r.json()["ws_url"]
+        row = "[123.456789, 234.567891]"  # one action; 26 bytes with its separator
+        message = '{"type": "submit_actions", "actions": [' + ", ".join([row] * (size // 26)) + "]}"
+        with connect(ws_url, additional_headers=[("Authorization", f"Bearer {key}")], max_size=2**20) as ws:
+            json.loads(ws.recv())  # session_started
+            try:
+                ws.send(message)
+                reply = json.loads(ws.recv(timeout=120))
+                return f"{reply['type']}:{reply.get('error', {}).get('code', '')}"
+            except ConnectionClosed as exc:
+                return f"closed {exc.rcvd.code if exc.rcvd else '?'}"
+
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    time.sleep(0.2)
+    before = _status_kb(pid, "VmRSS")
+    with ThreadPoolExecutor(concurrency) as pool:
+        outcomes = list(pool.map(one, range(concurrency)))
+    peak = _status_kb(pid, "VmHWM")
+    return (peak - before) / 1024, outcomes
+
+
+def _small_png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), (235, 235, 235)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", default="pusht-96")
     parser.add_argument("--concurrency", type=int, default=6)
+    parser.add_argument("--ws-sessions", type=int, default=1, help="sessions sending a 14 MB message at once")
     args = parser.parse_args()
     if not Path("/proc/self/clear_refs").exists():
         sys.exit("skipped: needs Linux /proc (clear_refs) to read the server's peak RSS")
@@ -111,6 +156,10 @@ def main() -> None:
                 added, codes = attack(server.url, server.pid, key, frame, actions, args.concurrency)
                 worst = max(worst, added)
                 print(f"  {name}: x{args.concurrency} -> statuses {sorted(set(codes))}, peak RSS {added:+.0f} MB")
+            added, outcomes = ws_attack(server.url, server.pid, rich, args.ws_sessions)
+            worst = max(worst, added)
+            print(f"  funded key, 14 MB WebSocket message: x{args.ws_sessions} sessions -> {sorted(set(outcomes))}, "
+                  f"peak RSS {added:+.0f} MB")
     verdict = "ok" if worst < TARGET_MB else "OVER TARGET"
     print(f"worst peak RSS added: {worst:+.0f} MB (target < {TARGET_MB:.0f} MB: {verdict})")
 

@@ -31,7 +31,8 @@ CHILD = textwrap.dedent(
     import numpy as np
     from PIL import Image
 
-    from dream._bulk import RowOutcome, run_predict_many
+    from dream.bulk.rows import RowOutcome
+    from dream.bulk.threads import run_predict_many
     from dream.io import DirRolloutSink, frames_from_dir
 
     rows, concurrency, workdir = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])

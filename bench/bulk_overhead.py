@@ -121,7 +121,8 @@ def stand_in_setup(cost_ms: float) -> tuple[Predict, Callable[..., Any], dict]:
     """A fixed-cost engine without a model: sleeps (like waiting on a GPU) and returns an mp4."""
     import av
 
-    from dream._bulk import RowOutcome, run_predict_many
+    from dream.bulk.rows import RowOutcome
+    from dream.bulk.threads import run_predict_many
 
     buf = io.BytesIO()  # a realistic output: 49 noisy 96x96 frames as H.264
     with av.open(buf, mode="w", format="mp4") as container:

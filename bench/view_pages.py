@@ -24,7 +24,7 @@ from _machine import describe_machine  # bench/ is on sys.path when run as a scr
 
 
 def build(root: Path, rows: int) -> Path:
-    from dream.io._records import ParquetEntryWriter, entry_for
+    from dream.bulk.records import ParquetEntryWriter, entry_for
 
     out = root / f"rows{rows}"
     (out / "videos").mkdir(parents=True)

@@ -51,9 +51,9 @@ _LAZY: dict[str, str] = {
     "TopupSession": "dream.types",
     "Rollout": "dream.rollout",
     "BatchRollout": "dream.rollout",
-    "PredictManyResult": "dream._bulk",
-    "FailedRow": "dream._bulk",
-    "CostEstimate": "dream._bulk",
+    "PredictManyResult": "dream.bulk.run",
+    "FailedRow": "dream.bulk.run",
+    "CostEstimate": "dream.bulk.estimate",
 }
 _SUBPACKAGES = ("examples", "io")
 # Submodules that 0.5.0 code reaches as attributes (`dream.errors.AuthError` in an
@@ -81,8 +81,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # mirror for type checkers and IDEs
     from dream import client, errors, examples, inputs, io, resources, rollout, types
-    from dream._bulk import CostEstimate, FailedRow, PredictManyResult
     from dream._retry import RetryPolicy
+    from dream.bulk.estimate import CostEstimate
+    from dream.bulk.run import FailedRow, PredictManyResult
     from dream.client.async_client import AsyncClient
     from dream.client.sync_client import Client
     from dream.errors import (

@@ -21,6 +21,7 @@ examples:
   dream predict --frame start.png --actions acts.npy -o out.mp4
   dream run ./episodes ./out --concurrency 2     # one rollout per row, resumable
   dream estimate ./episodes                      # rows, frames, USD, engine time
+  dream augment lerobot:./demos lerobot:./aug --sink-opt repo_id=me/aug --variants 4 --noise 8
   dream eval --episodes 100                      # built-in model vs baselines
   dream serve --port 8000                        # HTTP server (needs [server])
 
@@ -78,7 +79,8 @@ def _add_uri_options(p: argparse.ArgumentParser, *, sink: bool) -> None:
     )
     if sink:
         p.add_argument("--sink-opt", action="append", metavar="KEY=VALUE",
-                       help="sink option, repeatable (e.g. shard_rows=500 private=true for hf://)")
+                       help="sink option, repeatable (e.g. shard_rows=500 private=true for hf://, "
+                       "repo_id=org/name for lerobot:)")
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -217,6 +219,37 @@ def _report_run(result: Any) -> int:
     if len(result.failures) > 20:
         print(f"  … and {len(result.failures) - 20} more (see the metadata table)", file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from dream.augment import augment
+    from dream.io.uri import sink_from_uri, source_from_uri
+
+    src = source_from_uri(args.source, **_parse_options(args.source_opt, "--source-opt"))
+    sink = sink_from_uri(args.sink, **_parse_options(args.sink_opt, "--sink-opt"))
+    max_drop = None if args.qc_max_drop is not None and args.qc_max_drop < 0 else args.qc_max_drop
+    result = augment(
+        src, sink, variants=args.variants, noise=args.noise, qc_max_drop=max_drop, client=_client(args),
+        spec=args.spec, noise_seed=args.noise_seed, seed=args.seed, concurrency=args.concurrency,
+        on_error=args.on_error, retries=args.retries, num_steps=args.num_steps, guidance=args.guidance,
+        resume=not args.no_resume, progress=not args.no_progress,
+    )
+    limit = "no QC limit" if max_drop is None else f"drift > {max_drop:g} dB"
+    skipped = f", {result.skipped_groups} group(s) already done" if result.skipped_groups else ""
+    print(
+        f"{result.parents} parent(s), {result.accepted} variant(s) accepted, {result.dropped} dropped ({limit}), "
+        f"{result.failed} failed{skipped} in {result.wall_s:.1f}s → {result.output_uri}"
+    )
+    scored = [s for s in result.scores if s.drift_db is not None]
+    if scored:
+        drifts = sorted(s.drift_db for s in scored)
+        print(f"  drift vs parent: median {drifts[len(drifts) // 2]:.2f} dB, max {drifts[-1]:.2f} dB "
+              f"over {len(scored)} variant(s)")
+    for score in result.dropped_scores[:10]:
+        print(f"  dropped {score.row_id}: {score.reason}")
+    for failure in result.run.failures[:10]:
+        print(f"  failed {failure.row_id}: {failure.error}", file=sys.stderr)
+    return 1 if result.run.failed else 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -490,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="bulk: one rollout per source row into a sink (resumable)",
         description=f"Stream SOURCE through the engine into SINK. SOURCE: {uri_help}. SINK: ./dir, "
-        "s3://bucket/prefix or hf://datasets/org/name. Re-running into the same sink skips rows already done.",
+        "s3://bucket/prefix, hf://datasets/org/name or lerobot:./path (a LeRobot v3.0 dataset; "
+        "--sink-opt repo_id=org/name). Re-running into the same sink skips rows already done.",
     )
     p.add_argument("source", help="where the rows come from")
     p.add_argument("sink", help="where rollouts and the metadata table go")
@@ -507,6 +541,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(p)
     _add_ray(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "augment",
+        help="augmentation: K perturbed variants per source row, QC'd against the unperturbed parent",
+        description=f"For every row of SOURCE ({uri_help}) roll out the unperturbed parent and --variants "
+        "variants whose actions get Gaussian noise of std --noise (action units; seeded by --noise-seed, the "
+        "row id and the variant number), score each variant's PSNR drift against its parent (as dream qc) and "
+        "write only the accepted variants, then the parent, into SINK (./dir, s3://…, hf://datasets/…, "
+        "lerobot:./path --sink-opt repo_id=org/name). Re-running into the same sink skips decided groups.",
+    )
+    p.add_argument("source", help="where the real episodes come from")
+    p.add_argument("sink", help="where parents and accepted variants go")
+    p.add_argument("--variants", type=_positive_int, required=True, help="perturbed variants per source row (K)")
+    p.add_argument("--noise", type=float, required=True, help="std of the action noise, in action units (SIGMA)")
+    p.add_argument("--qc-max-drop", type=float, default=2.0, metavar="DB",
+                   help="drop variants whose mean PSNR drift vs the parent passes DB (default 2.0; -1 keeps all)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the action noise (default 0)")
+    p.add_argument("--spec", default=None, help="model slug (default: the engine's default model)")
+    p.add_argument("--concurrency", type=int, default=2, help="rows in flight at once (default 2)")
+    p.add_argument("--on-error", choices=["skip", "halt"], default="skip", help="skip (record and go on) or halt")
+    p.add_argument("--retries", type=int, default=None, help="retries per row for transient errors")
+    p.add_argument("--no-resume", action="store_true", help="redo groups the sink already holds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_uri_options(p, sink=True)
+    _add_sampling(p)
+    _add_remote(p)
+    _add_threads(p)
+    p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser("estimate", help="rows, frames, USD and engine time of a bulk run")
     p.add_argument("source", help=uri_help)

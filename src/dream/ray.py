@@ -14,17 +14,17 @@ and the one-call form, which returns what `Client.predict_many` returns::
 
     result = dream.ray.predict_many(src, sink, spec="pusht-96", num_actors=8, num_gpus_per_actor=1)
 
-The runner itself lives beside the thread runner, in `dream._bulk_ray`.
+The runner lives in `dream.bulk.ray`, beside the thread runner (`dream.bulk.threads`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dream._bulk_ray import RolloutDatasink, RolloutPredictor, SourceDatasource, run_predict_many_ray
+from dream.bulk.ray import RolloutDatasink, RolloutPredictor, SourceDatasource, run_predict_many_ray
 
 if TYPE_CHECKING:
-    from dream._bulk import PredictManyResult
+    from dream.bulk.run import PredictManyResult
     from dream.io.types import IterableSource, RolloutSink
 
 __all__ = ["RolloutDatasink", "RolloutPredictor", "SourceDatasource", "predict_many"]

@@ -263,3 +263,31 @@ def test_gr1_absolute_mode_is_gone_with_a_pointer_to_the_helper(monkeypatch: pyt
         DreamDojoOptions.from_env()
     monkeypatch.setenv("DREAM_DREAMDOJO_ACTION_MODE", "model")
     assert DreamDojoOptions.from_env() == DreamDojoOptions()
+
+
+@pytest.mark.parametrize(("k", "chunk_actions"), [(1, 12), (2, 24)])
+def test_rollout_chunks_computes_one_chunk_per_next(
+    tiny_runner, start_frame, make_actions, monkeypatch, k: int, chunk_actions: int
+) -> None:
+    """A long rollout is computed a chunk at a time: each `next` runs only the model chunks
+    it yields, so memory holds one chunk of frames, not T + 1 of them."""
+    actions = make_actions(k, 48, seed=7)
+    whole = tiny_runner.rollout(start_frame, actions, seeds=list(range(k)), num_steps=2, guidance=0.0)
+    pipeline = tiny_runner.pipeline
+    calls = []
+    sample_chunk = pipeline.sample_chunk
+    monkeypatch.setattr(pipeline, "sample_chunk", lambda *a, **kw: calls.append(1) or sample_chunk(*a, **kw))
+
+    chunks = tiny_runner.rollout_chunks(
+        start_frame, actions, seeds=list(range(k)), num_steps=2, guidance=0.0, chunk_actions=chunk_actions
+    )
+    first = next(chunks)
+    assert first.shape == (k, 1, 32, 32, 3) and len(calls) == 0  # frame 0 is the start frame
+    got, done = [first], []
+    for chunk in chunks:
+        got.append(chunk)
+        done.append(len(calls))
+        assert chunk.shape == (k, chunk_actions, 32, 32, 3)
+    per = chunk_actions // 12
+    assert done == [per * (i + 1) for i in range(48 // chunk_actions)]
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)  # the same bytes as rollout

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 from PIL import Image
 
-from dream._bulk import RowOutcome
+from dream.bulk.rows import RowOutcome
 from dream.errors import InputValidationError, RateLimitError, ServerError
 from dream.io import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
@@ -436,6 +436,7 @@ class _Repo:
         self.private = private
         self.card_data: dict | None = None
         self.commits: list[dict] = []
+        self.tags: dict[str, str] = {}  # tag -> commit sha
 
 
 class HubStandIn:
@@ -443,7 +444,7 @@ class HubStandIn:
 
     Endpoints: repo create, dataset info, tree listing, validate-yaml, preupload (every file
     "regular", so content travels inline in the commit), commit (NDJSON), and file
-    resolve (HEAD / GET). Unknown routes answer 404 and are logged in `unknown`.
+    resolve (HEAD / GET), tag create / delete. Unknown routes answer 404 and are logged in `unknown`.
     """
 
     def __init__(self) -> None:
@@ -467,6 +468,9 @@ class HubStandIn:
 
             def do_POST(self) -> None:
                 hub._dispatch(self, "POST")
+
+            def do_DELETE(self) -> None:
+                hub._dispatch(self, "DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -543,13 +547,14 @@ class HubStandIn:
                 existed = repo_id in self.repos
                 self.repos.setdefault(repo_id, _Repo(private=payload.get("visibility") == "private"))
             if existed:
-                return self._send(h, 409, {"error": "You already created this dataset repo"})
+                return self._send(h, 409, {"error": "You already created this dataset repo",
+                                           "url": f"{self.endpoint}/datasets/{repo_id}"})
             return self._send(h, 200, {"url": f"{self.endpoint}/datasets/{repo_id}", "name": repo_id})
         if method == "POST" and path == "/api/validate-yaml":
             return self._send(h, 200, {"errors": [], "warnings": []})
 
         m = re.match(
-            r"^/api/datasets/([^/]+/[^/]+)(?:/(preupload|commit|tree|revision)/([^/]+)(?:/(.*))?)?$", path
+            r"^/api/datasets/([^/]+/[^/]+)(?:/(preupload|commit|tree|revision|tag)/([^/]+)(?:/(.*))?)?$", path
         )
         if m:
             repo_id, action, _rev, rest = m.groups()
@@ -601,6 +606,18 @@ class HubStandIn:
                 )
             if action == "commit" and method == "POST":
                 return self._commit(h, repo_id, repo, body)
+            if action == "tag" and method == "POST":  # create a tag at revision _rev (the head here)
+                tag = json.loads(body)["tag"]
+                with self.lock:
+                    if tag in repo.tags:
+                        return self._send(h, 409, {"error": f"Tag {tag} already exists"})
+                    repo.tags[tag] = repo.sha
+                return self._send(h, 200, {})
+            if action == "tag" and method == "DELETE":
+                with self.lock:
+                    if repo.tags.pop(unquote(_rev), None) is None:
+                        return self._not_found(h, "RevisionNotFound")
+                return self._send(h, 200, {})
         m = re.match(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
         if m and method in ("GET", "HEAD"):
             repo_id, _rev, name = m.groups()

@@ -21,8 +21,8 @@ from io_support import (
 )
 
 import dream
-from dream._bulk import run_predict_many
 from dream._retry import RetryPolicy
+from dream.bulk.threads import run_predict_many
 from dream.errors import ModelNotFoundError, ServerError
 from dream.io import RolloutSink, SourceRow, frames_from_dir
 

@@ -13,7 +13,7 @@ from io_support import MemorySink, TinyEngine, write_episode_dir
 from PIL import Image
 
 import dream.io
-from dream._bulk import run_predict_many
+from dream.bulk.threads import run_predict_many
 from dream.io import IterableSource, RolloutRecord, RolloutSink, SourceRow
 from dream.io.uri import sink_from_uri, source_from_uri
 
@@ -39,7 +39,7 @@ def test_all_matches_the_spec_and_every_name_resolves() -> None:
 
 def test_import_dream_io_loads_no_heavy_module() -> None:
     code = (
-        "import sys, dream.io, dream._bulk\n"
+        "import sys, dream.io, dream._bulk, dream.bulk.threads, dream.bulk.estimate\n"
         "heavy = [m for m in ('numpy', 'pyarrow', 'boto3', 'botocore', 'datasets', 'huggingface_hub', 'av', 'PIL', 'tqdm')"
         " if m in sys.modules]\n"
         "print(heavy)\n"

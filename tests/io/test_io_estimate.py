@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from io_support import ListSource, make_lerobot_v3, make_lerobot_v21, npy_bytes, png_bytes, write_episode_dir
 
-from dream._bulk import DEFAULT_FRAMES_PER_ROW, estimate_cost_for, npy_shape
+from dream.bulk.estimate import DEFAULT_FRAMES_PER_ROW, estimate_cost_for, npy_shape
 from dream.io import IterableSource, SourceRow, frames_from_dir, frames_from_hf, frames_from_s3
 from dream.io.sources.lerobot import frames_from_lerobot
 
@@ -54,6 +56,45 @@ def test_npy_shape_reads_only_the_header() -> None:
     data = npy_bytes(np.zeros((48, 384), np.float32))
     assert npy_shape(data[:200]) == (48, 384)
     assert npy_shape(b"garbage") is None and npy_shape(b"\x93NUMPY\x01\x00\x04\x00{no}") is None
+
+
+def _raw_npy(header: str, payload: bytes = b"", version: int = 1) -> bytes:
+    text = header.encode("latin1") + b"\n"
+    size = len(text).to_bytes(2 if version == 1 else 4, "little")
+    return b"\x93NUMPY" + bytes([version, 0]) + size + text + payload
+
+
+def _np_load_shape(data: bytes) -> tuple[int, ...] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.load(io.BytesIO(data), allow_pickle=False).shape
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "version"),
+    [
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", bytes(16), 1),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", bytes(16), 2),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 2L), }", bytes(16), 1),  # written by Python 2
+        ("{'shape': (48, 2)}", b"", 1),  # no descr: not a .npy numpy reads
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': [48, 2]}", b"", 1),  # a list
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (48.5, 2)}", b"", 1),
+        ("{'descr': 'no such dtype', 'fortran_order': False, 'shape': (48, 2)}", b"", 1),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (-47, 2)}", b"", 1),  # T + 1 would be -46
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'x': '" + "y" * 20_000 + "'}", b"", 2),
+    ],
+)
+def test_npy_shape_reads_headers_as_numpy_does(header: str, payload: bytes, version: int) -> None:
+    data = _raw_npy(header, payload, version)
+    assert npy_shape(data) == _np_load_shape(data)
+
+
+def test_a_bad_header_never_makes_a_negative_estimate() -> None:
+    bad = _raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-47, 2)}")
+    assert estimate(ListSource([("a", png_bytes(), bad)])).frames_per_row == DEFAULT_FRAMES_PER_ROW
 
 
 def test_rows_hint_for_every_source(tmp_path: Path, s3_bucket, s3_kwargs, hub) -> None:

@@ -32,7 +32,8 @@ from io_support import (
     write_episode_dir,
 )
 
-from dream._bulk import idempotency_key, run_predict_many, run_predict_many_async
+from dream.bulk.rows import idempotency_key
+from dream.bulk.threads import run_predict_many, run_predict_many_async
 from dream.errors import (
     AuthError,
     DreamError,
@@ -385,7 +386,7 @@ def test_resume_after_sigkill_writes_no_row_twice(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from io_support import TinyEngine
-        from dream._bulk import run_predict_many
+        from dream.bulk.threads import run_predict_many
         from dream.io import RolloutSink, frames_from_dir
         engine = TinyEngine()
         def slow(f, a, k):

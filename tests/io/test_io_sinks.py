@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from io_support import HubStandIn
 
+from dream.bulk.records import BASE_COLUMNS
 from dream.io import RolloutRecord, RolloutSink
-from dream.io._records import BASE_COLUMNS
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + b"x" * 64
 
@@ -255,12 +255,12 @@ def test_hf_one_commit_per_shard_card_once_and_rerun_appends(hub: HubStandIn, hu
     first = repo.commits[0]["changes"]
     assert sorted(first) == ["+README.md", "+metadata/data-00000.parquet", "+videos/a.mp4", "+videos/b.mp4"]
     card = repo.files["README.md"].decode()
-    assert card.startswith("---\nlicense: cc-by-4.0\n") and 'pretty_name: "Tiny rollouts"' in card
-    assert "path: metadata/*.parquet" in card
+    assert card.startswith("---\n") and "path: metadata/*.parquet" in card
     from huggingface_hub import DatasetCard
 
     card_data = DatasetCard(card).data  # the Hub client's own parser reads it
     assert card_data.license == "cc-by-4.0" and "robotics" in card_data.task_categories
+    assert card_data.pretty_name == "Tiny rollouts"
     assert card_data.configs[0]["data_files"][0]["path"] == "metadata/*.parquet"
     shards = _shards(hub, hub_repo)
     assert list(shards) == [f"metadata/data-{i:05d}.parquet" for i in range(3)]
@@ -315,3 +315,148 @@ def test_hf_write_is_thread_safe(hub: HubStandIn, hub_repo: str) -> None:
     rows = [r["row_id"] for shard in _shards(hub, hub_repo).values() for r in shard]
     assert sorted(rows) == sorted(f"t{k}_{i}" for k in range(4) for i in range(6))
     assert len(hub.repos[hub_repo].commits) == 4  # 24 rows / 7 per shard
+
+
+def test_hf_card_is_a_dataset_card_whatever_the_names(hub: HubStandIn, hub_repo: str) -> None:
+    from huggingface_hub import DatasetCard
+
+    license_, name = "other: see LICENSE.md", 'Rollouts #2: "pushed"\nsecond line'
+    sink = RolloutSink.hf(hub_repo, endpoint=hub.endpoint, license=license_, pretty_name=name)
+    sink.write(ok_record("a"))
+    sink.finalize()
+    card = DatasetCard(hub.repos[hub_repo].files["README.md"].decode())
+    assert card.data.license == license_ and card.data.pretty_name == name
+    assert card.data.annotations_creators == ["machine-generated"]
+    assert card.data.configs == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "metadata/*.parquet"}]}
+    ]
+    assert "videos/<row_id>.mp4" in card.text and "\nsecond line" not in card.text
+
+
+def _record(row_id: str, **source) -> RolloutRecord:
+    record = ok_record(row_id)
+    metadata = {k: v for k, v in record.metadata.items() if k not in ("episode", "n")}
+    return RolloutRecord(row_id, record.mp4_bytes, {**source, **metadata})
+
+
+def test_hf_shards_share_one_schema(hub: HubStandIn, hub_repo: str, tmp_path: Path) -> None:
+    import datasets
+    import pyarrow as pa
+
+    # Shard 0: episode int, note always null; shard 1: episode float, note str, a new key;
+    # shard 2 (another sink, a later run): episode str, no note.
+    sink = RolloutSink.hf(hub_repo, shard_rows=2, endpoint=hub.endpoint)
+    sink.write(_record("a", episode=1, note=None))
+    sink.write(_record("b", episode=2, note=None))
+    sink.write(_record("c", episode=2.5, note="x", flag=True))
+    sink.write_failure(failed_record("d"))
+    sink.finalize()
+    later = RolloutSink.hf(hub_repo, shard_rows=2, endpoint=hub.endpoint)
+    later.write(_record("e", episode="ep-3"))
+    later.finalize()
+
+    files = hub.repos[hub_repo].files
+    names = sorted(n for n in files if n.startswith("metadata/"))
+    schemas = [pq.read_schema(io.BytesIO(files[n])) for n in names]
+    assert len(names) == 3
+    assert all(s.equals(schemas[0]) for s in schemas), [str(s) for s in schemas]
+    assert schemas[0].names[:3] == ["episode", "note", "flag"]
+    assert schemas[0].field("episode").type == pa.string() and schemas[0].field("flag").type == pa.bool_()
+    # What a user does with the repo: load every shard as one dataset.
+    for n in names:
+        (tmp_path / n.replace("/", "_")).write_bytes(files[n])
+    ds = datasets.load_dataset("parquet", data_files=sorted(str(p) for p in tmp_path.glob("*.parquet")),
+                               split="train")
+    rows = {r["row_id"]: r for r in ds}
+    # Shard 1 widened episode to float (1 -> 1.0), shard 2 to text: each value as stored.
+    assert [rows[k]["episode"] for k in "abce"] == ["1.0", "2.0", "2.5", "ep-3"]
+    assert rows["c"]["note"] == "x" and rows["a"]["note"] is None and rows["c"]["flag"] is True
+    assert rows["d"]["status"] == 500 and rows["d"]["episode"] is None
+    # A shard in the same schema leaves the older ones alone.
+    third = RolloutSink.hf(hub_repo, shard_rows=2, endpoint=hub.endpoint)
+    third.write(_record("f", episode="ep-4", note="y"))
+    third.finalize()
+    assert sorted(hub.repos[hub_repo].commits[-1]["changes"]) == ["+metadata/data-00003.parquet", "+videos/f.mp4"]
+
+
+S3_RUN = """
+import sys, time
+
+import dream
+from dream.bulk.threads import run_predict_many
+from dream.client.sync_client import row_predictor
+from dream.io import RolloutSink, frames_from_dir
+
+endpoint, uri, src_dir, log = sys.argv[1:5]
+kwargs = {"endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+          "region_name": "us-east-1"}
+engine_predict = row_predictor(dream.Client()._transport, spec="pusht-96", seed=0, num_steps=None, guidance=None)
+
+
+def predict(frame, actions, key):
+    with open(log, "a") as fh:  # which rows reached the engine, by idempotency key
+        fh.write(key + "\\n")
+    time.sleep(0.25)  # slow enough for the kill to land mid-run
+    return engine_predict(frame, actions, key)
+
+
+result = run_predict_many(frames_from_dir(src_dir), RolloutSink.s3(uri, boto3_kwargs=kwargs),
+                          predict=predict, spec="pusht-96", concurrency=1, progress=False)
+print(result.ok, result.failed, result.skipped)
+"""
+
+
+def test_s3_run_killed_mid_run_resumes_without_redoing_rows(moto_endpoint, s3_bucket, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import numpy as np
+
+    from dream.bulk.rows import idempotency_key
+    from dream.examples import pusht_episode
+    from dream.inputs import encode_npy, encode_png
+
+    bucket, client = s3_bucket
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = {}
+    for i in range(12):
+        ep = pusht_episode(i % 8)
+        frame, actions = encode_png(ep.start_frame), encode_npy(ep.actions[:4] + np.float32(i))
+        (src / f"r{i:02d}.png").write_bytes(frame)
+        (src / f"r{i:02d}.npy").write_bytes(actions)
+        keys[f"r{i:02d}"] = idempotency_key(spec="pusht-96", seed=0, num_steps=None, guidance=None,
+                                            row_id=f"r{i:02d}", frame_bytes=frame, actions_bytes=actions)
+    script = tmp_path / "run.py"
+    script.write_text(S3_RUN)
+    uri = f"s3://{bucket}/runs/killed"
+    args = [sys.executable, str(script), moto_endpoint, uri, str(src)]
+
+    def journalled() -> set[str]:
+        listing = client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/_journal/ok/")
+        return {o["Key"].rsplit("/", 1)[1].removesuffix(".json") for o in listing.get("Contents", [])}
+
+    first = subprocess.Popen([*args, str(tmp_path / "log1")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(journalled()) < 3 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done = journalled()
+    assert 3 <= len(done) < 12, "the first run was not killed mid-run"
+    assert not client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/metadata.parquet").get("Contents")
+
+    second = subprocess.run([*args, str(tmp_path / "log2")], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.split() == [str(12 - len(done)), "0", str(len(done))]  # ok, failed, skipped
+    redone = set((tmp_path / "log2").read_text().split())
+    assert redone == {keys[r] for r in keys if r not in done}  # no journalled row reaches the engine again
+    table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key="runs/killed/metadata.parquet")["Body"].read()))
+    assert sorted(table.column("row_id").to_pylist()) == sorted(keys)  # every row once
+    assert set(table.column("status").to_pylist()) == {200}
+    videos = client.list_objects_v2(Bucket=bucket, Prefix="runs/killed/videos/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in videos) == sorted(f"{r}.mp4" for r in keys)

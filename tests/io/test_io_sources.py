@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -348,3 +349,77 @@ def test_hf_missing_id_column_is_a_row_error(tmp_path: Path) -> None:
     )
     assert [r.row_id for r in rows] == ["x", "row_00000001"]
     assert rows[0].error is None and "id column 'id'" in rows[1].error
+
+
+# -- frames_from_hf offline ----------------------------------------------------------------
+
+
+def _closed_port_endpoint() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens: connections are refused at once
+
+
+def test_hf_unreachable_hub_fails_at_once_with_a_clear_error() -> None:
+    import time
+
+    src = frames_from_hf("org/rollouts", frame_field="f", actions_field="a", endpoint=_closed_port_endpoint())
+    assert src.rows_hint is None and "did not answer" in src.rows_hint_error
+    started = time.monotonic()
+    with pytest.raises(ConnectionError) as info:
+        next(iter(src))
+    # datasets' own retries wait ≈ 23 s (1 + 2 + 4 + 8 + 8) before they give up.
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert "cannot reach the Hugging Face Hub" in message and "'org/rollouts'" in message
+    assert "HF_HUB_OFFLINE=1" in message and "\n" not in message
+
+
+def test_hf_offline_without_a_cached_copy_fails_at_once(
+    hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    before = len(hub.requests)
+    with pytest.raises(ConnectionError, match=r"HF_HUB_OFFLINE is set and 'org/absent' is not in the local"):
+        frames_from_hf("org/absent", frame_field="f", actions_field="a", endpoint=hub.endpoint)
+    assert len(hub.requests) == before  # offline means no request at all
+
+
+def test_hf_offline_reads_the_cached_copy(hf_parquet: Path, hub, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    hub.put_folder("org/cached", hf_parquet)
+    cache = tmp_path / "hub-cache"
+    huggingface_hub.snapshot_download("org/cached", repo_type="dataset", endpoint=hub.endpoint,
+                                      cache_dir=str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    before = len(hub.requests)
+    src = frames_from_hf("org/cached", frame_field="pil", actions_field="actions", id_field="episode",
+                         endpoint=hub.endpoint)
+    assert src.rows_hint == 4
+    assert [r.row_id for r in src] == ["e0", "e1", "e2", "e3"]
+    assert len(hub.requests) == before
+
+
+def test_dream_estimate_offline_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    res = subprocess.run(
+        [sys.executable, "-m", "dream.cli", "estimate", "hf://datasets/org/absent",
+         "--source-opt", "frame_field=f", "--source-opt", "actions_field=a"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip().startswith("error: frames_from_hf('org/absent'): HF_HUB_OFFLINE is set")
+    assert len(res.stderr.strip().splitlines()) == 1

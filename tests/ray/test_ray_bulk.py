@@ -28,10 +28,10 @@ from ray.cluster_utils import Cluster
 
 import dream
 import dream.ray
+from dream.bulk.records import is_ok
 from dream.examples import pusht_episode
 from dream.inputs import encode_npy, encode_png
 from dream.io import RolloutSink, frames_from_dir
-from dream.io._records import is_ok
 
 SRC_PATH = str(Path(dream.__file__).resolve().parents[1])
 
@@ -260,8 +260,8 @@ def test_a_folder_source_is_read_by_parallel_tasks_with_ids_and_metadata(tmp_pat
 def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from dream._bulk import _BulkRun
-    from dream._bulk_ray import _rows_table
+    from dream.bulk.ray import _rows_table
+    from dream.bulk.run import BulkRun
     from dream.io import SourceRow
     from dream.ray import RolloutPredictor
 
@@ -283,7 +283,7 @@ def test_the_actor_checks_rows_like_predict_many_and_keys_them_the_same(tmp_path
     assert meta["good"]["status"] == 200 and meta["good"]["k"] == 1 and meta["good"]["sampling_seed"] == 5
     assert meta["broken"]["error"] == "cannot read row files: boom" and meta["broken"]["attempts"] == 0
     assert "model expects 2" in meta["wide"]["error"]
-    run = _BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
+    run = BulkRun(frames_from_dir(tmp_path), RolloutSink.dir(tmp_path / "o"), spec="pusht-96", on_error="skip",
                    progress=False, num_steps=None, guidance=None, seed=5, resume=False)
     assert actor._key(good) == run.key_for(good)  # the billing idempotency key does not change on Ray
 
@@ -305,3 +305,84 @@ def test_building_blocks_in_a_user_pipeline_write_through_a_sink(cluster, tmp_pa
     assert set(table) == {*ids, "orphan"} and table["orphan"]["status"] == 422
     with pytest.raises(TypeError, match="sink URI or a zero-argument callable"):
         RolloutDatasink(RolloutSink.dir(tmp_path / "x"))
+
+
+SOURCE_ERROR = "episode 7: the parquet has no 'action' column"
+
+FAILING_CLI = """
+import sys
+
+import dream.io.uri
+from dream.cli import main
+from dream.io import IterableSource, frames_from_dir
+
+
+FOLDER = sys.argv[1]  # read here: Ray runs __iter__ in a worker with other argv
+
+
+class Failing(IterableSource):
+    rows_hint = 3
+
+    def __iter__(self):
+        yield from frames_from_dir(FOLDER)
+        raise ValueError({message!r})
+
+
+dream.io.uri.source_from_uri = lambda *args, **kwargs: Failing()
+sys.exit(main(["run", "ignored", sys.argv[2], "--no-progress", *sys.argv[3:]]))
+"""
+
+
+def _failing_source(folder: Path):
+    from dream.io import IterableSource
+
+    class Failing(IterableSource):  # defined here, so Ray pickles it by value
+        rows_hint = 3
+
+        def __iter__(self):
+            yield from frames_from_dir(folder)
+            raise ValueError(SOURCE_ERROR)
+
+    return Failing()
+
+
+def test_a_source_that_raises_stops_the_run_with_its_own_error(cluster, tmp_path: Path) -> None:
+    write_rows(tmp_path / "src", 2, 2)
+    with pytest.raises(ValueError) as info:
+        dream.ray.predict_many(_failing_source(tmp_path / "src"), RolloutSink.dir(tmp_path / "out"),
+                               spec="pusht-96", num_actors=1, progress=False)
+    assert type(info.value) is ValueError  # the source's own error, not Ray's wrapper
+    assert str(info.value) == SOURCE_ERROR
+
+
+@pytest.mark.parametrize("runner", ["threads", "ray"])
+def test_dream_run_prints_a_source_error_as_one_line(cluster, tmp_path: Path, runner: str) -> None:
+    write_rows(tmp_path / "src", 2, 2)
+    script = tmp_path / "failing_cli.py"
+    script.write_text(FAILING_CLI.format(message=SOURCE_ERROR))
+    env = {**os.environ, "PYTHONPATH": SRC_PATH + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    extra = ["--ray", cluster.address] if runner == "ray" else []
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "src"), str(tmp_path / "out"), *extra],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1] == f"error: {SOURCE_ERROR}"
+
+
+def test_ray_into_a_lerobot_dataset_keeps_actions_bit_for_bit(cluster, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    ids = write_rows(tmp_path / "src", 6, 4)
+    result = dream.ray.predict_many(
+        frames_from_dir(tmp_path / "src"), RolloutSink.lerobot(tmp_path / "ds", repo_id="me/ray", episodes_per_file=4),
+        spec="pusht-96", num_actors=2, address=cluster.address, progress=False, batch_size=2,
+    )
+    assert (result.ok, result.failed) == (6, 0)
+    episodes = [r for p in sorted((tmp_path / "ds/meta/episodes").glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    data = [r for p in sorted((tmp_path / "ds/data").glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert sorted(e["dream/row_id"] for e in episodes) == ids
+    assert sorted(e["episode_index"] for e in episodes) == list(range(6))
+    for e in episodes:
+        want = np.load(tmp_path / "src" / f"{e['dream/row_id']}.npy")
+        got = np.array([r["action"] for r in data[e["dataset_from_index"]: e["dataset_to_index"]]], np.float32)
+        assert np.array_equal(got, want)

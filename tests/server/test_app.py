@@ -207,11 +207,11 @@ def test_rollout_envelope_and_signed_video(make_client) -> None:
 
 
 def test_async_mode_queues_then_polls_and_calls_the_webhook(make_client, monkeypatch) -> None:
-    h = make_client()
+    h = make_client(webhook_resolve=lambda host, port: ["93.184.215.14"])  # hooks.example: a public address
     key = h.key(credits_mils=100)
     delivered: list[tuple[str, dict]] = []
 
-    async def deliver(url: str, envelope: dict) -> bool:
+    async def deliver(url: str, envelope: dict, *, customer_id: str) -> bool:
         delivered.append((url, envelope))
         return True
 

@@ -151,9 +151,9 @@ def test_an_abandoned_claim_can_be_retried(ledger: Ledger) -> None:
 # --------------------------------------------------------------------------- limiter
 
 
-def test_token_bucket_refuses_with_retry_after_and_refills_with_time() -> None:
+def test_rate_limit_refuses_with_retry_after_and_refills_with_time(ledger: Ledger) -> None:
     clock = FakeClock()
-    lim = Limiter(rate=2.0, burst=3, max_concurrent=0, clock=clock)
+    lim = Limiter(ledger.db, rate=2.0, burst=3, max_concurrent=0, clock=clock)
     for _ in range(3):
         lim.check_request("k")
     with pytest.raises(RateLimitError) as ei:
@@ -164,19 +164,35 @@ def test_token_bucket_refuses_with_retry_after_and_refills_with_time() -> None:
     lim.check_request("k")
     with pytest.raises(RateLimitError):
         lim.check_request("k")
+    clock.advance(10)
+    assert lim.prune() == 2  # whole bursts and nothing in flight: nothing to remember
 
 
-def test_concurrent_rollout_cap_per_key() -> None:
-    lim = Limiter(rate=0, burst=1, max_concurrent=2, concurrency_retry_after_s=1.5, clock=FakeClock())
-    with lim.rollout_slot("k"), lim.rollout_slot("k"):
+def test_two_limiters_on_one_database_share_a_keys_rate(ledger: Ledger) -> None:
+    clock = FakeClock()
+    a, b = (Limiter(ledger.db, rate=1.0, burst=2, max_concurrent=0, clock=clock) for _ in range(2))
+    a.check_request("k")
+    b.check_request("k")
+    with pytest.raises(RateLimitError) as ei:
+        a.check_request("k")
+    assert ei.value.retry_after == 1.0
+    with pytest.raises(RateLimitError):
+        b.check_request("k")
+
+
+def test_concurrent_rollout_cap_per_key(ledger: Ledger) -> None:
+    lim = Limiter(ledger.db, rate=0, burst=1, max_concurrent=2, concurrency_retry_after_s=1.5, clock=FakeClock())
+    other = Limiter(ledger.db, rate=0, burst=1, max_concurrent=2, concurrency_retry_after_s=1.5, clock=FakeClock())
+    with lim.rollout_slot("k"), other.rollout_slot("k"):  # two replicas, one slot each
         with pytest.raises(RateLimitError) as ei, lim.rollout_slot("k"):
             pass
         assert ei.value.retry_after == 1.5
         with lim.rollout_slot("other"):
             pass
+        assert lim.active("k") == 2
     assert lim.active("k") == 0
     with lim.rollout_slot("k"):
-        assert lim.active("k") == 1
+        assert other.active("k") == 1
 
 
 # --------------------------------------------------------------------------- batcher

@@ -69,3 +69,42 @@ def test_sign_in_and_playground_in_chromium(browser: Any, tmp_path: Path) -> Non
         assert page.locator("#grid .card").get_attribute("data-row-id").startswith("rollout_")
         assert page.inner_text("#filters button[data-status=all] b") == "1"
         assert errors == []
+
+
+def test_a_page_of_thumbnails_waits_out_the_keys_rate_limit(browser: Any, tmp_path: Path) -> None:
+    """/ui reads count against the key's rate limit; a page that outruns the key's burst
+    waits out each 429's Retry-After and still shows every thumbnail."""
+    import httpx
+
+    from dream.inputs import encode_npy, encode_png
+    from dream.server import Settings, create_app
+    from dream.server.services.ledger import KeyLimits
+    from tests.server.conftest import actions_array, frame_array
+
+    app = create_app(Settings(specs=["tiny-16"], db_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+                              data_dir=str(tmp_path / "data"), batch_window_ms=0, url_secret="s",
+                              rate_limit_rps=4, rate_limit_burst=3))
+    ledger = app.state.services.ledger
+    key = ledger.create_key("gina", credits_mils=100_000).key
+    setup = ledger.create_key("gina", limits=KeyLimits(rate_limit_rps=0)).key  # same customer, exempt
+    with serve(app) as base:
+        assert app.state.services.readiness.wait(60)
+        for seed in range(8):
+            files = {"frame": ("f.png", encode_png(frame_array(16)), "image/png"),
+                     "actions": ("a.npy", encode_npy(actions_array(T=4, seed=seed)), "application/octet-stream")}
+            r = httpx.post(base + "v1/predict", files=files, headers={"Authorization": f"Bearer {setup}"}, timeout=60)
+            assert r.status_code == 200, r.text
+        statuses: list[int] = []
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("response", lambda resp: statuses.append(resp.status) if "/ui/api/" in resp.url else None)
+        page.goto(base + "ui/")
+        page.wait_for_selector("#key-form:not([hidden])")
+        page.fill("#api-key", key)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#grid .card img')].filter(i => i.src.startsWith('blob:')).length === 8",
+            timeout=30_000,
+        )
+        assert 429 in statuses  # the page did outrun the burst of 3 …
+        assert page.inner_text("#message") == ""  # … and shows no error for it
+        screenshot(page, tmp_path, "ui_rate_limited_grid")

@@ -161,7 +161,7 @@ def test_first_page_of_20000_rows_under_a_second(tmp_path: Path) -> None:
     The best of three fresh opens is compared: this machine is shared, and a neighbour's
     burst should not fail a bound that the code meets several times over when left alone.
     """
-    from dream.io._records import ParquetEntryWriter, entry_for
+    from dream.bulk.records import ParquetEntryWriter, entry_for
 
     out = tmp_path / "big"
     (out / "videos").mkdir(parents=True)

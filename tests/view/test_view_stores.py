@@ -12,8 +12,8 @@ pytest.importorskip("pyarrow")
 
 from fastapi.testclient import TestClient
 
+from dream.bulk.records import is_ok
 from dream.io import RolloutSink
-from dream.io._records import is_ok
 from dream.io.types import RolloutRecord
 from dream.view import open_view
 

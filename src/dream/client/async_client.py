@@ -21,8 +21,10 @@ from dream.client.base import (
 from dream.client.sync_client import _frames_of
 
 if TYPE_CHECKING:
-    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome
     from dream._retry import RetryPolicy
+    from dream.bulk.estimate import CostEstimate
+    from dream.bulk.rows import RowOutcome
+    from dream.bulk.run import PredictManyResult
     from dream.client.async_transport import AsyncTransport
     from dream.engine.engine import Engine
     from dream.io import IterableSource, RolloutSink
@@ -180,8 +182,8 @@ class AsyncClient(BaseClient):
         resume: bool = True,
     ) -> PredictManyResult:
         """Async `Client.predict_many` (concurrency bounded by an asyncio semaphore)."""
-        from dream._bulk import run_predict_many_async
         from dream._retry import RetryPolicy
+        from dream.bulk.threads import run_predict_many_async
 
         mode = check_on_error(on_error)
         # An unknown spec fails here, before any row; the resolved default is what rows record.

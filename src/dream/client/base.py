@@ -12,7 +12,8 @@ from dream.errors import InputValidationError
 from dream.inputs import MAX_ACTIONS_BYTES, MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
-    from dream._bulk import CostEstimate, RowOutcome
+    from dream.bulk.estimate import CostEstimate
+    from dream.bulk.rows import RowOutcome
     from dream.engine.engine import Engine
     from dream.types import PredictResponse
 
@@ -114,7 +115,7 @@ def check_on_error(on_error: str) -> str:
 
 def outcome_of(pr: PredictResponse, *, seed: int, num_steps: int | None, frames: int | None = None) -> RowOutcome:
     """A bulk row's outcome from one byte-level predict response."""
-    from dream._bulk import RowOutcome
+    from dream.bulk.rows import RowOutcome
 
     n = frames if frames is not None else (int(pr.frames.shape[0]) if pr.frames is not None else 0)
     return RowOutcome(
@@ -182,6 +183,6 @@ def price_from_specs(specs: Any, spec: str | None, fallback: float = 0.0005) -> 
 
 
 def estimate_from(src: Any, *, spec: str, frames_per_row: int | None, price: float, wall_s: float | None) -> CostEstimate:
-    from dream._bulk import estimate_cost_for
+    from dream.bulk.estimate import estimate_cost_for
 
     return estimate_cost_for(src, spec=spec, frames_per_row=frames_per_row, price_per_frame_usd=price, rollout_wall_s=wall_s)

@@ -20,8 +20,10 @@ from dream.client.base import (
 )
 
 if TYPE_CHECKING:
-    from dream._bulk import CostEstimate, PredictManyResult, RowOutcome, RowPredictor
     from dream._retry import RetryPolicy
+    from dream.bulk.estimate import CostEstimate
+    from dream.bulk.rows import RowOutcome, RowPredictor
+    from dream.bulk.run import PredictManyResult
     from dream.client.transport import Transport
     from dream.engine.engine import Engine
     from dream.io import IterableSource, RolloutSink
@@ -229,8 +231,8 @@ class Client(BaseClient):
         redone). An unknown `spec` raises ModelNotFoundError before any row. Returns
         counts, failures, cost and wall time.
         """
-        from dream._bulk import run_predict_many
         from dream._retry import RetryPolicy
+        from dream.bulk.threads import run_predict_many
 
         mode = check_on_error(on_error)
         # An unknown spec fails here, before any row; the resolved default is what rows record.

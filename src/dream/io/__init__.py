@@ -5,10 +5,11 @@
 
 Sources (`IterableSource`): `frames_from_dir` (no extra needed), `frames_from_hf`
 (datasets), `frames_from_s3` (boto3), `frames_from_lerobot` (LeRobot v2.1 / v3.0
-datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`. URIs for the CLI:
+datasets; pyarrow + av). Sinks (`RolloutSink`): `.dir`, `.s3`, `.hf`, `.lerobot` (a LeRobot
+v3.0 dataset; pyarrow + av). URIs for the CLI:
 `dream.io.uri.source_from_uri` / `sink_from_uri`.
 
-Importing this package loads only the contract types; each loader and sink imports its
+Importing this package loads the contract types and the sink classes; each loader and sink imports its
 third-party packages when first used, and a missing one raises ImportError naming
 `pip install 'dream-engine[io]'`.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dream.io.sinks import DirRolloutSink, HfRolloutSink, LeRobotRolloutSink, S3RolloutSink  # noqa: F401 (an _EXTRAS name)
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
 __all__ = [
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 # Beyond the spec's __all__: reachable as attributes, not star-exported.
-_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "source_from_uri", "sink_from_uri")
+_EXTRAS = ("frames_from_lerobot", "LeRobotSource", "LeRobotRolloutSink", "source_from_uri", "sink_from_uri")
 
 _LAZY: dict[str, str] = {
     "frames_from_dir": "dream.io.sources.dir",
@@ -42,17 +44,11 @@ _LAZY: dict[str, str] = {
     "frames_from_s3": "dream.io.sources.s3",
     "frames_from_lerobot": "dream.io.sources.lerobot",
     "LeRobotSource": "dream.io.sources.lerobot",
-    "DirRolloutSink": "dream.io.sinks.dir",
-    "S3RolloutSink": "dream.io.sinks.s3",
-    "HfRolloutSink": "dream.io.sinks.hf",
     "source_from_uri": "dream.io.uri",
     "sink_from_uri": "dream.io.uri",
 }
 
 if TYPE_CHECKING:
-    from dream.io.sinks.dir import DirRolloutSink
-    from dream.io.sinks.hf import HfRolloutSink
-    from dream.io.sinks.s3 import S3RolloutSink
     from dream.io.sources.dir import frames_from_dir
     from dream.io.sources.hf import frames_from_hf
     from dream.io.sources.lerobot import LeRobotSource, frames_from_lerobot  # noqa: F401

@@ -5,7 +5,9 @@
 `RolloutSink` as a `RolloutRecord`. Subclass either ABC to plug in your own storage; only
 `__iter__` (sources) and `write` / `finalize` (sinks) are required.
 
-Nothing here imports numpy, pyarrow, boto3 or datasets.
+Nothing here imports numpy, pyarrow, boto3 or datasets, nor any sink: the built-in sinks
+(`dream.io.sinks`) subclass `RolloutSink` with a `kind=` that the factories
+(`RolloutSink.dir/.s3/.hf/.lerobot`) look up, so the dependency runs one way, sinks → contract.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["IterableSource", "RolloutRecord", "RolloutSink", "SourceRow"]
 
@@ -71,11 +73,16 @@ class RolloutRecord:
     (the int HTTP status: 200, or the failed row's error status) and spec; then ours:
     error, attempts, frames, sampling_seed, num_steps, guidance. A source key that
     collides with one of these is kept as `_source_<key>` (with one UserWarning per run).
+
+    actions_bytes: the row's actions (`.npy`, as the source gave them), which predict_many
+    and dream.ray pass on so a sink can store them beside the frames (RolloutSink.lerobot
+    does); empty for failed rows. Beyond sdk-surface §18.1: keyword, defaults to b"".
     """
 
     row_id: str
     mp4_bytes: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
+    actions_bytes: bytes = b""
 
 
 class RolloutSink(ABC):
@@ -92,6 +99,22 @@ class RolloutSink(ABC):
     `finished_rows()` maps them to the sampling parameters they recorded, so a resumed
     run skips only the rows finished with the same spec and sampling parameters.
     """
+
+    # The built-in sinks by factory name; each registers itself with `kind=` when its
+    # module is imported (`dream.io` imports them all).
+    _kinds: ClassVar[dict[str, type[RolloutSink]]] = {}
+
+    def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            RolloutSink._kinds[kind] = cls
+
+    @staticmethod
+    def _kind(kind: str) -> type[RolloutSink]:
+        try:
+            return RolloutSink._kinds[kind]
+        except KeyError:
+            raise RuntimeError(f"the built-in {kind!r} sink is not registered: import dream.io first") from None
 
     @abstractmethod
     def write(self, record: RolloutRecord) -> None:
@@ -116,7 +139,7 @@ class RolloutSink(ABC):
         Default: `finished_row_ids()` with no parameters recorded."""
         return {row_id: {} for row_id in self.finished_row_ids()}
 
-    # Factories (sdk-surface §18.1); each imports its implementation on first use.
+    # Factories (sdk-surface §18.1); each sink imports its third-party packages on first use.
 
     @classmethod
     def dir(
@@ -127,9 +150,7 @@ class RolloutSink(ABC):
         metadata_filename: str = "metadata.parquet",
     ) -> RolloutSink:
         """Local folder: `<path>/<videos_subdir>/<row_id>.mp4` + `<path>/<metadata_filename>`."""
-        from dream.io.sinks.dir import DirRolloutSink
-
-        return DirRolloutSink(path, videos_subdir=videos_subdir, metadata_filename=metadata_filename)
+        return RolloutSink._kind("dir")(path, videos_subdir=videos_subdir, metadata_filename=metadata_filename)
 
     @classmethod
     def s3(
@@ -141,9 +162,7 @@ class RolloutSink(ABC):
         metadata_filename: str = "metadata.parquet",
     ) -> RolloutSink:
         """S3 prefix mirroring the dir layout (needs boto3 and pyarrow)."""
-        from dream.io.sinks.s3 import S3RolloutSink
-
-        return S3RolloutSink(
+        return RolloutSink._kind("s3")(
             uri, boto3_kwargs=boto3_kwargs, videos_subdir=videos_subdir, metadata_filename=metadata_filename
         )
 
@@ -160,9 +179,7 @@ class RolloutSink(ABC):
         endpoint: str | None = None,
     ) -> RolloutSink:
         """Hugging Face dataset repo: videos/ + metadata/data-NNNNN.parquet shards + card."""
-        from dream.io.sinks.hf import HfRolloutSink
-
-        return HfRolloutSink(
+        return RolloutSink._kind("hf")(
             repo,
             token=token,
             private=private,
@@ -170,4 +187,37 @@ class RolloutSink(ABC):
             license=license,
             pretty_name=pretty_name,
             endpoint=endpoint,
+        )
+
+    @classmethod
+    def lerobot(
+        cls,
+        root: str | Path,
+        *,
+        repo_id: str,
+        fps: int | None = None,
+        task: str | None = None,
+        camera_key: str | None = None,
+        push_to_hub: bool = False,
+        private: bool = False,
+        token: str | None = None,
+        endpoint: str | None = None,
+        episodes_per_file: int = 100,
+    ) -> RolloutSink:
+        """A LeRobot v3.0 dataset at `root`: one episode per rollout, frame t with action t
+        (the rollout's last frame, which no action follows, is left out); `stats.json` as
+        LeRobot computes it; provenance in the episodes table; resumable after a kill.
+        `push_to_hub=True` uploads it to the dataset repo `repo_id` at finalize. Beyond
+        sdk-surface §18.1. Needs pyarrow and av."""
+        return RolloutSink._kind("lerobot")(
+            root,
+            repo_id=repo_id,
+            fps=fps,
+            task=task,
+            camera_key=camera_key,
+            push_to_hub=push_to_hub,
+            private=private,
+            token=token,
+            endpoint=endpoint,
+            episodes_per_file=episodes_per_file,
         )

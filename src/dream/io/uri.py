@@ -22,6 +22,9 @@ Sink URIs (`sink_from_uri`):
     s3://bucket/prefix                   RolloutSink.s3 (boto3_kwargs, videos_subdir, …)
     hf://datasets/org/name               RolloutSink.hf (token, private, shard_rows, license,
                                          pretty_name, endpoint)
+    lerobot:./rel/path, lerobot:///abs/path
+                                         RolloutSink.lerobot (repo_id required; fps, task,
+                                         camera_key, push_to_hub, private, token, …)
 
 Options are passed to the factory as keyword arguments; options whose value is None are
 dropped (so a CLI can pass every flag it has). Text values (from `--source-opt k=v` or the
@@ -57,6 +60,7 @@ SINK_FORMS = (
     "./dir | /abs/dir | file:///abs/dir",
     "s3://bucket/prefix",
     "hf://datasets/org/name",
+    "lerobot:./rel/path | lerobot:///abs/path",
 )
 
 
@@ -248,6 +252,22 @@ def sink_from_uri(uri: str, **options: Any) -> RolloutSink:
         if revision is not None:
             options.setdefault("revision", revision)
         return _call(HfRolloutSink, "RolloutSink.hf", repo, **options)
+    if uri.startswith("lerobot:"):
+        from dream.io.sinks.lerobot import LeRobotRolloutSink
+
+        rest = uri[len("lerobot:") :]
+        if rest.startswith("///"):
+            target = unquote(rest[2:])
+        elif rest.startswith("//"):
+            raise ValueError(
+                f"{uri!r}: a LeRobot sink is a local folder (lerobot:./path or lerobot:///abs/path); to upload "
+                "it, add --sink-opt push_to_hub=true with repo_id=org/name"
+            )
+        else:
+            target = unquote(rest)
+        if not target:
+            raise _bad(uri, SINK_FORMS, "sink")
+        return _call(LeRobotRolloutSink, "RolloutSink.lerobot", target, **options)
     path = _local_path(uri)
     if path is None:
         raise _bad(uri, SINK_FORMS, "sink")

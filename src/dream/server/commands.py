@@ -19,7 +19,8 @@ SERVE_EPILOG = """\
 examples:
   dream serve                                    # pusht-96 on 127.0.0.1:8000, ledger in ./dream-ledger.sqlite3
   dream serve --spec pusht-96 --spec dreamdojo-2b-gr1 --host 0.0.0.0 --port 8080
-  dream serve --db postgresql+psycopg://dream@db/dream   # several replicas, one ledger
+  dream serve --db postgresql+psycopg://dream@db/dream --url-secret "$SECRET" --data-dir /shared/dream
+                                                 # one of several replicas on one ledger
   dream serve --no-auth                          # local development only: no keys, no charges
 
 clients:
@@ -27,7 +28,8 @@ clients:
   the official dream-engine 0.5.0 client works unchanged against this server.
 
 endpoints: /v1/models, /v1/rollouts, /v1/predict, /v1/predict/batch, /v1/specs, /v1/status,
-/v1/billing/*, /v1/sessions (+ WebSocket), /healthz, /readyz, /metrics; OpenAPI at /docs.
+/v1/billing/*, /v1/sessions (+ WebSocket), /v1/webhooks/secret, /healthz, /readyz, /metrics;
+OpenAPI at /docs.
 """
 
 KEYS_EPILOG = """\
@@ -97,6 +99,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-concurrent", type=int, default=8,
                    help="rollouts in flight per key; more get 429 with Retry-After (default 8; 0 = unlimited)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="larger request bodies get 413 (default 64)")
+    p.add_argument("--max-ws-message-mb", type=float, default=4.0, metavar="MB",
+                   help="largest WebSocket message a session client may send; a larger one gets an error message, "
+                   "one over twice this closes the socket (1009) before it is read (default 4)")
     _add_budget_args(p)
     p.add_argument("--lease-seconds", type=float, default=30.0, metavar="S",
                    help="replicas sharing a ledger: what a server holds (reservations, in-flight requests) is released "
@@ -107,11 +112,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-token", default=None, metavar="TOKEN",
                    help="require Authorization: Bearer TOKEN on /metrics, which shows charged totals "
                    "(default: DREAM_METRICS_TOKEN; unset: open)")
-    p.add_argument("--data-dir", default=None, help="where rollout videos are kept for video_url (default: a temp dir)")
+    p.add_argument("--data-dir", default=None,
+                   help="where rollout videos are kept for video_url (default: a temp dir); replicas on one ledger "
+                   "share one, or each has its own --public-url")
     p.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for video_url/ws_url (default: from each request)")
     p.add_argument("--url-secret", default=None,
-                   help="HMAC secret signing video URLs and webhooks; replicas must share it (default: random)")
+                   help="HMAC secret signing video URLs and webhooks; replicas on one ledger must share it, and one "
+                   "whose secret differs from a live replica's refuses to start (default: random)")
     p.add_argument("--video-ttl", type=int, default=3600, help="seconds a video_url stays valid (default 3600)")
     p.add_argument("--no-preload", action="store_true",
                    help="do not load models at startup (ready at once; the first request loads its model)")
@@ -212,6 +220,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_limit_burst=args.burst,
         max_concurrent_rollouts=args.max_concurrent,
         max_body_bytes=int(args.max_body_mb * MIB),
+        max_ws_message_bytes=int(args.max_ws_message_mb * MIB),
         batch_window_ms=args.batch_window_ms,
         max_fused_batch=args.max_batch,
         data_dir=args.data_dir,
@@ -260,8 +269,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("=" * 72)
     log.info("serving %s on http://%s:%d (ledger %s)", ", ".join(settings.specs), args.host, args.port,
              _redact(settings.db_url))
-    uvicorn.run(app, host=args.host, port=args.port, log_config=config, access_log=True, ws_max_size=16 * MIB)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=config, access_log=True,
+                **ws_limits(settings.max_ws_message_bytes))
     return 0
+
+
+def ws_limits(max_message_bytes: int) -> dict[str, int]:
+    """uvicorn's WebSocket settings for a server that takes messages up to `max_message_bytes`.
+
+    The protocol refuses (close 1009) what is over twice the limit before reading it in;
+    between the two the app answers with an error message. Two received messages are
+    queued at most per socket (the app reads one at a time), so a client sending fast
+    holds little memory: the rest waits in its own TCP buffers.
+    """
+    return {"ws_max_size": 2 * max_message_bytes, "ws_max_queue": 2}
 
 
 def _redact(url: str) -> str:

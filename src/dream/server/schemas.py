@@ -149,6 +149,15 @@ class TopupSession(_Open):
     customer_id: str
 
 
+class WebhookSecret(_Open):
+    """The calling customer's secret for checking async-rollout webhooks (Standard Webhooks v1)."""
+
+    object: str = "webhook_secret"
+    secret: str = Field(description="whsec_<base64 key>: the HMAC-SHA256 key, base64 after the prefix")
+    scheme: str = Field(description="how deliveries are signed: webhook-id, webhook-timestamp, webhook-signature")
+    customer_id: str
+
+
 class WebhookAck(_Open):
     received: bool
     credited_mils: int

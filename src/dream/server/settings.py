@@ -96,6 +96,10 @@ class Settings:
 
     # --- sessions
     session_idle_s: float = 600.0  # idle sessions are closed after this long
+    # WebSocket messages a client may send, checked before they are parsed: a larger one
+    # gets an error message (the socket stays open); one over twice this is refused by
+    # the WebSocket protocol itself (close 1009) before it is read in.
+    max_ws_message_bytes: int = 4 * MIB
     session_chunk_actions: int = 8  # actions per engine call in a streaming session (rounded up to chunk_size)
 
     # --- payments
@@ -106,7 +110,9 @@ class Settings:
     checkout_cancel_url: str = "https://example.invalid/dream/topup/cancel"
 
     # --- test hooks
-    clock: Callable[[], float] = time.monotonic  # the limiter's clock
+    clock: Callable[[], float] = time.time  # the limiter's clock (wall time: replicas on one ledger share its state)
+    # How webhook hosts are resolved, (host, port) -> addresses; None: the system resolver.
+    webhook_resolve: Callable[[str, int], list[str]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,5 +135,7 @@ class Settings:
         for name in ("max_request_frames", "max_concurrent_decodes", "stream_chunk_frames", "stream_min_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.max_ws_message_bytes < 1024:
+            raise ValueError(f"max_ws_message_bytes must be >= 1024; got {self.max_ws_message_bytes}")
         if self.max_frame_pixels is not None and self.max_frame_pixels < 1:
             raise ValueError(f"max_frame_pixels must be >= 1; got {self.max_frame_pixels}")

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dream.io._records import BASE_COLUMNS, require
+from dream._extras import require
+from dream.bulk.records import BASE_COLUMNS
 from dream.view.store import OutputStore
 
 __all__ = [

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dream.io._records import require
+from dream._extras import require
 from dream.io.types import IterableSource, SourceRow
 from dream.view.catalog import PARENTS_DIR, QC_SCORES_FILE, Catalog, Row
 from dream.view.media import FrameCache

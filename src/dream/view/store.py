@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import require
+from dream._extras import require
 
 __all__ = ["DirStore", "HubStore", "OutputStore", "S3Store", "open_store"]
 

@@ -29,8 +29,7 @@ import uuid
 import warnings
 from pathlib import Path, PurePosixPath
 
-from dream.io._records import (
-    IO_EXTRA_HINT,
+from dream.bulk.records import (
     ParquetEntryWriter,
     check_row_id,
     entry_for,
@@ -54,7 +53,7 @@ def _relative_name(value: str, what: str) -> str:
     return value
 
 
-class DirRolloutSink(RolloutSink):
+class DirRolloutSink(RolloutSink, kind="dir"):
     """Rollouts as `<path>/<videos_subdir>/<row_id>.mp4` plus one metadata table.
 
     `write` / `write_failure` are thread-safe. `fsync=True` (default) makes each journal
@@ -88,7 +87,7 @@ class DirRolloutSink(RolloutSink):
             self.metadata_path = meta_parent / f"{stem}.jsonl"
             warnings.warn(
                 f"pyarrow is not installed: the rollout metadata will be written as JSON Lines to "
-                f"{self.metadata_path} instead of Parquet ({IO_EXTRA_HINT} for Parquet)",
+                f"{self.metadata_path} instead of Parquet (pip install 'dream-engine[io]' for Parquet)",
                 stacklevel=3,
             )
         self._lock = threading.Lock()

@@ -5,6 +5,12 @@
     <repo>/metadata/data-00001.parquet       …
     <repo>/README.md                         dataset card, written once (never overwritten)
 
+Every shard has the same schema, so `datasets.load_dataset(<repo>)` reads them as one
+table: a shard is written with the columns of the shards before it (null where its rows
+lack them) and with each column's widest type; when a shard widens a type (an int column
+that now holds text) or brings a new column, the older shards are rewritten to the new
+schema in the same commit.
+
 Rows are buffered until `shard_rows` of them are ready: the metadata in memory, the mp4s
 spilled to a temporary folder (so memory does not grow with shard_rows). Each shard then
 goes up as ONE commit (`HfApi.create_commit`) holding its mp4s and its Parquet shard, so
@@ -25,14 +31,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import (
+from dream._extras import require
+from dream.bulk.records import (
     BASE_COLUMNS,
     ParquetEntryWriter,
     check_row_id,
+    conform_table,
     entry_for,
     is_ok,
+    kinds_of_table,
     read_finished_columns,
-    require,
     row_params,
 )
 from dream.io.types import RolloutRecord, RolloutSink
@@ -42,7 +50,7 @@ __all__ = ["HfRolloutSink"]
 _SHARD_RE = re.compile(r"^metadata/data-(\d{5,})\.parquet$")
 
 
-class HfRolloutSink(RolloutSink):
+class HfRolloutSink(RolloutSink, kind="hf"):
     """Rollouts into the dataset repo `repo` ("org/name"); `write` is thread-safe."""
 
     def __init__(
@@ -82,6 +90,8 @@ class HfRolloutSink(RolloutSink):
         self._next_shard = 0
         self._row_shard: dict[str, tuple[str, bool, dict]] = {}  # row id -> (shard path, ok, params)
         self._shard_files: dict[str, Path] = {}  # shard path in repo -> local copy
+        self._shard_schemas: dict[str, Any] = {}  # shard path in repo -> its pyarrow schema
+        self._kinds: dict[str, set[str]] = {}  # the repo's columns -> value kinds, all shards
         self.commits = 0
 
     # -- state of the repo ------------------------------------------------------------
@@ -115,6 +125,7 @@ class HfRolloutSink(RolloutSink):
                 ((int(m.group(1)), f) for f in files if (m := _SHARD_RE.match(f))), key=lambda item: item[0]
             )
             self._next_shard = shards[-1][0] + 1 if shards else 0
+            pq = require("pyarrow.parquet", "RolloutSink.hf")
             for _, shard in shards:
                 local = Path(
                     self._hub.hf_hub_download(
@@ -128,6 +139,10 @@ class HfRolloutSink(RolloutSink):
                     )
                 )
                 self._shard_files[shard] = local
+                table = pq.read_table(str(local))
+                self._shard_schemas[shard] = table.schema
+                for column, kinds in kinds_of_table(table).items():
+                    self._kinds.setdefault(column, set()).update(kinds)
                 for row_id, ok, params in read_finished_columns(str(local)):
                     self._row_shard[row_id] = (shard, ok, params)
         self._scanned = True
@@ -164,22 +179,26 @@ class HfRolloutSink(RolloutSink):
                 self._flush()
 
     def _card(self) -> str:
+        """The dataset card (README.md): metadata through `huggingface_hub.DatasetCardData`,
+        which writes the YAML header (quoting included) the Hub reads."""
         from dream._version import __version__
 
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        columns = ", ".join(f"`{c}`" for c in BASE_COLUMNS)
-        return (
-            "---\n"
-            f"license: {self.license}\n"
-            f"pretty_name: {_yaml_str(self.pretty_name)}\n"
+        hub = self._hub
+        data = hub.DatasetCardData(
+            license=self.license,
+            pretty_name=self.pretty_name,
             # ⚠ sdk-surface §18.3 lists `video-generation` as the task category; it is not one
             # of the Hub's task ids, so it goes to tags and the card uses real task ids.
-            "task_categories:\n- image-to-video\n- robotics\n"
-            "tags:\n- synthetic\n- machine-generated\n- video\n- video-generation\n- world-model\n- dream-engine\n"
-            "annotations_creators:\n- machine-generated\n"
-            "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: metadata/*.parquet\n"
-            "---\n\n"
-            f"# {self.pretty_name}\n\n"
+            task_categories=["image-to-video", "robotics"],
+            tags=["synthetic", "machine-generated", "video", "video-generation", "world-model", "dream-engine"],
+            annotations_creators=["machine-generated"],
+            configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "metadata/*.parquet"}]}],
+        )
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        columns = ", ".join(f"`{c}`" for c in BASE_COLUMNS)
+        title = " ".join(self.pretty_name.split())  # one Markdown heading line
+        body = (
+            f"# {title}\n\n"
             "Rollouts predicted by an action-conditioned video world model with "
             f"[dream-engine](https://pypi.org/project/dream-engine/) {__version__}.\n\n"
             "## Layout\n\n"
@@ -187,18 +206,22 @@ class HfRolloutSink(RolloutSink):
             "- `metadata/data-NNNNN.parquet`: one row per source row (successful and failed), "
             f"the source row's metadata keys, then columns {columns}. `file_name` points at the "
             "video; `status` is the HTTP status (200 for ok rows; failed rows have an empty "
-            "`file_name` and their `error`).\n\n"
+            "`file_name` and their `error`). Every shard has the same columns.\n\n"
             f"First shard written {now} by dream-engine {__version__}.\n"
         )
+        card = hub.DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+        return str(card)
 
-    def _shard_bytes_path(self, name: str, entries: list[dict]) -> Path:
+    def _write_shard(self, name: str, entries: list[dict]) -> tuple[Path, Any, dict[str, set[str]]]:
+        """`entries` as a Parquet shard in the repo's schema: (local path, schema, column kinds)."""
         path = self._dir("shards") / name.replace("/", "__")
-        writer = ParquetEntryWriter(str(path))
+        writer = ParquetEntryWriter(str(path), kinds=self._kinds)
         try:
             writer.add_all(entries)
+            schema, kinds = writer.schema(), writer.kinds
         finally:
             writer.close()
-        return path
+        return path, schema, kinds
 
     def _flush(self) -> None:
         """Commit the buffer as one shard (videos + Parquet, plus fixes to older shards)."""
@@ -224,10 +247,11 @@ class HfRolloutSink(RolloutSink):
                         path_or_fileobj=str(spill / f"{entry['row_id']}.mp4"),
                     )
                 )
-        shard_local = self._shard_bytes_path(shard, entries)
+        shard_local, schema, kinds = self._write_shard(shard, entries)
         ops.append(hub.CommitOperationAdd(path_in_repo=shard, path_or_fileobj=str(shard_local)))
 
-        # Rows listed in older shards: drop them there, in this same commit.
+        # Older shards, in this same commit: rows listed again leave them, and a shard
+        # whose schema differs from the new one's (a column added or widened) is rewritten.
         stale: dict[str, set[str]] = {}
         for entry in entries:
             old = self._row_shard.get(entry["row_id"])
@@ -236,16 +260,20 @@ class HfRolloutSink(RolloutSink):
                 if old[1] and not is_ok(entry):
                     ops.append(hub.CommitOperationDelete(path_in_repo=f"videos/{entry['row_id']}.mp4"))
         rewritten: dict[str, Path | None] = {}
-        for old_shard, ids in stale.items():
-            table = pq.read_table(str(self._shard_files[old_shard]))
-            keep = pc.invert(pc.is_in(table.column("row_id"), value_set=pa.array(sorted(ids), pa.string())))
-            table = table.filter(keep)
+        for old_shard, old_local in self._shard_files.items():
+            ids = stale.get(old_shard)
+            if not ids and self._shard_schemas[old_shard].equals(schema):
+                continue
+            table = pq.read_table(str(old_local))
+            if ids:
+                keep = pc.invert(pc.is_in(table.column("row_id"), value_set=pa.array(sorted(ids), pa.string())))
+                table = table.filter(keep)
             if table.num_rows == 0:
                 ops.append(hub.CommitOperationDelete(path_in_repo=old_shard))
                 rewritten[old_shard] = None
             else:
                 local = self._dir("shards") / (old_shard.replace("/", "__") + ".rewrite")
-                pq.write_table(table, str(local), compression="zstd")
+                pq.write_table(conform_table(table, schema), str(local), compression="zstd")
                 ops.append(hub.CommitOperationAdd(path_in_repo=old_shard, path_or_fileobj=str(local)))
                 rewritten[old_shard] = local
         if not self._has_card:
@@ -264,12 +292,16 @@ class HfRolloutSink(RolloutSink):
         self.commits += 1
         self._has_card = True
         self._next_shard += 1
+        self._kinds = kinds
         self._shard_files[shard] = shard_local
+        self._shard_schemas[shard] = schema
         for old_shard, local in rewritten.items():
             if local is None:
                 self._shard_files.pop(old_shard, None)
+                self._shard_schemas.pop(old_shard, None)
             else:
                 self._shard_files[old_shard] = local
+                self._shard_schemas[old_shard] = schema
         for entry in entries:
             self._row_shard[entry["row_id"]] = (shard, is_ok(entry), row_params(entry))
             if is_ok(entry):  # failed rows may carry unsafe ids: never a path
@@ -284,6 +316,8 @@ class HfRolloutSink(RolloutSink):
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
                 self._shard_files.clear()
+                self._shard_schemas.clear()
+                self._kinds.clear()
                 self._scanned = False  # a later write rescans (the local copies are gone)
                 self._row_shard.clear()
         return self.output_uri
@@ -291,8 +325,3 @@ class HfRolloutSink(RolloutSink):
     def __repr__(self) -> str:
         return f"HfRolloutSink({self.repo!r}, shard_rows={self.shard_rows})"
 
-
-def _yaml_str(value: str) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar

@@ -24,14 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, unquote
 
-from dream.io._records import (
+from dream._extras import require
+from dream.bulk.records import (
     STATUS_FAILED,
     STATUS_OK,
     ParquetEntryWriter,
     check_row_id,
     entry_for,
     entry_to_line,
-    require,
     row_params,
 )
 from dream.io.sources.s3 import parse_s3_uri
@@ -50,7 +50,7 @@ def _decode_id(name: str) -> str:
     return unquote(name[: -len(".json")])
 
 
-class S3RolloutSink(RolloutSink):
+class S3RolloutSink(RolloutSink, kind="s3"):
     """Rollouts under `s3://bucket/prefix/`; `write` / `write_failure` are thread-safe."""
 
     def __init__(

@@ -1,15 +1,24 @@
-"""frames_from_hf: rows of a Hugging Face dataset, streamed with `datasets` (needs [io])."""
+"""frames_from_hf: rows of a Hugging Face dataset, streamed with `datasets` (needs [io]).
+
+Offline: with HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) set, a Hub dataset is read from the
+local Hugging Face cache (a snapshot `hf download <repo> --repo-type dataset` or an
+earlier `load_dataset` left there) without a single request, and a dataset that is not
+cached fails at once, saying so. When the Hub does not answer (no network), iterating
+fails at once with a ConnectionError instead of waiting out `datasets`' retries
+(≈ 23 s), unless a cached copy exists, which is then read (with a warning).
+"""
 
 from __future__ import annotations
 
 import glob
 import io
 import logging
+import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import require
+from dream._extras import require
 from dream.io.types import IterableSource, SourceRow
 
 __all__ = ["HfSource", "encode_actions_npy", "encode_frame_png", "frames_from_hf"]
@@ -97,6 +106,30 @@ def _is_local(repo: str | Sequence[str]) -> bool:
     )
 
 
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def hub_offline() -> bool:
+    """Whether the Hub must not be contacted: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set
+    (now, or when huggingface_hub read it at import)."""
+    if any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether `exc` is an HTTP answer from the Hub (404, 401, …) rather than no answer."""
+    try:
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    except ImportError:
+        return False
+    return isinstance(exc, HfHubHTTPError) and not isinstance(exc, OfflineModeIsEnabled)
+
+
 class HfSource(IterableSource):
     """Rows streamed from a Hub dataset, a local dataset folder, or local Parquet files."""
 
@@ -122,25 +155,71 @@ class HfSource(IterableSource):
         self.token = token
         self.endpoint = endpoint
         self.is_local = _is_local(self.repo)
+        self.local: str | list[str] = self.repo  # what load_dataset reads when is_local
         self.rows_hint_error: str | None = None
-        self.rows_hint = self._local_rows_hint() if self.is_local else self._hub_rows_hint()
+        self._unreachable: BaseException | None = None  # why the Hub did not answer
+        if self.is_local:
+            self.rows_hint = self._local_rows_hint()
+        elif hub_offline():
+            snapshot = self._cached_snapshot()
+            if snapshot is None:
+                raise ConnectionError(
+                    f"frames_from_hf({self.repo!r}): HF_HUB_OFFLINE is set and {self.repo!r} is not in the "
+                    f"local Hugging Face cache ({self._cache_dir()}); download it while online (`hf download "
+                    f"{self.repo} --repo-type dataset`), unset HF_HUB_OFFLINE, or give local Parquet files"
+                )
+            self._read_snapshot(snapshot)
+        else:
+            self.rows_hint = self._hub_rows_hint()
+            if self._unreachable is not None and (snapshot := self._cached_snapshot()) is not None:
+                log.warning(
+                    "the Hugging Face Hub did not answer (%s); reading the cached copy of %r in %s",
+                    self._unreachable, self.repo, snapshot,
+                )
+                self._read_snapshot(snapshot)
+
+    # -- the local cache --------------------------------------------------------------
+
+    def _cache_dir(self) -> str:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+
+    def _cached_snapshot(self) -> str | None:
+        """The folder of this dataset's snapshot in the Hugging Face cache, or None (no request)."""
+        hub = require("huggingface_hub", "frames_from_hf")
+        try:
+            return hub.snapshot_download(
+                self.repo, repo_type="dataset", revision=self.revision, local_files_only=True,
+                token=self.token, endpoint=self.endpoint,
+            )
+        except Exception as exc:
+            log.debug("no cached snapshot of %s: %s", self.repo, exc)
+            return None
+
+    def _read_snapshot(self, folder: str) -> None:
+        self.is_local = True
+        self.local = folder
+        self._unreachable = None
+        self.rows_hint_error = None
+        self.rows_hint = self._local_rows_hint()
 
     # -- row count ------------------------------------------------------------------
 
     def _local_parquet_files(self) -> list[str] | None:
         """The Parquet files of the split, or None when that is not knowable cheaply."""
-        if isinstance(self.repo, list):
-            files = self.repo
-        elif Path(self.repo).is_dir():
+        if isinstance(self.local, list):
+            files = self.local
+        elif Path(self.local).is_dir():
             datasets = require("datasets", "frames_from_hf")
             try:
-                builder = datasets.load_dataset_builder(self.repo)
+                builder = datasets.load_dataset_builder(self.local)
                 files = [str(f) for f in (builder.config.data_files or {}).get(self.split, [])]
             except Exception as exc:
-                log.debug("cannot resolve data files of %s: %s", self.repo, exc)
+                log.debug("cannot resolve data files of %s: %s", self.local, exc)
                 return None
         else:
-            files = sorted(glob.glob(str(Path(self.repo).expanduser())))
+            files = sorted(glob.glob(str(Path(self.local).expanduser())))
         return files if files and all(f.endswith(".parquet") for f in files) else None
 
     def _local_rows_hint(self) -> int | None:
@@ -151,19 +230,24 @@ class HfSource(IterableSource):
             pq = require("pyarrow.parquet", "frames_from_hf")
             return sum(pq.read_metadata(f).num_rows for f in files)
         except Exception as exc:
-            log.debug("cannot read Parquet footers of %s: %s", self.repo, exc)
+            log.debug("cannot read Parquet footers of %s: %s", self.local, exc)
             return None
+
+    def _dataset_info(self) -> Any:
+        hub = require("huggingface_hub", "frames_from_hf")
+        return hub.HfApi(endpoint=self.endpoint, token=self.token).dataset_info(self.repo, revision=self.revision)
 
     def _hub_rows_hint(self) -> int | None:
         try:
-            hub = require("huggingface_hub", "frames_from_hf")
-            info = hub.HfApi(endpoint=self.endpoint, token=self.token).dataset_info(
-                self.repo, revision=self.revision
-            )
+            info = self._dataset_info()
+        except ImportError:
+            raise
         except Exception as exc:
             log.debug("dataset_info(%s) failed: %s", self.repo, exc)
             # Kept so a caller (the CLI's `dream estimate`) can say why there is no count.
             self.rows_hint_error = f"the Hub did not answer for {self.repo!r}: {type(exc).__name__}: {exc}"
+            if not _answered(exc):
+                self._unreachable = exc
             return None
         card = getattr(info, "card_data", None) or getattr(info, "cardData", None)
         card_info = None
@@ -179,16 +263,38 @@ class HfSource(IterableSource):
 
     # -- iteration ------------------------------------------------------------------
 
+    def _check_reachable(self) -> None:
+        """Raise ConnectionError at once when the Hub did not answer at construction and
+        still does not (one request), instead of letting `datasets` retry for ≈ 23 s."""
+        if self._unreachable is None:
+            return
+        try:
+            self._dataset_info()
+        except Exception as exc:
+            if _answered(exc):
+                return  # it answers again; load_dataset says what is wrong
+            from huggingface_hub import constants
+
+            endpoint = self.endpoint or constants.ENDPOINT
+            text = " ".join(str(exc).split())
+            raise ConnectionError(
+                f"frames_from_hf({self.repo!r}): cannot reach the Hugging Face Hub at {endpoint} "
+                f"({type(exc).__name__}: {text}); with a cached copy set HF_HUB_OFFLINE=1, or give local "
+                "Parquet files (hf+parquet://…)"
+            ) from None
+        self._unreachable = None
+
     def _open(self) -> Any:
         datasets = require("datasets", "frames_from_hf")
         if not self.is_local:
+            self._check_reachable()
             ds = datasets.load_dataset(
                 self.repo, split=self.split, streaming=True, token=self.token, revision=self.revision
             )
-        elif isinstance(self.repo, list) or not Path(self.repo).is_dir():
-            ds = datasets.load_dataset("parquet", data_files=self.repo, split=self.split, streaming=True)
+        elif isinstance(self.local, list) or not Path(self.local).is_dir():
+            ds = datasets.load_dataset("parquet", data_files=self.local, split=self.split, streaming=True)
         else:
-            ds = datasets.load_dataset(self.repo, split=self.split, streaming=True)
+            ds = datasets.load_dataset(self.local, split=self.split, streaming=True)
         features = getattr(ds, "features", None) or {}
         feature = features.get(self.frame_field)
         if isinstance(feature, datasets.Image) and feature.decode:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dream.io._records import require
+from dream._extras import require
 from dream.io.types import IterableSource, SourceRow
 
 __all__ = ["LeRobotSource", "frames_from_lerobot"]

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from dream.io._records import require
+from dream._extras import require
 from dream.io.types import IterableSource, SourceRow
 
 __all__ = ["S3Source", "frames_from_s3", "parse_s3_uri"]

@@ -1,4 +1,5 @@
-"""POST /v1/rollouts (JSON envelope, sync or async) and GET /v1/rollouts/{id}.
+"""POST /v1/rollouts (JSON envelope, sync or async), GET /v1/rollouts/{id}, and
+GET /v1/webhooks/secret (the key that signs an async rollout's webhook).
 
 Never 404 for a bad model or parameter here: a 404 makes the 0.5.0 client rerun the
 request on /v1/predict (wire-protocol §7.3). Unknown models are 422.
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from dream.errors import ValidationError
 from dream.server.deps import PrincipalDep, RequestId, ServicesDep, base_url
 from dream.server.routes.common import ROLLOUT_ERRORS, errors, legacy_headers
-from dream.server.schemas import RolloutEnvelope
+from dream.server.schemas import RolloutEnvelope, WebhookSecret
 from dream.server.services.webhooks import check_webhook_url
 
 router = APIRouter(tags=["rollouts"])
@@ -106,3 +107,19 @@ async def create_rollout(
 async def get_rollout(rollout_id: str, request: Request, svc: ServicesDep, principal: PrincipalDep) -> Any:
     record = await asyncio.to_thread(svc.rollouts.get_record, principal, rollout_id)
     return JSONResponse(svc.rollouts.public_envelope(record, base_url(request, svc)))
+
+
+@router.get(
+    "/v1/webhooks/secret",
+    response_model=WebhookSecret,
+    responses=errors(401, 403, 429),
+    summary="This customer's webhook signing secret (Standard Webhooks v1)",
+)
+async def webhook_secret(svc: ServicesDep, principal: PrincipalDep) -> Any:
+    return {
+        "object": "webhook_secret",
+        "secret": svc.webhooks.secret_for(principal.customer_id),
+        "scheme": "standard-webhooks v1: webhook-signature = v1,base64(HMAC-SHA256(key, "
+                  "'<webhook-id>.<webhook-timestamp>.<body>'))",
+        "customer_id": principal.customer_id,
+    }

@@ -80,6 +80,15 @@ async def stream_session(websocket: WebSocket, session_id: str) -> None:
             if incoming["type"] == "websocket.disconnect":
                 break
             raw = incoming.get("text") if incoming.get("text") is not None else incoming.get("bytes")
+            limit = svc.settings.max_ws_message_bytes
+            if raw is not None and len(raw) > limit:  # before parsing: JSON costs ~8x its size in memory
+                await websocket.send_text(json.dumps({"type": "error", "error": {
+                    "code": "message_too_large",
+                    "message": f"this message is {len(raw)} bytes; this server takes WebSocket messages of at most "
+                               f"{limit} bytes (dream serve --max-ws-message-mb): send fewer actions per submit_actions",
+                }}))
+                del raw, incoming
+                continue
             try:
                 message = await asyncio.to_thread(parse_message, raw)  # off the loop: messages may be MBs
             except ValueError as exc:

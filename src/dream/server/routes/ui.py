@@ -1,10 +1,10 @@
 """/ui: the viewer page over the signed-in key's rollout history, plus a playground.
 
 The page and its assets need no key (it asks for one); every `/ui/api/…` call
-authenticates the Bearer key the page sends and sees only that customer's rollouts
-(`HistoryView`). Reads are not charged against the key's rate limit (a page of
-thumbnails is 60 small GETs); the playground's rollout goes through the same rollout
-service, limits and ledger as POST /v1/rollouts.
+authenticates the Bearer key the page sends, counts against that key's rate limit like
+any other request (the page waits out a 429's Retry-After and tries again), and sees only
+that customer's rollouts (`HistoryView`). The playground's rollout goes through the same
+rollout service, limits and ledger as POST /v1/rollouts.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import asyncio
 import weakref
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from dream.server.deps import Credentials, PrincipalDep, RequestId, ServicesDep, authenticate
+from dream.server.deps import Credentials, PrincipalDep, RequestId, ServicesDep, require_principal
 from dream.server.services.container import Services
 from dream.server.services.history import HistoryView
 from dream.view.app import view_router
@@ -35,8 +35,8 @@ def _frames(svc: Services) -> FrameCache:
     return cache
 
 
-async def get_history_view(svc: ServicesDep, creds: Credentials) -> HistoryView:
-    principal = await authenticate(svc, creds.credentials if creds else None)
+async def get_history_view(request: Request, svc: ServicesDep, creds: Credentials) -> HistoryView:
+    principal = await require_principal(request, svc, creds)
     return HistoryView(svc, principal, _frames(svc))
 
 

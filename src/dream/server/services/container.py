@@ -18,7 +18,7 @@ from dream.server.services.batcher import DynamicBatcher
 from dream.server.services.billing import BillingService
 from dream.server.services.db import Database
 from dream.server.services.idempotency import IdempotencyStore, IdempotentRunner
-from dream.server.services.leases import Leases
+from dream.server.services.leases import Leases, ReplicaConfig
 from dream.server.services.ledger import Ledger
 from dream.server.services.limiter import Limiter
 from dream.server.services.metrics import Metrics
@@ -49,11 +49,13 @@ class Services:
         self.ledger.owner = self.idempotency.owner = self.leases.id
         self.idempotency.owner_alive = self.leases.owner_alive
         self.limiter = Limiter(
+            self.db,
             rate=settings.rate_limit_rps,
             burst=settings.rate_limit_burst,
             max_concurrent=settings.max_concurrent_rollouts,
             concurrency_retry_after_s=settings.concurrency_retry_after_s,
             clock=settings.clock,
+            owner=self.leases.id,
         )
         self.metrics = Metrics()
         self.idem = IdempotentRunner(self.idempotency, on_replay=lambda kind: self.metrics.replays.labels(kind).inc())
@@ -63,8 +65,16 @@ class Services:
         self.videos = VideoStore(data_dir / "videos", secret=secret, ttl_s=settings.video_url_ttl_s)
         self.videos.result_retain_s = max(settings.idempotency_ttl_s, settings.implicit_idempotency_s) + 3600.0
         self.idempotency.bodies = self.videos  # result bodies on disk, not in the database
-        self.leases.housekeeping += [self.idempotency.prune, self.videos.prune]
-        self.webhooks = Webhooks(secret, timeout_s=settings.webhook_timeout_s, allow=settings.webhook_allow)
+        self.leases.housekeeping += [self.idempotency.prune, self.videos.prune, self.limiter.prune]
+        self.webhooks = Webhooks(
+            secret, timeout_s=settings.webhook_timeout_s, allow=settings.webhook_allow, resolve=settings.webhook_resolve
+        )
+        # Refuse now (a one-line error from `dream serve`) rather than serve next to replicas
+        # whose URLs and signatures this one could not honour; checked again when registering.
+        self.leases.config = ReplicaConfig.of(
+            secret=secret, data_dir=data_dir, public_url=settings.public_base_url, random_secret=not settings.url_secret
+        )
+        self.leases.check_config()
         self.engine_executor = ThreadPoolExecutor(
             max_workers=max(2, len(settings.specs) + 1), thread_name_prefix="dream-engine"
         )

@@ -119,6 +119,8 @@ rollout_records = Table(
     Column("video_id", String(60), nullable=True),
     Column("error", Text, nullable=True),
     Column("owner", String(40), nullable=True),  # server instance running a queued/running async rollout
+    # --public-url of the replica whose data folder holds the video; NULL: any (a shared folder)
+    Column("video_base", String(300), nullable=True),
 )
 
 # Server instances sharing this database: each refreshes its heartbeat; what an instance
@@ -131,10 +133,44 @@ instances = Table(
     Column("started", Float, nullable=False),
     Column("heartbeat", Float, nullable=False),
     Column("info", String(200), nullable=False),  # host and pid, for operators
+    # What replicas must agree on, compared when one starts (`services.leases.ReplicaConfig`).
+    Column("secret_check", String(64), nullable=True),  # a one-way check value of --url-secret
+    Column("data_dir_id", String(40), nullable=True),  # the id file in --data-dir (the same when shared)
+    Column("public_url", String(300), nullable=True),  # --public-url; NULL: from each request's Host
+)
+
+# Per-key limits shared by every replica on this ledger (`services.limiter`): one row per
+# limiter key with the request rate's state (GCRA: the time at which the key's burst is
+# whole again) and the count of its rollouts in flight on all replicas.
+limit_keys = Table(
+    "limit_keys",
+    metadata,
+    Column("key", String(120), primary_key=True),  # key_<hex>, anon:<address>, ip:<address>
+    Column("tat", Float, nullable=False),  # GCRA theoretical arrival time, epoch seconds
+    Column("active", Integer, nullable=False),  # rollouts in flight (the sum of its rollout_slots)
+)
+
+# One row per rollout in flight: a lease of the replica running it, released by any replica
+# once that one's heartbeat expires, so a killed replica's slots do not block the key.
+rollout_slots = Table(
+    "rollout_slots",
+    metadata,
+    Column("id", String(40), primary_key=True),  # slot_<hex>
+    Column("key", String(120), nullable=False),
+    Column("owner", String(40), nullable=False),  # server instance
+    Column("created", Float, nullable=False),
+    Index("ix_rollout_slots_owner", "owner"),
 )
 
 # Columns added after a table first shipped: (table, column DDL), added when missing.
-_ADDED_COLUMNS = [("reservations", "owner", "VARCHAR(40)"), ("rollout_records", "owner", "VARCHAR(40)")]
+_ADDED_COLUMNS = [
+    ("reservations", "owner", "VARCHAR(40)"),
+    ("rollout_records", "owner", "VARCHAR(40)"),
+    ("server_instances", "secret_check", "VARCHAR(64)"),
+    ("server_instances", "data_dir_id", "VARCHAR(40)"),
+    ("server_instances", "public_url", "VARCHAR(300)"),
+    ("rollout_records", "video_base", "VARCHAR(300)"),
+]
 
 
 def new_id(prefix: str) -> str:

@@ -14,6 +14,14 @@ done the stored result. The flow, driven by `RolloutService`:
 3. Failure: the pending record is removed, so a retry runs again (nothing was charged:
    the reservation was refunded).
 
+A key is charged once whatever replica answers. The record (its metadata: ids, price,
+fingerprint) lives in the shared database; a result's body (mp4, tar) lives in the data
+folder of the replica that ran it. A replica that finds a *done* record whose body it
+cannot read (another replica's folder, or pruned) does not charge again: it runs the
+call again free of charge, answers it as a replay with the stored metadata (the same
+rollout id and price; the engine is deterministic, so the same bytes) and keeps the body
+under the record's body id, so it re-runs a key at most once.
+
 The fingerprint ignores the endpoint, so our client's fallback from ``/v1/rollouts`` to
 ``/v1/predict`` (wire-protocol §7.3) with the same key replays instead of rerunning.
 """
@@ -57,7 +65,8 @@ class IdempotencyInProgress(ValidationError):
 @dataclass(frozen=True)
 class StoredResult:
     meta: dict[str, Any]
-    body: bytes
+    body: bytes | None  # None: paid for, but the body is not readable on this replica
+    ref: str | None = None  # the body's id in the body store
 
 
 def fingerprint(*parts: Any) -> str:
@@ -120,18 +129,11 @@ class IdempotencyStore:
                 )
             if row["state"] == "done":
                 meta = json.loads(row["meta"] or "{}")
-                body = self._body(meta, row["body"])
-                if body is not None:
-                    return "done", StoredResult(meta, body)
-                # Its body is gone (pruned, or another replica's folder): run the call again.
-                conn.execute(delete(idempotency_records).where(pk))
-                conn.execute(
-                    idempotency_records.insert().values(
-                        scope=scope, key=key, fingerprint=fp, state="pending", owner=self.owner, created=now,
-                        expires=now + ttl_s + self.stale_after_s, ttl_s=ttl_s, meta=None, body=None,
-                    )
-                )
-                return "claimed", None
+                ref = meta.pop(_BODY_REF, None)
+                if ref is None:
+                    return "done", StoredResult(meta, bytes(row["body"] or b""))
+                body = self.bodies.read_result(ref) if self.bodies is not None else None
+                return "done", StoredResult(meta, body, ref)
             if self.owner_alive is not None:
                 dead = not self.owner_alive(conn, row["owner"])
             else:
@@ -146,11 +148,11 @@ class IdempotencyStore:
                 return "claimed", None
             return "pending", None
 
-    def _body(self, meta: dict[str, Any], column: bytes | None) -> bytes | None:
-        ref = meta.pop(_BODY_REF, None)
-        if ref is None:
-            return bytes(column or b"")
-        return self.bodies.read_result(ref) if self.bodies is not None else None
+    def keep_body(self, stored: StoredResult, body: bytes) -> None:
+        """Keep a body made again (`StoredResult.body` was None) under the record's body id,
+        so the next replay on this replica reads it instead of running again."""
+        if self.bodies is not None and stored.ref is not None:
+            self.bodies.put_result(body, rid=stored.ref)
 
     def complete_in(self, scope: str, key: str, result: StoredResult) -> Callable[[Connection], None]:
         """A statement to run inside another transaction (the ledger's settle).
@@ -216,7 +218,8 @@ class IdempotentRunner:
 
     A twin request arriving while the first runs in this process waits for it and then
     replays its result (or, if the first failed, runs itself). A twin running in another
-    process makes this request answer 409.
+    process makes this request answer 409. A finished twin whose body lives on another
+    replica is re-run here free of charge (once; twins of the re-run wait for it).
     """
 
     def __init__(self, store: IdempotencyStore, *, on_replay: Callable[[str], Any] | None = None) -> None:
@@ -234,12 +237,17 @@ class IdempotentRunner:
         kind: str,
         *,
         failed: Callable[[StoredResult], bool] | None = None,
+        rerun: Callable[[StoredResult], Awaitable[T]] | None = None,
     ) -> T:
         """`call(complete)` must store its result with `complete` when it succeeds.
 
         `failed` (blocking, run in a thread) says whether a stored result stands for work
         that failed after it was stored (an async job); such a record is dropped and the
         call runs again, so a failure never blocks a retry with the same key.
+
+        `rerun(stored)` answers a paid-for record whose body this replica cannot read: it
+        makes the body again without charging, keeps it (`IdempotencyStore.keep_body`) and
+        returns the replay. Kinds without one replay from the metadata alone.
         """
         if key is None:
             return await call(None)
@@ -251,9 +259,20 @@ class IdempotentRunner:
                 continue
             if state == "done":
                 assert stored is not None
+                if stored.body is None:
+                    twin = self._inflight.get((scope, k))
+                    if twin is not None:  # this replica is making the body already: wait, then read it
+                        await asyncio.shield(twin)
+                        continue
+                    if rerun is None:  # a kind whose replay needs no body (a job, a session)
+                        result = replay(StoredResult(stored.meta, b"", stored.ref))
+                    else:
+                        result = await self._hold(scope, k, rerun(stored))
+                else:
+                    result = replay(stored)
                 if self._on_replay is not None:
                     self._on_replay(kind)
-                return replay(stored)
+                return result
             if state == "pending":
                 twin = self._inflight.get((scope, k))
                 if twin is None:
@@ -263,16 +282,24 @@ class IdempotentRunner:
                     )
                 await asyncio.shield(twin)
                 continue
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._inflight[(scope, k)] = fut
-            try:
-                return await call(lambda result: self.store.complete_in(scope, k, result))
-            except BaseException:
-                await run_cleanup(self.store.abandon, scope, k)
-                raise
-            finally:
-                self._inflight.pop((scope, k), None)
-                fut.set_result(None)
+            return await self._hold(scope, k, self._claimed(scope, k, call))
+
+    async def _claimed(self, scope: str, key: str, call: Callable[[Completer | None], Awaitable[T]]) -> T:
+        try:
+            return await call(lambda result: self.store.complete_in(scope, key, result))
+        except BaseException:
+            await run_cleanup(self.store.abandon, scope, key)  # before twins wake: they may run it then
+            raise
+
+    async def _hold(self, scope: str, key: str, work: Awaitable[T]) -> T:
+        """Await `work` as this process's run of (scope, key): twins wait for it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[(scope, key)] = fut
+        try:
+            return await work
+        finally:
+            self._inflight.pop((scope, key), None)
+            fut.set_result(None)
 
 
 async def run_cleanup(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -181,8 +181,11 @@ class Ledger:
         row.pop("key_hash", None)
         return row
 
-    def authenticate(self, key: str) -> Principal:
-        """The principal of a bearer key; AuthError for an unknown or revoked key."""
+    def authenticate(self, key: str, *, then: Callable[[Connection, Principal], None] | None = None) -> Principal:
+        """The principal of a bearer key; AuthError for an unknown or revoked key.
+
+        `then(conn, principal)` runs in the same transaction once the key is valid (the
+        rate limit: one transaction per request for both)."""
         if not key:
             raise AuthError("missing API key: send Authorization: Bearer dre_…", status_code=401)
         q = (
@@ -195,15 +198,18 @@ class Ledger:
         )
         with self.db.begin() as conn:
             row = conn.execute(q).mappings().first()
-        if row is None:
-            raise AuthError("invalid API key", status_code=401)
-        if row["revoked"] is not None:
-            raise AuthError(f"API key {row['id']} has been revoked", status_code=403)
-        limits = KeyLimits(row["rate_limit_rps"], row["burst"], row["max_concurrent"])
-        return Principal(
-            customer_id=row["cid"], customer_name=row["name"], key_id=row["id"], billed=True,
-            limits=None if limits.empty else limits,
-        )
+            if row is None:
+                raise AuthError("invalid API key", status_code=401)
+            if row["revoked"] is not None:
+                raise AuthError(f"API key {row['id']} has been revoked", status_code=403)
+            limits = KeyLimits(row["rate_limit_rps"], row["burst"], row["max_concurrent"])
+            principal = Principal(
+                customer_id=row["cid"], customer_name=row["name"], key_id=row["id"], billed=True,
+                limits=None if limits.empty else limits,
+            )
+            if then is not None:
+                then(conn, principal)
+        return principal
 
     def customer(self, customer_id: str) -> dict[str, Any]:
         with self.db.begin() as conn:
@@ -247,12 +253,20 @@ class Ledger:
         )
         return after
 
-    def reserve(self, customer_id: str, amount_mils: int, *, request_id: str, detail: str) -> Reservation:
-        """Take `amount_mils` now, or raise InsufficientCreditsError (402) with both figures."""
+    def reserve(
+        self, customer_id: str, amount_mils: int, *, request_id: str, detail: str,
+        first: Callable[[Connection], Any] | None = None,
+    ) -> Reservation:
+        """Take `amount_mils` now, or raise InsufficientCreditsError (402) with both figures.
+
+        `first(conn)` runs at the start of the same transaction (taking a rollout slot), so
+        what it does is undone when the credit is short."""
         if amount_mils < 0:
             raise ValueError(f"cannot reserve a negative amount ({amount_mils})")
         rsv = Reservation(id=new_id("rsv"), customer_id=customer_id, amount_mils=amount_mils, request_id=request_id)
         with self.db.begin() as conn:
+            if first is not None:
+                first(conn)
             taken = conn.execute(
                 update(customers)
                 .where(customers.c.id == customer_id, customers.c.balance_mils >= amount_mils)

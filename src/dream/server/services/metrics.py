@@ -47,6 +47,10 @@ class Metrics:
         self.charged_mils = Counter("dream_charged_mils", "Mils charged for successful calls", ["spec"], registry=r)
         self.refunded_mils = Counter("dream_refunded_mils", "Mils refunded after failures", ["spec"], registry=r)
         self.replays = Counter("dream_idempotent_replays", "Requests answered from an idempotency record", ["kind"], registry=r)
+        self.reruns = Counter(
+            "dream_idempotent_reruns", "Replays run again uncharged: paid for on a replica whose result body is not here",
+            ["kind"], registry=r,
+        )
         self.rate_limited = Counter("dream_rate_limited", "Requests refused with 429", registry=r)
         self.sessions_open = Gauge("dream_sessions_open", "Streaming sessions open", registry=r)
         self.ready = Gauge("dream_ready", "1 when every spec is loaded and warmed up", registry=r)

@@ -48,7 +48,7 @@ from dream.server.services.batcher import BatchItem
 from dream.server.services.db import new_id, rollout_records
 from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint, run_cleanup
 from dream.server.services.ledger import Principal, Reservation, usd_to_mils
-from dream.server.services.limiter import slot_for
+from dream.server.services.limiter import HeldSlot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -378,6 +378,21 @@ class RolloutService:
 
     # ----------------------------------------------------------------- money
 
+    def _take_and_reserve(
+        self, principal: Principal, amount: int, request_id: str, detail: str
+    ) -> tuple[HeldSlot, Reservation | None]:
+        """The key's rollout slot (429), then the reservation (402): one transaction (blocking)."""
+        limiter = self.svc.limiter
+        cap, key = limiter.cap(principal), principal.limiter_key
+        if not (principal.billed and amount > 0):
+            return limiter.take(principal), None
+        slots: list[str] = []
+        rsv = self.svc.ledger.reserve(
+            principal.customer_id, amount, request_id=request_id, detail=detail,
+            first=(lambda conn: slots.append(limiter.acquire_in(conn, key, cap))) if cap > 0 else None,
+        )
+        return HeldSlot(limiter, key, slots[0] if slots else None), rsv
+
     async def _reserve(self, principal: Principal, amount: int, request_id: str, detail: str) -> Reservation | None:
         if not principal.billed or amount <= 0:
             return None
@@ -458,6 +473,7 @@ class RolloutService:
             lambda complete: self._run_single(principal, job, request_id, complete),
             self._replay_single,
             "single",
+            rerun=lambda stored: self._rerun_single(principal, job, stored),
         )
 
     def _replay_single(self, stored: StoredResult) -> SingleResult:
@@ -466,6 +482,47 @@ class RolloutService:
             self.svc.videos.put(result.video_id, result.mp4)
         return result
 
+    async def _rerun_single(self, principal: Principal, job: SingleJob, stored: StoredResult) -> SingleResult:
+        """A replay of a rollout paid for on another replica whose body is not readable here:
+        the engine runs again, uncharged (same inputs, same bytes), under the key's slot."""
+        async with self.svc.limiter.slot(principal):
+            encode, wall_ms, _fused = await self._compute_single(principal, job, None)
+
+            def finish() -> SingleResult:
+                mp4 = encode()
+                self.svc.idempotency.keep_body(stored, mp4)
+                return self._replay_single(StoredResult(stored.meta, mp4, stored.ref))
+
+            result = await asyncio.to_thread(finish)
+        self._count_rerun("single", job.spec.slug, result.num_frames)
+        logger.info("rollout %s replayed by running it again uncharged (engine_wall_ms=%.1f): its result body "
+                    "is kept by another replica", result.rollout_id, wall_ms)
+        return result
+
+    def _count_rerun(self, kind: str, slug: str, frames: int) -> None:
+        self.svc.metrics.reruns.labels(kind).inc()
+        self.svc.metrics.frames.labels(slug).inc(frames)
+
+    async def _compute_single(
+        self, principal: Principal, job: SingleJob, frame: np.ndarray | None
+    ) -> tuple[Callable[[], bytes], float, int]:
+        """The engine part of one rollout: (a blocking function giving its mp4, engine ms, rollouts fused).
+
+        Short rollouts go through the dynamic batcher (the mp4 is encoded by the function,
+        off the event loop); long ones stream chunk by chunk (already encoded)."""
+        spec = job.spec
+        if frame is None:
+            frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
+        if self.settings.stream_min_frames < int(job.actions.shape[0]) + 1:
+            mp4s, wall_ms = await self.stream_rollouts(
+                principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
+            )
+            return (lambda: mp4s[0]), wall_ms, 1
+        item = await self.svc.batcher.submit(
+            BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance, customer=principal.customer_id)
+        )
+        return (lambda: self.svc.engine.encode_mp4(item.frames, spec.slug)), float(item.result.wall_ms), item.fused
+
     async def _run_single(
         self,
         principal: Principal,
@@ -473,56 +530,54 @@ class RolloutService:
         request_id: str,
         complete: Completer | None,
         *,
+        queued: bool = False,
         rsv: Reservation | None = None,
         rollout_id: str | None = None,
         frame: np.ndarray | None = None,
     ) -> SingleResult:
+        """One rollout, charged. `queued`: an async job's, whose slot and reservation (`rsv`,
+        None when unbilled) were taken when it was queued."""
         spec = job.spec
         T = int(job.actions.shape[0])
         amount = cost_mils(spec, T)
-        slot = (
-            contextlib.nullcontext() if rsv is not None else slot_for(self.svc.limiter, principal)
-        )
-        with slot:
-            if rsv is None:
-                rsv = await self._reserve(principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames")
-            try:
-                if frame is None:
-                    frame = await self.decode_frame(spec, job.frame_bytes, job.frame_part)
-                if self.settings.stream_min_frames < T + 1:
-                    mp4s, wall_ms = await self.stream_rollouts(
-                        principal, spec, frame, job.actions[None], job.seed, job.num_steps, job.guidance
-                    )
-                    mp4, fused = mp4s[0], 1
-                else:
-                    item = await self.svc.batcher.submit(
-                        BatchItem(spec.slug, frame, job.actions, job.seed, job.num_steps, job.guidance,
-                                  customer=principal.customer_id)
-                    )
-                    mp4, wall_ms, fused = None, float(item.result.wall_ms), item.fused
+        held: HeldSlot | None = None
+        if not queued:
+            held, rsv = await asyncio.to_thread(
+                self._take_and_reserve, principal, amount, request_id, f"predict · {spec.slug} · {T + 1} frames"
+            )
+        try:
+            encode, wall_ms, fused = await self._compute_single(principal, job, frame)
 
-                def finish() -> SingleResult:
-                    # One worker-thread hop for everything after the engine: encode, store, settle.
-                    data = mp4 if mp4 is not None else self.svc.engine.encode_mp4(item.frames, spec.slug)
-                    done = SingleResult(
-                        rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
-                        created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
-                        engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
-                        seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
-                        mp4=data,
-                    )
-                    self.svc.videos.put(done.video_id, data)
-                    also = [self._record_rollout(principal, done)]
-                    if complete is not None:
-                        also.append(complete(StoredResult(done.meta(), data)))
-                    self._settle_now(rsv, also)
-                    return done
+            def finish() -> SingleResult:
+                # One worker-thread hop for everything after the engine: encode, store, settle
+                # (and give the slot back in the settle's transaction).
+                data = encode()
+                done = SingleResult(
+                    rollout_id=rollout_id or new_id("rollout"), request_id=request_id, model=spec.slug,
+                    created=int(time.time()), num_frames=T + 1, resolution=spec.resolution,
+                    engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0,
+                    seed=job.seed, customer_id=principal.customer_id, video_id=new_id("vid"), fused=fused,
+                    mp4=data,
+                )
+                self.svc.videos.put(done.video_id, data)
+                also = [self._record_rollout(principal, done)]
+                if complete is not None:
+                    also.append(complete(StoredResult(done.meta(), data)))
+                if held is not None:
+                    also.append(held.release_in)
+                self._settle_now(rsv, also)
+                if held is not None:
+                    held.released = True
+                return done
 
-                result = await asyncio.to_thread(finish)
-            except BaseException as exc:
-                self.svc.metrics.rollouts.labels(spec.slug, "failed").inc()
-                await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict · {spec.slug}")
-                raise
+            result = await asyncio.to_thread(finish)
+        except BaseException as exc:
+            self.svc.metrics.rollouts.labels(spec.slug, "failed").inc()
+            await self._refund(rsv, spec.slug, f"{type(exc).__name__} during predict · {spec.slug}")
+            raise
+        finally:
+            if held is not None and not held.released:
+                await run_cleanup(held.release)
         m = self.svc.metrics
         m.rollouts.labels(spec.slug, "succeeded").inc()
         m.frames.labels(spec.slug).inc(result.num_frames)
@@ -599,6 +654,7 @@ class RolloutService:
             values = {
                 "customer_id": principal.customer_id, "status": "succeeded", "updated": now,
                 "envelope": json.dumps(envelope), "video_id": result.video_id, "error": None,
+                "video_base": self._video_base(),
             }
             if row is None:
                 conn.execute(rollout_records.insert().values(id=result.rollout_id, created=now, **values))
@@ -621,7 +677,28 @@ class RolloutService:
             lambda complete: self._run_batch(principal, job, request_id, complete),
             BatchResult.from_stored,
             "batch",
+            rerun=lambda stored: self._rerun_batch(principal, job, stored),
         )
+
+    async def _compute_batch(self, principal: Principal, job: BatchJob) -> tuple[bytes, float]:
+        """The engine part of a batch: (its tar of K mp4s, engine ms)."""
+        frame = await self.decode_frame(job.spec, job.frame_bytes, "frame")
+        self.svc.metrics.fused_batch_size.observe(int(job.actions.shape[0]))
+        mp4s, wall_ms = await self.stream_rollouts(
+            principal, job.spec, frame, job.actions, job.seed, job.num_steps, job.guidance
+        )
+        return await asyncio.to_thread(tar_of, mp4s), wall_ms
+
+    async def _rerun_batch(self, principal: Principal, job: BatchJob, stored: StoredResult) -> BatchResult:
+        """`_rerun_single` for a batch: paid for on another replica, run again here uncharged."""
+        async with self.svc.limiter.slot(principal):
+            tar, wall_ms = await self._compute_batch(principal, job)
+        await asyncio.to_thread(self.svc.idempotency.keep_body, stored, tar)
+        result = BatchResult.from_stored(StoredResult(stored.meta, tar, stored.ref))
+        self._count_rerun("batch", job.spec.slug, result.batch_size * result.num_frames)
+        logger.info("batch %s replayed by running it again uncharged (engine_wall_ms=%.1f): its result body is "
+                    "kept by another replica", result.request_id, wall_ms)
+        return result
 
     async def _run_batch(
         self,
@@ -633,15 +710,10 @@ class RolloutService:
         spec = job.spec
         K, T = int(job.actions.shape[0]), int(job.actions.shape[1])
         amount = cost_mils(spec, T, K)
-        with slot_for(self.svc.limiter, principal):
+        async with self.svc.limiter.slot(principal):
             rsv = await self._reserve(principal, amount, request_id, f"predict_batch · {spec.slug} · {K}×{T + 1} frames")
             try:
-                frame = await self.decode_frame(spec, job.frame_bytes, "frame")
-                self.svc.metrics.fused_batch_size.observe(K)
-                mp4s, wall_ms = await self.stream_rollouts(
-                    principal, spec, frame, job.actions, job.seed, job.num_steps, job.guidance
-                )
-                tar = await asyncio.to_thread(tar_of, mp4s)
+                tar, wall_ms = await self._compute_batch(principal, job)
                 result = BatchResult(
                     request_id=request_id, model=spec.slug, batch_size=K, num_frames=T + 1, resolution=spec.resolution,
                     engine_wall_ms=wall_ms, cost_mils=amount if principal.billed else 0, seed=job.seed,
@@ -698,8 +770,8 @@ class RolloutService:
     ) -> str:
         spec = job.spec
         T = int(job.actions.shape[0])
-        slot = contextlib.ExitStack()
-        slot.enter_context(slot_for(self.svc.limiter, principal))
+        slot = contextlib.AsyncExitStack()  # held until the job ends (`_run_job`)
+        await slot.enter_async_context(self.svc.limiter.slot(principal))
         rsv: Reservation | None = None
         try:
             rsv = await self._reserve(principal, cost_mils(spec, T), request_id, f"predict · {spec.slug} · {T + 1} frames")
@@ -707,7 +779,7 @@ class RolloutService:
         except BaseException:
             if rsv is not None:
                 await self._refund(rsv, spec.slug, "the start frame could not be decoded")
-            slot.close()
+            await slot.aclose()
             raise
         rollout_id = new_id("rollout")
         queued = {
@@ -736,7 +808,7 @@ class RolloutService:
             await asyncio.to_thread(write)
         except BaseException:
             await self._refund(rsv, spec.slug, "could not queue the rollout")
-            slot.close()
+            await slot.aclose()
             raise
         task = asyncio.get_running_loop().create_task(
             self._run_job(principal, job, frame, request_id, rsv, rollout_id, webhook_url, base_url, slot)
@@ -755,12 +827,13 @@ class RolloutService:
         rollout_id: str,
         webhook_url: str | None,
         base_url: str,
-        slot: contextlib.ExitStack,
+        slot: contextlib.AsyncExitStack,
     ) -> None:
-        with slot:
+        async with slot:
             await asyncio.to_thread(self._set_status, rollout_id, "running", None)
             try:
-                await self._run_single(principal, job, request_id, None, rsv=rsv, rollout_id=rollout_id, frame=frame)
+                await self._run_single(principal, job, request_id, None, queued=True, rsv=rsv, rollout_id=rollout_id,
+                                       frame=frame)
             except Exception as exc:
                 logger.warning("async rollout %s failed: %s", rollout_id, exc)
                 message = exc.message if isinstance(exc, DreamError) else "internal error (see the server log)"
@@ -769,7 +842,7 @@ class RolloutService:
                 await asyncio.to_thread(self._set_status, rollout_id, "failed", message)
         if webhook_url:
             envelope = self.public_envelope(await asyncio.to_thread(self.get_record, principal, rollout_id), base_url)
-            await self.svc.webhooks.deliver(webhook_url, envelope)
+            await self.svc.webhooks.deliver(webhook_url, envelope, customer_id=principal.customer_id)
 
     def _job_failed(self, principal: Principal, rollout_id: str) -> bool:
         try:
@@ -806,12 +879,18 @@ class RolloutService:
             raise RolloutNotFound(f"no rollout {rollout_id!r} for this API key", status_code=404)
         return dict(row)
 
+    def _video_base(self) -> str | None:
+        """Where this replica's videos are fetched, when it has a folder of its own (its --public-url)."""
+        url = self.settings.public_base_url
+        return url.rstrip("/") if url else None
+
     def public_envelope(self, record: dict[str, Any], base_url: str) -> dict[str, Any]:
-        """A record's envelope with a freshly signed video_url when it has a video."""
+        """A record's envelope with a freshly signed video_url when it has a video: at the
+        replica that holds the video when it has its own data folder, else at `base_url`."""
         env = json.loads(record["envelope"])
         if record.get("video_id") and record["status"] == "succeeded":
             path, expires = self.svc.videos.signed_path(record["video_id"])
-            env["video_url"] = base_url + path
+            env["video_url"] = (record.get("video_base") or base_url) + path
             env["video_url_expires_at"] = expires
         return env
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -37,7 +38,6 @@ from dream.errors import (
 )
 from dream.server.services.db import new_id
 from dream.server.services.ledger import Principal, usd_to_mils
-from dream.server.services.limiter import slot_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,14 +179,12 @@ class SessionService:
         idempotency_key: str | None,
     ) -> ServerSession:
         """`create`, once per Idempotency-Key: a repeated POST returns the same session."""
-        import json
-
         from dream.server.services.idempotency import Completer, StoredResult, check_key, fingerprint
 
         async def call(complete: Completer | None) -> ServerSession:
             sess = await self.create(principal, model=model, frame_bytes=frame_bytes, seed=seed, num_steps=num_steps)
             if complete is not None:
-                store = complete(StoredResult({"kind": "session", "session_id": sess.id}, json.dumps({}).encode()))
+                store = complete(StoredResult({"kind": "session", "session_id": sess.id}, b""))
 
                 def write() -> None:
                     with self.svc.db.begin() as conn:
@@ -241,6 +239,7 @@ class SessionService:
         async with sess.lock:
             sess.last_active = time.time()
             spec = sess.spec
+            slot = contextlib.AsyncExitStack()  # the key's rollout slot while this rollout streams
             try:
                 await self.svc.rollouts.require_loaded(spec)
                 # Off the event loop: a long nested list takes a while to convert.
@@ -250,8 +249,7 @@ class SessionService:
                 self.svc.rollouts.check_budget(int(actions.shape[0]))  # the same limits as /v1/predict
                 num_steps = validate_num_steps(message["num_steps"]) if message.get("num_steps") is not None else sess.num_steps
                 seed = validate_seed(message["seed"]) if message.get("seed") is not None else sess.seed
-                slot = slot_for(self.svc.limiter, sess.principal)
-                slot.__enter__()
+                await slot.enter_async_context(self.svc.limiter.slot(sess.principal))
             except DreamError as exc:
                 yield error_message(exc)
                 return
@@ -289,7 +287,7 @@ class SessionService:
                 sess.rollouts += 1
                 yield {"type": "rollout_complete", "frames_streamed": streamed, "frames_streamed_total": sess.frames_streamed}
             finally:
-                slot.__exit__(None, None, None)
+                await slot.aclose()
                 sess.state = "open"
                 sess.last_active = time.time()
 

@@ -61,11 +61,15 @@ class VideoStore:
         """Write atomically (temp file + rename), so a reader never sees half a video."""
         self._write(self._path(video_id), mp4)
 
-    def put_result(self, body: bytes) -> str:
-        """Keep an idempotent result's body (for `result_retain_s`); returns its id."""
+    def put_result(self, body: bytes, *, rid: str | None = None) -> str:
+        """Keep an idempotent result's body (for `result_retain_s`); returns its id.
+
+        `rid`: keep it under this id (a body made again on a replica that lacked it)."""
         from dream.server.services.db import new_id
 
-        rid = new_id("res")
+        rid = rid or new_id("res")
+        if not _RESULT_ID.match(rid):
+            raise ValueError(f"not a result id: {rid!r}")
         self._write(self.directory / f"{rid}.bin", body)
         return rid
 

@@ -19,8 +19,16 @@ function el(tag, attrs, ...children) {
 
 function headers() { return state.key ? { Authorization: "Bearer " + state.key } : {}; }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function api(path, options) {
-  const resp = await fetch(path, Object.assign({ headers: headers() }, options || {}));
+  let resp = await fetch(path, Object.assign({ headers: headers() }, options || {}));
+  // The key's rate limit covers the page's calls too: wait out a 429's Retry-After (a page of
+  // thumbnails can outrun a key's burst) and try again, a few times.
+  for (let tries = 0; resp.status === 429 && tries < 20 && !(options && options.method === "POST"); tries++) {
+    await sleep(1000 * Math.min(10, parseFloat(resp.headers.get("Retry-After")) || 1));
+    resp = await fetch(path, Object.assign({ headers: headers() }, options || {}));
+  }
   if (!resp.ok) {
     let detail = resp.status + " " + resp.statusText;
     try { const body = await resp.json(); detail = body.detail?.message || body.detail || detail; } catch (e) { /* not JSON */ }

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,26 +144,83 @@ class DreamDojoPipeline:
 
         `noise` and `assembly` select NVIDIA's evaluation protocol (module docstring).
         """
+        self._check_inputs(frames, actions, seeds, num_steps)
+        self._check_protocol(noise, assembly)
+        k, t_total = actions.shape[:2]
+        h, w = frames.shape[1:3]
+        out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
+        pos = 0
+        if assembly == "aligned":
+            out[:, 0] = frames  # frame 0 of each rollout is its start frame (broadcast when shared)
+            pos = 1
+        for piece in self._model_chunks(frames, actions, seeds, num_steps, guidance, noise, assembly):
+            out[:, pos : pos + piece.shape[1]] = piece
+            pos += piece.shape[1]
+        return out
+
+    def rollout_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: list[int],
+        num_steps: int,
+        guidance: float,
+        chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        """`rollout` as it is computed: frame 0 alone, then uint8 (K, n, H, W, 3) pieces of
+        `chunk_actions` frames (a multiple of the chunk size; the last may be shorter).
+
+        Each ``next`` runs only the model chunks of the piece it returns, so memory holds
+        one piece of frames and the conditioning frame, whatever T is; the pieces
+        concatenate to `rollout`'s frames byte for byte. Inputs are checked here, before
+        the first ``next``.
+        """
+        self._check_inputs(frames, actions, seeds, num_steps)
+        k = actions.shape[0]
+        per_piece = max(1, int(chunk_actions) // self.config.chunk_size) * self.config.chunk_size
+        model_chunks = self._model_chunks(frames, actions, seeds, num_steps, guidance, "torch", "aligned")
+        first = np.array(np.broadcast_to(frames[:, None], (k, 1, *frames.shape[1:])))
+
+        def pieces() -> Iterator[np.ndarray]:
+            yield first
+            buffered: list[np.ndarray] = []
+            for chunk in model_chunks:
+                buffered.append(chunk)
+                if sum(c.shape[1] for c in buffered) >= per_piece:
+                    yield np.concatenate(buffered, axis=1)
+                    buffered = []
+            if buffered:
+                yield np.concatenate(buffered, axis=1)
+
+        return pieces()
+
+    def _model_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        seeds: list[int],
+        num_steps: int,
+        guidance: float,
+        noise: str,
+        assembly: str,
+    ) -> Iterator[np.ndarray]:
+        """The video one model chunk at a time, in order: "aligned", frames 1 + 12c … 12 + 12c
+        of chunk c; "nvidia", chunk 0's 13 decoded frames, then 12 per chunk. Each chunk
+        runs under its own inference mode, so none leaks to the caller between chunks."""
         cfg = self.config
         k, t_total = actions.shape[:2]
-        self._check_inputs(frames, actions, seeds, num_steps)
-        if noise not in NOISES or assembly not in ASSEMBLIES:
-            raise InputValidationError(
-                f"noise must be one of {NOISES} and assembly one of {ASSEMBLIES}; got {noise!r}, {assembly!r}"
-            )
         nvidia_frames = assembly == "nvidia"
         stats = RolloutStats()
         h, w = frames.shape[1:3]
-        out = np.empty((k, t_total + 1, h, w, 3), dtype=np.uint8)
-        out[:, 0] = frames  # frame 0 of each rollout is its start frame (broadcast when shared)
-
         gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         lat_h, lat_w = h // cfg.vae.spatial_compression, w // cfg.vae.spatial_compression
         lat_t = cfg.latent_frames_per_chunk
         with torch.inference_mode():
             cond_pixels = torch.from_numpy(np.array(frames, dtype=np.uint8))  # a copy: callers may pass read-only views
             actions_t = torch.from_numpy(np.ascontiguousarray(actions, dtype=np.float32)).to(self.device)
-            for c in range(t_total // cfg.chunk_size):
+        for c in range(t_total // cfg.chunk_size):
+            with torch.inference_mode():
                 t0 = time.perf_counter()
                 cond_latent = self.vae.encode_frames(cond_pixels)  # [1 or K, 16, 1, h, w]
                 if cond_latent.shape[0] != k:
@@ -184,17 +242,23 @@ class DreamDojoPipeline:
                 video = self.vae.decode_to_uint8(
                     latents, batch_size=self.options.vae_batch_size, truncate=nvidia_frames
                 )  # [K, 13, H, W, 3]
-                lo = c * cfg.chunk_size
                 if nvidia_frames and c == 0:
-                    out[:, : cfg.chunk_size + 1] = video.cpu().numpy()
+                    piece = video.cpu().numpy()
                 elif nvidia_frames:
-                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, :-1].cpu().numpy()
+                    piece = video[:, :-1].cpu().numpy()
                 else:
-                    out[:, 1 + lo : 1 + lo + cfg.chunk_size] = video[:, 1:].cpu().numpy()
+                    piece = video[:, 1:].cpu().numpy()
                 cond_pixels = video[:, -1]  # the last decoded frame conditions the next chunk
+                del video, latents, eps
                 stats.add_time("decode", time.perf_counter() - t0)
-        self.last_stats = stats
-        return out
+            self.last_stats = stats
+            yield piece
+
+    def _check_protocol(self, noise: str, assembly: str) -> None:
+        if noise not in NOISES or assembly not in ASSEMBLIES:
+            raise InputValidationError(
+                f"noise must be one of {NOISES} and assembly one of {ASSEMBLIES}; got {noise!r}, {assembly!r}"
+            )
 
     def sample_chunk(
         self,

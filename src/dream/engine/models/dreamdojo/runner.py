@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -348,6 +348,31 @@ class DreamDojoRunner(Runner):
         num_steps: int | None,
         guidance: float | None,
     ) -> np.ndarray:
+        frames, actions, steps, g = self._checked(frames, actions, num_steps, guidance)
+        return self.pipeline.rollout(frames, actions, seeds=[int(s) for s in seeds], num_steps=steps, guidance=g)
+
+    def rollout_chunks(
+        self,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        num_steps: int | None,
+        guidance: float | None,
+        chunk_actions: int,
+    ) -> Iterator[np.ndarray]:
+        """`rollout` a piece at a time (frame 0, then `chunk_actions` frames per piece): each
+        ``next`` runs only the model chunks it returns, so a long rollout holds one piece of
+        frames, not T + 1 (`DreamDojoPipeline.rollout_chunks`). Same bytes as `rollout`."""
+        frames, actions, steps, g = self._checked(frames, actions, num_steps, guidance)
+        return self.pipeline.rollout_chunks(
+            frames, actions, seeds=[int(s) for s in seeds], num_steps=steps, guidance=g, chunk_actions=chunk_actions
+        )
+
+    def _checked(
+        self, frames: np.ndarray, actions: np.ndarray, num_steps: int | None, guidance: float | None
+    ) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """The inputs as arrays, and the sampling parameters with the spec's defaults filled in."""
         import numpy as np
 
         if self._loaded is None:
@@ -361,9 +386,7 @@ class DreamDojoRunner(Runner):
             )
         steps = int(num_steps) if num_steps is not None else int(self.spec.default_num_steps)
         g = float(guidance) if guidance is not None else float(self.spec.default_guidance)
-        return self._loaded.pipeline.rollout(
-            frames, actions, seeds=[int(s) for s in seeds], num_steps=steps, guidance=g
-        )
+        return frames, actions, steps, g
 
     # ------------------------------------------------------------------ extras
 

@@ -26,6 +26,7 @@ float64 or string; anything else, lists and dicts included, is written as JSON t
 The sampling seed is not called `seed`, because sources use that name for their own
 (the product docs' data-augmentation example does).
 
+Sinks (`dream.io.sinks`) write these entries; the runners (`dream.bulk`) build them.
 This module imports nothing heavy; the Parquet helpers import pyarrow when called.
 """
 
@@ -40,7 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-IO_EXTRA_HINT = "pip install 'dream-engine[io]'"
+from dream._extras import require
 
 # 0.5.0's reserved keys, then ours; a source key among them is kept as `_source_<key>`.
 SDK_KEYS: tuple[str, ...] = ("request_id", "engine_wall_ms", "estimated_charge_usd", "status", "spec")
@@ -75,22 +76,6 @@ STATUS_FAILED = "failed"
 HTTP_OK = 200
 
 _MAX_ROW_ID_BYTES = 200  # leaves room for ".mp4" and temp suffixes under the usual 255-byte name limit
-
-
-# Which extra provides a package (PyAV, for LeRobot videos, comes with [decode]).
-_EXTRA_OF = {"av": "decode"}
-
-
-def require(module: str, what: str) -> Any:
-    """Import `module` or raise an ImportError naming the extra that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".")[0]
-        extra = _EXTRA_OF.get(package, "io")
-        raise ImportError(f"{what} needs the '{package}' package: pip install 'dream-engine[{extra}]'") from exc
 
 
 def unsafe_row_id_reason(row_id: object) -> str | None:
@@ -278,16 +263,28 @@ class ParquetEntryWriter:
     appear in the last row), so entries are spooled to a temporary JSON Lines file while
     their keys and value kinds are collected; `close()` fixes the schema (0.5.0's column
     order, see the module docstring) and streams the spool into the file in batches.
+
+    `kinds`: the columns and value kinds of tables this one must match (the earlier
+    shards of a dataset, `kinds_of_table`): their columns come first, in their order,
+    and a column's type is the widest its values take in any of them.
     """
 
-    def __init__(self, where: Any, *, batch_rows: int = 2048) -> None:
+    def __init__(
+        self, where: Any, *, batch_rows: int = 2048, kinds: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
         self._pq = require("pyarrow.parquet", "Writing the Parquet metadata table")
         self._pa = require("pyarrow", "Writing the Parquet metadata table")
         self._where = where
         self._spool = tempfile.TemporaryFile(prefix="dream-metadata-")  # noqa: SIM115
-        self._kinds: dict[str, set[str]] = {}  # insertion order = first appearance
+        # insertion order = first appearance
+        self._kinds: dict[str, set[str]] = {str(k): set(v) for k, v in (kinds or {}).items()}
         self._batch_rows = batch_rows
         self.rows = 0
+
+    @property
+    def kinds(self) -> dict[str, set[str]]:
+        """Every column seen so far (given and added) -> the kinds of its non-null values."""
+        return {k: set(v) for k, v in self._kinds.items()}
 
     def add(self, entry: Mapping[str, Any]) -> None:
         for key, value in entry.items():
@@ -345,6 +342,34 @@ def _converter(type_name: str) -> Any:
         return json.dumps(value, ensure_ascii=False, default=_json_default)
 
     return to_text
+
+
+_KIND_OF_TYPE = {"bool": "bool", "string": "str", "large_string": "str", "double": "float", "float": "float"}
+
+
+def kinds_of_table(table: Any) -> dict[str, set[str]]:
+    """A written table's columns -> the value kinds `ParquetEntryWriter` would have seen
+    (none for a column that is null in every row, so that it constrains nothing)."""
+    pa = require("pyarrow", "Reading a Parquet metadata table")
+    kinds: dict[str, set[str]] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if column.null_count == len(column):
+            kinds[field.name] = set()
+        elif pa.types.is_integer(field.type):
+            kinds[field.name] = {"int"}
+        else:
+            kinds[field.name] = {_KIND_OF_TYPE.get(str(field.type), "other")}
+    return kinds
+
+
+def conform_table(table: Any, schema: Any) -> Any:
+    """`table` with exactly `schema`'s columns, in its order: a missing column is null, and
+    values are converted as `ParquetEntryWriter` converts them (int to float, anything to
+    JSON text in a string column)."""
+    pa = require("pyarrow", "Writing the Parquet metadata table")
+    converters = {f.name: _converter(str(f.type)) for f in schema}
+    rows = [{name: convert(row.get(name)) for name, convert in converters.items()} for row in table.to_pylist()]
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def read_finished_columns(source: Any) -> Iterator[tuple[str, bool, dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Bulk inference on Ray Data: the datasource, the per-actor predictor, the datasink and
-the one-call runner. The thread runner (`dream._bulk`) sits beside it and shares its
-per-row logic: row-id checks, idempotency keys, record metadata, failure records and the
-driver-side accounting (`_BulkRun`).
+the one-call runner (`dream.ray` is its public face). The thread runner
+(`dream.bulk.threads`) sits beside it and shares its per-row logic (`dream.bulk.rows`:
+row-id checks, idempotency keys, record metadata, retries) and the driver-side
+accounting (`dream.bulk.run.BulkRun`: resume, failure records, the result).
 
 How `run_predict_many_ray` goes:
 
@@ -13,12 +14,14 @@ How `run_predict_many_ray` goes:
   does, run it with the same retries and idempotency key, and emit one output row per
   input row: ok, failed or skipped. Rows of one batch are fused into one engine call
   when the model is batch-invariant (their bytes equal single predicts).
-* The driver consumes the outputs as they stream and hands each to `_BulkRun`, which
+* The driver consumes the outputs as they stream and hands each to `BulkRun`, which
   drops duplicate ids, writes ok rows through the sink, records failures and stops on a
   fatal error — the very code the thread runner uses. The driver is the only writer,
   so any `RolloutSink` works, local folder included, whatever node the actors run on.
 
-Failures: a killed actor is restarted by Ray and its unfinished batch retried (by
+Failures: a source that raises ends its read task with a row carrying the exception,
+and the driver stops the run with that very exception (as `predict_many` does), not with
+Ray's wrapper of it and its logged traceback. A killed actor is restarted by Ray and its unfinished batch retried (by
 Ray Data's actor-pool defaults, max_restarts=-1 and max_task_retries=-1); a row reaches
 the sink only when the driver receives its output, once per id. A killed driver loses
 only the rows it had not written; rerun with ``resume=True`` and the sink's finished
@@ -38,21 +41,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dream._bulk import (
-    PredictManyResult,
+from dream.bulk.rows import (
     RowOutcome,
-    _BulkRun,
-    _close_iterator,
-    _halts,
-    _predict_row,
-    _source_rows,
     idempotency_key,
     normalize_row,
+    predict_row,
     record_metadata,
     retry_policy_for,
     source_row_error,
     unsafe_row_error,
 )
+from dream.bulk.run import BulkRun, PredictManyResult, close_iterator, halts, source_rows
 from dream.errors import DreamError, EngineError, ModelNotFoundError
 from dream.io.types import IterableSource, RolloutRecord, RolloutSink, SourceRow
 
@@ -79,6 +78,7 @@ ROWS_PER_BLOCK = 16
 
 # Output row kinds (the "kind" column of RolloutPredictor's output).
 KIND_OK, KIND_FAILED, KIND_SKIPPED, KIND_UNSAFE = "ok", "failed", "skipped", "unsafe-id"
+KIND_SOURCE_ERROR = "source-error"  # the source itself raised: the run stops with that error
 
 
 # -- datasource ---------------------------------------------------------------------------
@@ -95,23 +95,55 @@ def _rows_table(rows: list[SourceRow]) -> pa.Table:
             "actions_bytes": pa.array([bytes(r.actions_bytes) for r in rows], pa.binary()),
             "metadata": pa.array([json.dumps(r.metadata or {}, default=str) for r in rows], pa.string()),
             "error": pa.array([getattr(r, "error", None) for r in rows], pa.string()),
+            "source_error": pa.array([None] * len(rows), pa.binary()),
         }
     )
 
 
-def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.Table]:
-    rows = _source_rows(src, set(skip_ids))
+def portable_error(exc: BaseException) -> BaseException:
+    """`exc` without its traceback, as it can cross a process boundary (pickled); an
+    exception that does not pickle becomes an EngineError naming its type and message."""
+    exc.__traceback__ = None
     try:
-        block: list[SourceRow] = []
+        pickle.dumps(exc)
+    except Exception:
+        return EngineError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _source_error_table(exc: BaseException) -> pa.Table:
+    """The one-row block a read task ends with when its source raised."""
+    import pyarrow as pa
+
+    table = _rows_table([SourceRow("", b"", b"")])
+    return table.set_column(
+        table.schema.get_field_index("source_error"), "source_error",
+        pa.array([pickle.dumps(portable_error(exc))], pa.binary()),
+    )
+
+
+def _read_blocks(src: IterableSource, skip_ids: frozenset[str]) -> Iterator[pa.Table]:
+    # A source that raises ends its task with a row carrying the error instead of failing
+    # the task: Ray would log its traceback and hand the driver its own wrapper of it.
+    block: list[SourceRow] = []
+    rows = None
+    try:
+        rows = source_rows(src, set(skip_ids))
         for row in rows:
             block.append(normalize_row(row))
             if len(block) >= ROWS_PER_BLOCK:
                 yield _rows_table(block)
                 block = []
+    except Exception as exc:
         if block:
             yield _rows_table(block)
+        yield _source_error_table(exc)
+        return
     finally:
-        _close_iterator(rows)
+        if rows is not None:
+            close_iterator(rows)
+    if block:
+        yield _rows_table(block)
 
 
 class SourceDatasource(Datasource):
@@ -120,7 +152,9 @@ class SourceDatasource(Datasource):
     ``ray.data.read_datasource(SourceDatasource(src))`` gives one row per source row
     with the columns ``row_id`` (str; a non-str id as its repr, with ``row_id_ok``
     False), ``frame_bytes``, ``actions_bytes``, ``metadata`` (the row's metadata as
-    JSON) and ``error`` (the source's error for the row, or null). A source that can
+    JSON), ``error`` (the source's error for the row, or null) and ``source_error``
+    (null, except in the last row of a read task whose source raised: the exception,
+    pickled; `RolloutPredictor` passes it on and the runner stops with it). A source that can
     split itself — a ``shards(n)`` method returning up to n disjoint sources — is read
     by that many parallel tasks; any other is streamed by one task in its own order.
     `skip_ids`: rows to pass through without their bytes (the sink's finished set).
@@ -243,13 +277,9 @@ class RolloutPredictor:
         )
 
     def _output(self, out: dict[str, list], row_id: str, kind: str, metadata: dict, outcome: RowOutcome | None,
-                exc: BaseException | None, attempts: int) -> None:
+                exc: BaseException | None, attempts: int, actions_bytes: bytes = b"") -> None:
         if exc is not None:
-            exc.__traceback__ = None
-            try:
-                pickle.dumps(exc)
-            except Exception:
-                exc = EngineError(f"{type(exc).__name__}: {exc}")
+            exc = portable_error(exc)
         record = record_metadata(
             spec=self.spec, seed=self.seed, num_steps=self.num_steps, guidance=self.guidance,
             source_metadata=metadata, attempts=attempts, outcome=outcome, error=exc,
@@ -257,13 +287,23 @@ class RolloutPredictor:
         out["row_id"].append(row_id)
         out["kind"].append(kind)
         out["mp4_bytes"].append(outcome.mp4_bytes if outcome is not None else b"")
+        out["actions_bytes"].append(actions_bytes if outcome is not None else b"")
         out["record_metadata"].append(json.dumps(record, default=str))
         out["result"].append(pickle.dumps((metadata, outcome, exc, attempts)))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {k: [] for k in ("row_id", "kind", "mp4_bytes", "record_metadata", "result")}
+        out: dict[str, list] = {
+            k: [] for k in ("row_id", "kind", "mp4_bytes", "actions_bytes", "record_metadata", "result")
+        }
         todo: list[tuple[SourceRow, dict]] = []
         for item in _batch_rows(batch):
+            if item.get("source_error") is not None:
+                out["row_id"].append("")
+                out["kind"].append(KIND_SOURCE_ERROR)
+                out["mp4_bytes"].append(b"")
+                out["record_metadata"].append("{}")
+                out["result"].append(pickle.dumps(({}, None, pickle.loads(item["source_error"]), 0)))
+                continue
             row_id = str(item["row_id"])
             metadata = json.loads(item["metadata"] or "{}")
             error = item["error"]
@@ -282,13 +322,13 @@ class RolloutPredictor:
                 todo.append((row, metadata))
         for (row, metadata), (outcome, exc, attempts) in zip(todo, self._run(todo), strict=True):
             self._output(out, row.row_id, KIND_OK if outcome is not None else KIND_FAILED, metadata, outcome, exc,
-                         attempts)
+                         attempts, row.actions_bytes)
         return out
 
     def _run(self, todo: list[tuple[SourceRow, dict]]) -> list[tuple[RowOutcome | None, BaseException | None, int]]:
         def one(item: tuple[SourceRow, dict]) -> tuple[RowOutcome | None, BaseException | None, int]:
             row = item[0]
-            return _predict_row(self.predict, row, self._key(row), self.policy, time.sleep)
+            return predict_row(self.predict, row, self._key(row), self.policy, time.sleep)
 
         if len(todo) < 2 or not self._fuses():
             return [one(item) for item in todo]
@@ -351,7 +391,8 @@ class RolloutDatasink(Datasink):
             for block in blocks:
                 for row in BlockAccessor.for_block(block).iter_rows(public_row_format=False):
                     record = RolloutRecord(str(row["row_id"]), bytes(row["mp4_bytes"]),
-                                           json.loads(row["record_metadata"]))
+                                           json.loads(row["record_metadata"]),
+                                           actions_bytes=bytes(row.get("actions_bytes") or b""))
                     if row["kind"] == KIND_OK:
                         sink.write(record)
                         written += 1
@@ -359,6 +400,8 @@ class RolloutDatasink(Datasink):
                         write_failure = getattr(sink, "write_failure", None)
                         if callable(write_failure):
                             write_failure(record)
+                    elif row["kind"] == KIND_SOURCE_ERROR:
+                        raise pickle.loads(row["result"])[2]
         finally:
             close = getattr(sink, "close", None)
             if callable(close):
@@ -412,7 +455,7 @@ def run_predict_many_ray(
     `batch_size` rows go to an actor at a time (fused when the model allows it).
     Raises ValueError for bad arguments before touching the source or the sink.
     """
-    _halts(on_error)
+    halts(on_error)
     if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
         raise ValueError(f"num_actors must be a positive int; got {num_actors!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -432,7 +475,7 @@ def run_predict_many_ray(
             spec = specs.get(spec or DEFAULT_SPEC).slug
         except KeyError as exc:
             raise ModelNotFoundError(exc.args[0], status_code=404) from None
-    run = _BulkRun(
+    run = BulkRun(
         src, sink, spec=spec, on_error=on_error, progress=progress, num_steps=num_steps, guidance=guidance,
         seed=seed, resume=resume,
     )
@@ -465,25 +508,28 @@ def run_predict_many_ray(
     except DreamError as exc:
         run.set_fatal(exc, None)
     except Exception as exc:
-        # Ray wraps what an actor raised (e.g. its engine failing to load): unwrap a dream error.
+        # Ray wraps what a task or an actor raised (e.g. its engine failing to load): stop
+        # with the original error, so that callers catch its type and the CLI prints it.
         cause = getattr(exc, "cause", None) or exc.__cause__
-        run.set_fatal(cause if isinstance(cause, DreamError) else exc, None)
+        run.set_fatal(cause if isinstance(cause, Exception) else exc, None)
     except BaseException:
         run.close_bar()
-        _close_iterator(rows)
+        close_iterator(rows)
         raise
-    _close_iterator(rows)
+    close_iterator(rows)
     return run.finish()
 
 
-def _settle(run: _BulkRun, out: dict[str, Any]) -> None:
+def _settle(run: BulkRun, out: dict[str, Any]) -> None:
     row_id, kind = str(out["row_id"]), str(out["kind"])
     metadata, outcome, exc, attempts = pickle.loads(out["result"])
-    if kind == KIND_UNSAFE:
+    if kind == KIND_SOURCE_ERROR:
+        run.set_fatal(exc, None)
+    elif kind == KIND_UNSAFE:
         run._fail(row_id, metadata, exc, attempts=0)
     elif not run.first_sighting(row_id, metadata):
         return
     elif kind == KIND_SKIPPED:
         run.skip()
     else:
-        run.done(row_id, metadata, outcome, exc, attempts)
+        run.done(row_id, metadata, outcome, exc, attempts, bytes(out.get("actions_bytes") or b""))
