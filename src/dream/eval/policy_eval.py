@@ -432,6 +432,18 @@ def run_model(policy_name: str, model: Any, seeds: Sequence[int], start_frames: 
     return PolicyRun("model", policy_name, episodes, time.perf_counter() - t0, world)
 
 
+def _policy_weights(name: str) -> str | None:
+    """The digest of a policy's shipped weights (None for the scripted ones)."""
+    from importlib import resources
+
+    from dream.eval.policies import POLICIES, LearnedPolicy
+
+    if POLICIES.get(name) is not LearnedPolicy:
+        return None
+    data = (resources.files("dream.eval") / "_policies" / LearnedPolicy.WEIGHTS).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def _load_run(path: Path, config: dict[str, Any]) -> PolicyRun | None:
     if not path.is_file():
         return None
@@ -487,13 +499,16 @@ def run_policy_eval(
     base = {"starts": starts, "steps": steps, "seed_offset": offset, "policy_version": POLICY_VERSION}
     world_config = {"simulator": {**base, "world": "gym-pusht 0.1.8", "records": "actions, block poses"},
                     "model": {**base, "world": _model_identity(client, spec)}}
-    replay_config = {**world_config["model"], "replay_of": world_config["simulator"]}
     runs: dict[tuple[str, str], PolicyRun] = {}
     replays: dict[str, dict[str, Any]] = {}
     for name in names:
+        # a policy with learned weights is what its weights are: a new file redoes its episodes
+        learned = _policy_weights(name)
+        policy_config = {w: {**c, "policy_weights": learned} if learned else c for w, c in world_config.items()}
+        replay_config = {**policy_config["model"], "replay_of": policy_config["simulator"]}
         for world in WORLDS:
             path = out / "episodes" / world / f"{name}.json"
-            run = _load_run(path, world_config[world])
+            run = _load_run(path, policy_config[world])
             if run is not None:
                 say(f"{name} · {world}: done before ({run.success_rate:.2f} success), kept")
             else:
@@ -501,7 +516,7 @@ def run_policy_eval(
                     run = run_simulator(name, seeds, steps, progress=progress)
                 else:
                     run = run_model(name, model, seeds, frames, steps, progress=progress)
-                run.config = world_config[world]
+                run.config = policy_config[world]
                 stored = run.to_json()
                 _save_json(path, stored)
                 run = PolicyRun.from_json(stored)  # as stored: a resumed run reports the same figures
