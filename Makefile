@@ -16,7 +16,7 @@ DEMO_EXTRAS ?= decode,io,server
 # TORCH_INDEX=https://download.pytorch.org/whl/cu128 for a CUDA machine.
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,dev
+EXTRAS ?= torch,io,server,sessions,postgres,sim,ray,envs,dev
 
 .PHONY: demo test bench lint env demo-env official-client lerobot-env clean
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.task == "policies":
+        return cmd_eval_policies(args)
     if args.spec not in (None, "pusht-96"):
         return cmd_eval_gr1(args)
     if args.source:
@@ -289,6 +292,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     table = result.to_markdown()
     print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def cmd_eval_policies(args: argparse.Namespace) -> int:
+    from dream.eval.policy_eval import DEFAULT_POLICIES, run_policy_eval
+
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation, not --task policies")
+    if args.spec not in (None, "pusht-96"):
+        raise SystemExit(f"error: --task policies runs Push-T policies; it needs a Push-T model, not {args.spec!r}")
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()] if args.policies else list(DEFAULT_POLICIES)
+    started = time.perf_counter()
+    try:
+        result = run_policy_eval(
+            args.run_dir, policies=policies, starts=args.starts, steps=args.steps, client=_client(args),
+            video_dir=args.video, video_policy=args.video_policy, video_start=args.video_start,
+            progress=not args.no_progress, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    table = result.to_markdown()
+    print(table)
+    print(f"\n{time.perf_counter() - started:.0f} s; run folder {args.run_dir} (look at it: dream view {args.run_dir})")
     if args.output:
         Path(args.output).write_text(table + "\n")
     return 0
@@ -387,9 +415,12 @@ def _add_view(sub: Any) -> None:
         help="browse a bulk run's rollouts in a browser page",
         description="Serve a page over a sink's output (./dir, s3://bucket/prefix or hf://datasets/org/name): "
         "a grid of rows with first/last-frame thumbnails, status filter, row-id search, the metadata table, "
-        "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR.",
+        "a player with a frame scrubber, and side by side with a parent rollout plus per-frame PSNR. Over a "
+        "`dream eval --task policies` run folder: the policy table, the model-vs-simulator correlations and "
+        "scatters, every start state's coverage curves in both worlds, and the side-by-side GIFs.",
     )
-    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name")
+    p.add_argument("output", help="the sink's output: ./dir, s3://bucket/prefix or hf://datasets/org/name; or a "
+                   "policy-evaluation run folder")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1, this machine only)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
@@ -549,13 +580,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="built-in model vs baselines on held-out simulator episodes",
+        help="built-in model vs baselines on held-out simulator episodes; policy ranking (--task policies)",
         description="Roll out pusht-96 on held-out gym-pusht episodes (seeds never used in training) and "
         "print PSNR / changed-pixel PSNR / SSIM / block-mask IoU / block centroid error per horizon for the "
         "model, repeat-the-start-frame and the model with its agent held still. Needs the [sim] extra. With "
         "--spec dreamdojo-2b-gr1 SOURCE: DreamDojo on a GR-1 LeRobot dataset, PSNR / SSIM / LPIPS per frame "
-        "over 49 frames (NVIDIA's protocol).",
+        "over 49 frames (NVIDIA's protocol). With --task policies: a family of frame-only Push-T policies run "
+        "from the same test-split start states in gym-pusht and, closed loop, in pusht-96 (dream.envs); per "
+        "policy the success rate and mean final coverage in both, and Pearson r / Spearman rho / MMRV of the "
+        "model's ranking against the simulator's. Resumable: a re-run into the same --run-dir redoes only what "
+        "is missing or was run with another model. Needs the [sim] and [envs] extras.",
     )
+    p.add_argument("--task", choices=["quality", "policies"], default="quality",
+                   help="quality: frame metrics per horizon (default); policies: rank a policy family in the "
+                   "model against the simulator")
+    p.add_argument("--run-dir", default="policy-eval", help="policies: the run folder (default ./policy-eval)")
+    p.add_argument("--starts", type=_positive_int, default=50,
+                   help="policies: test-split start states (seeds 2000000…, default 50)")
+    p.add_argument("--steps", type=_positive_int, default=300, help="policies: steps per episode (default 300, "
+                   "gym-pusht's limit)")
+    p.add_argument("--policies", default=None, help="policies: comma-separated names (default: the whole family; "
+                   "see dream.eval.policies)")
+    p.add_argument("--video", default=None, metavar="DIR", help="policies: write a side-by-side GIF (simulator | "
+                   "model, both coverage curves) of one policy and start state into DIR")
+    p.add_argument("--video-policy", default="pusher", help="policies: the GIF's policy (default pusher)")
+    p.add_argument("--video-start", type=int, default=0, help="policies: the GIF's start state index (default 0)")
+    _add_remote(p)
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")

@@ -42,6 +42,13 @@ def _opt_str(x: Any) -> str | None:
     return None if x is None else str(x)
 
 
+def _opt_float(x: Any) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------- legacy results
 
 
@@ -113,6 +120,8 @@ class ModelSpecData:
     uses_num_steps: bool = True
     uses_guidance: bool = True
     uses_seed: bool = True
+    action_low: float | None = None  # each action value's range; None: unbounded (or not sent)
+    action_high: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ModelSpecData:
@@ -143,6 +152,8 @@ class ModelSpecData:
             uses_num_steps=bool(d.get("uses_num_steps", True)),
             uses_guidance=bool(d.get("uses_guidance", True)),
             uses_seed=bool(d.get("uses_seed", True)),
+            action_low=_opt_float(d.get("action_low")),
+            action_high=_opt_float(d.get("action_high")),
         )
 
 

@@ -56,6 +56,23 @@ def test_bad_inputs_are_named(engine: Engine) -> None:
         engine.begin(FRAME, k=0, spec="shift-test")
 
 
+def test_restart_starts_some_rows_again_and_leaves_the_others(engine: Engine) -> None:
+    other = FRAME[::-1].copy()
+    steps = engine.begin(np.stack([FRAME, FRAME]), spec="shift-test")
+    steps.advance(np.stack([ACTS[:3], ACTS[:3]]))
+    steps.restart([1], other)
+    out = steps.advance(np.stack([ACTS[3:], ACTS[3:]]))
+    whole = engine.predict(FRAME, ACTS, spec="shift-test").frames[0]
+    np.testing.assert_array_equal(out[0], whole[4:])
+    np.testing.assert_array_equal(out[1], engine.predict(other, ACTS[3:], spec="shift-test").frames[0, 1:])
+    with pytest.raises(InputValidationError, match=r"distinct indices in 0\.\.1; got \[2\]"):
+        steps.restart([2], FRAME)
+    with pytest.raises(InputValidationError, match=r"distinct indices"):
+        steps.restart([0, 0], FRAME)
+    with pytest.raises(InputValidationError, match=r"\(2, H, W, 3\); got shape \(3, 16, 16, 3\)"):
+        steps.restart([0, 1], np.stack([FRAME] * 3))
+
+
 @pytest.fixture(scope="module")
 def pusht() -> Engine:
     return Engine(["pusht-96"])
@@ -113,3 +130,39 @@ class TestPushT:
         now = steps.readout()
         np.testing.assert_array_equal(now["agent"][0], agents[-1])
         np.testing.assert_array_equal(now["block"][1], blocks[-1])
+
+    def test_a_restarted_row_steps_like_a_fresh_begin_and_its_neighbours_do_not_notice(self, pusht: Engine, episodes) -> None:
+        a, b = episodes[0], episodes[1]
+        acts = np.stack([a.actions[:20], a.actions[:20], a.actions[:20]])
+        steps = pusht.begin(np.stack([a.start_frame] * 3))
+        steps.advance(acts[:, :8], draw=False)
+        steps.restart([1], b.start_frame)
+        later = steps.advance(np.stack([a.actions[8:20], b.actions[:12], a.actions[8:20]]))
+        whole_a = pusht.predict(a.start_frame, a.actions[:20]).frames[0]
+        np.testing.assert_array_equal(later[0], whole_a[9:])
+        np.testing.assert_array_equal(later[2], whole_a[9:])
+        np.testing.assert_array_equal(later[1], pusht.predict(b.start_frame, b.actions[:12]).frames[0, 1:])
+        steps.restart([0, 2], np.stack([b.start_frame, b.start_frame]))
+        # the scene no rollout starts from any more is dropped: an env that resets for ever does not grow
+        assert not any(np.array_equal(sc.frame, a.start_frame) for sc in steps._state.scenes)
+        assert len(steps._state.scenes) == 3
+
+    def test_frames_drawn_from_the_last_frame_equal_frames_drawn_from_the_start(self, pusht: Engine, episodes) -> None:
+        """pusht-96 redraws only what changed since the previous frame when it drew one an action ago
+        (and fuses the rows' agent crops): every frame must equal the reference drawing from the start
+        frame alone, with sparse draws, restarts and wild actions in between."""
+        runner = pusht.runner("pusht-96")
+        rng = np.random.default_rng(7)
+        starts = np.stack([ep.start_frame for ep in episodes])
+        state = runner.begin(starts, 3, seeds=[0] * 3, num_steps=None, guidance=None)
+        checked = 0
+        for t in range(40):
+            acts = np.stack([ep.actions[t % 24] for ep in episodes])[:, None] + rng.normal(0, 40 * (t % 3), (3, 1, 2))
+            out = runner.advance(state, np.clip(acts, -30, 540).astype(np.float32), draw=(t % 9 != 4))
+            if out is not None:
+                for row in range(3):
+                    np.testing.assert_array_equal(out[row, 0], runner._draw(state, row))
+                    checked += 1
+            if t == 17:
+                runner.restart(state, [2], starts[:1])
+        assert checked == 3 * 36

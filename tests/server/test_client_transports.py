@@ -135,6 +135,19 @@ def test_sessions_stream_the_same_frames_on_both_transports(both) -> None:
         next(s.submit_actions(np.zeros((2, 9), np.float32)))
 
 
+def test_sessions_carry_the_model_state_so_submits_equal_one_predict(both) -> None:
+    """A session steps the model's rollout forward (agent velocity, block motion): its frames are one
+    predict of every action submitted so far, not a new rollout from the last frame at each chunk."""
+    from dream.examples.pusht import pusht_episode
+
+    ep = pusht_episode(0)  # the agent pushes the block: re-predicting from a frame would lose its velocity
+    whole = both[0].engine.predict(ep.start_frame, ep.actions[:30], spec=SPEC).frames[0]  # raw frames, not the mp4's
+    for c in both:
+        with c.sessions.create(model=SPEC, initial_frame=ep.start_frame) as s:
+            streamed = list(s.submit_actions(ep.actions[:13])) + list(s.submit_actions(ep.actions[13:30]))
+        np.testing.assert_array_equal(np.stack(streamed), whole)
+
+
 def test_predict_many_over_http_sends_the_spec_and_never_charges_a_row_twice(live_server, tmp_path: Path) -> None:
     from dream.io import RolloutSink, frames_from_dir
 

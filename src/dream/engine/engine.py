@@ -168,7 +168,7 @@ class SteppedRollouts:
         self.spec = spec
         self.k = k
         self.incremental = bool(getattr(runner, "steps_incrementally", False))
-        self.actions_done = 0  # per rollout
+        self.actions_done = 0  # per rollout (since `begin`; a restarted rollout has had fewer)
         self.wall_ms = 0.0  # model-thread time so far
         self._runner = runner
         self._state = state
@@ -233,6 +233,45 @@ class SteppedRollouts:
     def readout(self) -> dict[str, np.ndarray] | None:
         """The scene the model holds now (named arrays with a leading K), or None for a family without one."""
         return self.engine.on_engine_thread(self._runner.readout, self._state)
+
+    def restart(self, rows: Sequence[int], frames: np.ndarray) -> None:
+        """Start rollouts `rows` again from new start frames, the others carrying on as they are.
+
+        frames: one uint8 (H, W, 3) frame for every row in `rows`, or (len(rows), H, W, 3);
+        each is fitted to the spec's resolution like any start frame. A restarted rollout
+        steps from then on exactly as a fresh `Engine.begin` from its frame would (what a
+        vectorised environment needs when one of its episodes ends and the others go on).
+        """
+        import numpy as np
+
+        picked = [int(r) for r in rows]
+        bad = [r for r in picked if not 0 <= r < self.k]
+        if not picked or bad or len(set(picked)) != len(picked):
+            raise InputValidationError(
+                f"rows to restart must be distinct indices in 0..{self.k - 1}; got {list(rows)!r}"
+            )
+        arr = np.asarray(frames)
+        stacked = arr[None] if arr.ndim == 3 else arr
+        if stacked.ndim != 4 or len(stacked) not in (1, len(picked)):
+            raise InputValidationError(
+                f"start frames for {len(picked)} restarted rollout(s) must be (H, W, 3) or ({len(picked)}, H, W, 3); "
+                f"got shape {tuple(arr.shape)}"
+            )
+        fitted = np.stack([self.engine.prepare_frame(self.spec, f) for f in stacked])
+        fitted = np.broadcast_to(fitted, (len(picked), *fitted.shape[1:])).copy()
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                self._runner.restart(self._state, picked, fitted)
+            except (InputValidationError, EngineError):
+                raise
+            except Exception as exc:
+                raise EngineError(f"{self.spec.slug} restart failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                self.wall_ms += (time.perf_counter() - t0) * 1000.0
+
+        self.engine.on_engine_thread(run)
 
 
 def validate_num_steps(num_steps: object) -> int | None:

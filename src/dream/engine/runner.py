@@ -167,6 +167,12 @@ class Runner(ABC):
             return None
         return new[:, list(draw)]
 
+    def restart(self, state: Any, rows: Sequence[int], frames: np.ndarray) -> None:
+        """Start rollouts `rows` of `state` again from uint8 start frames (len(rows), H, W, 3)
+        at the spec's resolution; the other rollouts carry on untouched. Afterwards a
+        restarted rollout steps exactly as a fresh `begin` from its frame would."""
+        state.frames[list(rows)] = frames
+
     def readout(self, state: Any) -> dict[str, np.ndarray] | None:
         """What the model believes of each rollout's scene now, as named arrays with a leading K
         (e.g. object poses), for callers that can use it instead of frames; None when the

@@ -34,6 +34,10 @@ class EngineSpec:
     uses_num_steps: bool = False
     uses_guidance: bool = False
     uses_seed: bool = False
+    # Each action value's range, where the model's actions have one (pusht-96: the 512×512
+    # workspace); None: unbounded. Actions outside it are clipped by runners that have it.
+    action_low: float | None = None
+    action_high: float | None = None
     # Catalog text (shown by GET /v1/models and `dream models`).
     provider: str = ""
     category: str = ""
@@ -111,6 +115,8 @@ class EngineSpec:
                 "uses_num_steps": self.uses_num_steps,
                 "uses_guidance": self.uses_guidance,
                 "uses_seed": self.uses_seed,
+                "action_low": self.action_low,
+                "action_high": self.action_high,
             },
             "benchmark": None,
         }
@@ -131,6 +137,8 @@ PUSHT_96 = EngineSpec(
     default_num_steps=0,
     default_guidance=0.0,
     price_per_frame_usd=0.0001,  # a self-hosting operator sets its own; 1 mil per frame
+    action_low=0.0,
+    action_high=512.0,
     provider="dream-engine",
     category="Simulation",
     summary="Small deterministic world model of the gym-pusht 2-D pushing task; runs on CPU.",

@@ -168,7 +168,13 @@ class _Pump:
 
 
 class _LocalStream:
-    """An in-process session on the embedded engine: the last frame lives here."""
+    """An in-process session on the embedded engine.
+
+    It carries the model's rollout forward (`Engine.begin` → `SteppedRollouts`), so each
+    chunk costs its own actions only and the frames equal one ``predict`` of every action
+    submitted so far. A submit with other sampling parameters (a seed or num_steps that
+    change the model's output) continues from the last frame with them.
+    """
 
     def __init__(self, engine: Any, slug: str, frame: np.ndarray, seed: int, num_steps: int | None) -> None:
         self.engine = engine
@@ -177,6 +183,8 @@ class _LocalStream:
         self.seed = seed
         self.num_steps = num_steps
         self.echoed = False
+        self.steps: Any = None  # SteppedRollouts, begun at the first chunk
+        self._params: tuple[Any, ...] | None = None
 
     def chunks(self, actions: np.ndarray) -> list[slice]:
         return plan_chunks(int(actions.shape[0]), stream_chunk_len(self.spec.chunk_size))
@@ -186,18 +194,44 @@ class _LocalStream:
         from dream.errors import DreamError
 
         try:
-            result = self.engine.predict(
-                self.last_frame, chunk, spec=self.spec.slug, num_steps=num_steps if num_steps is not None else self.num_steps,
-                seed=seed if seed is not None else self.seed,
+            frames = advance_session(
+                self, chunk, seed if seed is not None else self.seed, num_steps if num_steps is not None else self.num_steps,
             )
         except DreamError as exc:
             code = "input_validation" if isinstance(exc, InputValidationError) else "engine_error"
             raise SessionError(f"engine error during stream: {code}: {exc.message}", code=code) from exc
-        frames = result.frames[0]
         out = list(frames if not self.echoed else frames[1:])
         self.echoed = True
-        self.last_frame = frames[-1]
         return out
+
+
+def advance_session(session: Any, chunk: np.ndarray, seed: int, num_steps: int | None) -> np.ndarray:
+    """A session's next chunk of actions (n, A) on its engine: frames (n + 1, H, W, 3), the
+    session's last frame first. Shared by the embedded sessions and ``dream serve``'s.
+
+    `session` has ``engine``, ``spec``, ``last_frame``, ``steps`` and ``_params``. Its
+    rollout is carried forward by `Engine.begin` / `SteppedRollouts.advance` (O(chunk)
+    work, the frames of one ``predict`` of everything so far for families that step
+    incrementally); it is begun from the last frame at the first chunk, and again when
+    the seed or num_steps change and the spec uses them.
+    """
+    import numpy as np
+
+    engine, spec = session.engine, session.spec
+    params = (seed if spec.uses_seed else None, num_steps if spec.uses_num_steps else None)
+    if session.steps is None or params != session._params:
+        session.steps = engine.begin(session.last_frame, spec=spec.slug, seeds=[seed], num_steps=num_steps)
+        session._params = params
+    elif seed or num_steps is not None:
+        engine.check_params(spec, num_steps, None, [seed])  # warns about knobs this spec ignores, as predict does
+    try:
+        drawn = session.steps.advance(np.asarray(chunk, np.float32)[None])[0]
+    except BaseException:
+        session.steps = None  # a failed chunk may have moved the rollout part way: the next one begins again
+        raise
+    frames = np.concatenate([session.last_frame[None], drawn])
+    session.last_frame = frames[-1]
+    return frames
 
 
 def _local_envelope(slug: str, spec: Any, seed: int, num_steps: int | None) -> dict[str, Any]:

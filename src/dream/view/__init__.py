@@ -20,11 +20,16 @@ __all__ = ["open_view"]
 
 
 def open_view(uri: str, *, parent_key: str | None = None, **store_options: Any) -> FastAPI:
-    """The viewer app over a sink output (folder, `s3://…` or `hf://datasets/…`).
+    """The viewer app over a sink output (folder, `s3://…` or `hf://datasets/…`), or over a
+    policy-evaluation run folder (`dream eval --task policies`).
 
     Reads the metadata table now, so a wrong path fails here (FileNotFoundError naming it)
     rather than in the browser.
     """
+    from dream.view.policy_eval import PolicyEvalView, create_policy_eval_app, is_policy_eval_run
+
+    if is_policy_eval_run(uri):  # a `dream eval --task policies` run folder
+        return create_policy_eval_app(PolicyEvalView(uri))
     from dream.view.app import create_app
     from dream.view.catalog import Catalog
     from dream.view.service import OutputView

@@ -1,9 +1,12 @@
 """Streaming sessions (wire-protocol §13): step-by-step rollouts over a WebSocket.
 
-A session holds a spec, a seed and the last frame. Each ``submit_actions`` runs the
-engine chunk by chunk from the last frame (`dream.resources.sessions.plan_chunks`, the
-same chunking as the embedded transport's in-process sessions) and streams every new
-frame as soon as its chunk is done. The first rollout of a session also echoes the
+A session holds a spec, a seed, its last frame and the model's rollout carried forward
+(`dream.engine.engine.SteppedRollouts`). Each ``submit_actions`` advances it chunk by
+chunk (`dream.resources.sessions.plan_chunks` and `advance_session`, the same chunking
+and stepping as the embedded transport's in-process sessions, so both give the same
+frames) and streams every new frame as soon as its chunk is done. A chunk costs its own
+actions only: for models that step incrementally (pusht-96) the frames equal one
+``predict`` of every action submitted so far. The first rollout of a session also echoes the
 initial frame, so it yields T + 1 frames like ``predict``; later rollouts continue from
 where the previous one stopped and yield T.
 
@@ -87,6 +90,10 @@ class ServerSession:
     rollouts: int = 0
     connected: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    # The model's rollout carried from chunk to chunk (`dream.resources.sessions.advance_session`).
+    engine: Any = field(default=None, repr=False)
+    steps: Any = field(default=None, repr=False)
+    _params: Any = field(default=None, repr=False)
 
     def envelope(self, base_url: str = "") -> dict[str, Any]:
         ws = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -161,7 +168,7 @@ class SessionService:
         with self._lock:
             self._check_session_cap(principal)  # again: another open may have won the race
             now = time.time()
-            sess = ServerSession(new_id("sess"), principal, spec, s, n, frame, now, now)
+            sess = ServerSession(new_id("sess"), principal, spec, s, n, frame, now, now, engine=self.svc.engine)
             self._sessions[sess.id] = sess
         self.svc.metrics.sessions_open.set(len(self._sessions))
         logger.info("session %s opened: spec=%s customer=%s", sess.id, spec.slug, principal.customer_id)
@@ -268,7 +275,6 @@ class SessionService:
                         sess.frames_streamed += 1
                         streamed += 1
                     sess.echoed = True
-                    sess.last_frame = frames[-1]
                     sess.debited_mils += charged
                     balance = (
                         await asyncio.to_thread(self.svc.ledger.balance_mils, sess.principal.customer_id)
@@ -288,8 +294,13 @@ class SessionService:
     async def _run_chunk(
         self, sess: ServerSession, chunk: np.ndarray, n_frames: int, seed: int, num_steps: int | None, request_id: str
     ) -> tuple[np.ndarray, int]:
-        """Reserve → engine → settle (or refund); returns (frames (T+1, H, W, 3), mils charged)."""
-        from dream.server.services.batcher import BatchItem
+        """Reserve → engine → settle (or refund); returns (frames (T+1, H, W, 3), mils charged).
+
+        The engine carries the session's rollout forward (`advance_session`): a chunk
+        costs its own actions, not a new rollout from the last frame, and it takes a
+        fair turn on the engine like every chunk of a streamed rollout.
+        """
+        from dream.resources.sessions import advance_session
 
         spec = sess.spec
         principal = sess.principal
@@ -302,11 +313,12 @@ class SessionService:
             )
         try:
             loop = asyncio.get_running_loop()
-            res = await loop.run_in_executor(
-                self.svc.engine_executor,
-                self.svc.rollouts.run_items,
-                [BatchItem(spec.slug, sess.last_frame, chunk, seed, num_steps, None)],
-            )
+            async with self.svc.scheduler.turn(principal.customer_id):
+                t0 = time.perf_counter()
+                frames = await loop.run_in_executor(
+                    self.svc.engine_executor, advance_session, sess, chunk, seed, num_steps
+                )
+                self.svc.metrics.engine_seconds.labels(spec.slug).observe(time.perf_counter() - t0)
             if rsv is not None:
                 await asyncio.to_thread(self.svc.ledger.settle, rsv)
         except BaseException as exc:
@@ -318,7 +330,7 @@ class SessionService:
         self.svc.metrics.frames.labels(spec.slug).inc(n_frames)
         if rsv is not None:
             self.svc.metrics.charged_mils.labels(spec.slug).inc(amount)
-        return res.frames[0], (amount if rsv is not None else 0)
+        return frames, (amount if rsv is not None else 0)
 
 
 def error_message(exc: DreamError) -> dict[str, Any]:

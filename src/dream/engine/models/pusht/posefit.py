@@ -27,7 +27,7 @@ from dream.engine.models.pusht.dynamics import t_distance
 from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams
 from dream.engine.models.pusht.render import AGENT_CORE, AGENT_RGB, BLOCK_FILL, WORKSPACE, SceneRenderer
 
-__all__ = ["SceneReading", "fit_start_pose", "read_scene"]
+__all__ = ["SceneReading", "fit_start_pose", "read_scene", "track_blocks", "track_scene"]
 
 # The T's area centroid in body coordinates: the bar (120×30, centroid y=15) and the
 # stem (30×90, centroid y=75).
@@ -370,3 +370,140 @@ def _fit_agent_discs(f: np.ndarray, first: np.ndarray, block: np.ndarray) -> np.
         step=np.array([0.25, 0.25]), limit=np.array([8.0, 8.0]), tolerance=np.array(_TOLERANCE[:2]),
     )
     return centre
+
+
+def track_blocks(frames: np.ndarray, blocks: np.ndarray, agents: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The block's pose in frames (N, 96, 96, 3) known to lie near `blocks` (N, 3), e.g. the same
+    episodes' readings one step earlier: `read_scene`'s block fit, started there, on a crop
+    around it only (no whole-frame moments, no agent fit), for rewards read every step.
+
+    agents: the agent's centre in each frame (N, 2; NaN: none), whose pixels are left out
+    of the fit; default: the centroid of the agent-coloured pixels.
+    Returns (poses (N, 3), ok (N,)): ok is False where the fit lost the block (it moved far,
+    left the crop or is mostly hidden); read those frames with `read_scene`.
+    """
+    global _background
+    if _background is None:
+        _background = _Background()
+    bg = _background
+    f = np.asarray(frames)
+    blocks = np.asarray(blocks, np.float64).reshape(-1, 3)
+    if f.ndim != 4 or f.shape[1:] != (_SIZE, _SIZE, 3) or len(f) != len(blocks):
+        raise ValueError(f"track_blocks reads (N, 96, 96, 3) frames with N prior poses; got {f.shape} and {blocks.shape}")
+    n = len(f)
+    poses = np.full((n, 3), np.nan)
+    ok = np.isfinite(blocks).all(1)
+    rows = np.nonzero(ok)[0]
+    if not len(rows):
+        return poses, ok
+    if agents is None:
+        agents, _ = _agent_centroids(f[rows].astype(np.float64))
+    else:
+        agents = np.asarray(agents, np.float64).reshape(-1, 2)[rows]
+    start = blocks[rows] - [*_BLOCK_OFFSET, 0.0]
+    shift = PhysicsParams().cog_local[1] - _AREA_CENTROID_Y
+    centroid = np.stack([start[:, 0] + np.sin(start[:, 2]) * shift, start[:, 1] - np.cos(start[:, 2]) * shift], -1)
+    crop = _Crop(centroid, _BLOCK_CROP)
+    pixels = crop.take(f[rows]).astype(np.float64)
+    under = bg.rgb[crop.rows, crop.cols]
+    to_block = bg.to_block[crop.rows, crop.cols]
+    share = np.clip(np.einsum("nhwc,nhwc->nhw", pixels - under, to_block) / bg.to_block_sq[crop.rows, crop.cols], 0.0, 1.0)
+    near_agent = ((crop.x - agents[:, 0, None, None]) ** 2 + (crop.y - agents[:, 1, None, None]) ** 2
+                  <= (AGENT_RADIUS + 1.5 * _UNIT) ** 2) & np.isfinite(agents).all(1)[:, None, None]
+    fitted, error = _track_block_covers(start, crop, share, ~near_agent)
+    mass = np.maximum((share * ~near_agent).sum((1, 2)), 1.0)
+    moved = np.hypot(*(fitted[:, :2] - start[:, :2]).T) > 10.0
+    good = (error / mass <= _LOST_FIT) & ~moved & (mass >= _BLOCK_MIN_MASS)
+    fitted[:, :2] += _BLOCK_OFFSET
+    fitted[:, 2] = -np.remainder(-fitted[:, 2] + np.pi, 2 * np.pi) + np.pi
+    poses[rows[good]] = fitted[good]
+    ok[rows] = good
+    return poses, ok
+
+
+# the T's rectangles in the block's cog frame: centre x, y and half sizes (as dynamics.t_distance)
+_T_BOXES = np.array([(0.0, -30.0, 60.0, 15.0), (0.0, 30.0, 15.0, 45.0)])
+
+
+def _t_cover_and_gradient(pose: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_t_cover` at poses (N, 3) over pixels (N, h, w), and its derivative by the pose (N, h, w, 3)."""
+    px, py, a = pose[:, 0, None, None], pose[:, 1, None, None], pose[:, 2, None, None]
+    c, s = np.cos(a), np.sin(a)
+    dx, dy = x - px, y - py
+    lx, ly = c * dx + s * dy, c * dy - s * dx
+    best = gx = gy = None
+    for cx, cy, hx, hy in _T_BOXES:
+        ux, uy = lx - cx, ly - cy
+        qx, qy = np.abs(ux) - hx, np.abs(uy) - hy
+        ox, oy = np.maximum(qx, 0.0), np.maximum(qy, 0.0)
+        outside = np.sqrt(ox * ox + oy * oy + 1e-12)
+        d = outside + np.minimum(np.maximum(qx, qy), 0.0)
+        out = (qx > 0) | (qy > 0)
+        bx = np.where(out, ox / outside, (qx >= qy)) * np.sign(ux)
+        by = np.where(out, oy / outside, (qx < qy)) * np.sign(uy)
+        if best is None:
+            best, gx, gy = d, bx, by
+        else:
+            closer = d < best
+            best, gx, gy = np.where(closer, d, best), np.where(closer, bx, gx), np.where(closer, by, gy)
+    raw = 0.5 - (best - _OUTLINE) / _UNIT
+    cover = np.clip(raw, 0.0, 1.0)
+    ramp = ((raw > 0.0) & (raw < 1.0)) / -_UNIT
+    grad = np.stack([ramp * (-gx * c + gy * s), ramp * (-gx * s - gy * c), ramp * (gx * ly - gy * lx)], -1)
+    return cover, grad
+
+
+def _track_block_covers(start: np.ndarray, crop: _Crop, observed: np.ndarray, valid: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """`_fit_block_covers` with the cover model's exact derivative: one evaluation per Gauss-Newton step."""
+    params = start.copy()
+    active = np.arange(len(params))
+    limit, tolerance = np.array([10.0, 10.0, 0.3]), np.array(_TOLERANCE)
+    for _ in range(_MAX_ITERATIONS):
+        if not len(active):
+            break
+        p = params[active]
+        cover, grad = _t_cover_and_gradient(p, crop.x[active], crop.y[active])
+        v = valid[active]
+        residual = np.where(v, cover - observed[active], 0.0).reshape(len(active), -1)
+        jac = np.where(v[..., None], grad, 0.0).reshape(len(active), -1, 3)
+        normal = np.einsum("npi,npj->nij", jac, jac) + 1e-3 * np.eye(3)
+        update = np.linalg.solve(normal, np.einsum("npi,np->ni", jac, residual)[..., None])[..., 0]
+        update = np.clip(update, -limit, limit)
+        params[active] = p - update
+        active = active[np.any(np.abs(update) > tolerance, axis=1)]
+    final = _t_cover(params, crop.x, crop.y)
+    error = (np.where(valid, final - observed, 0.0) ** 2).sum((1, 2))
+    return params, error
+
+
+def track_scene(frames: np.ndarray, prior: SceneReading | tuple[np.ndarray, np.ndarray] | None) -> SceneReading:
+    """`read_scene` for frames whose previous reading is known (a policy or a reward reading every
+    step of an episode): the block by `track_blocks` from the prior's pose, the agent by the same
+    disc fit as `read_scene`; frames without a prior, or where tracking loses the block, are
+    read whole. About as accurate as `read_scene`, several times faster."""
+    f = np.asarray(frames)
+    if f.ndim == 3:
+        f = f[None]
+    if f.ndim != 4 or f.shape[1:] != (_SIZE, _SIZE, 3):
+        raise ValueError(f"track_scene reads (N, 96, 96, 3) frames; got shape {tuple(np.shape(frames))}")
+    n = len(f)
+    if prior is None:
+        return read_scene(f)
+    prior_agent, prior_block = (prior.agent, prior.block) if isinstance(prior, SceneReading) else prior
+    prior_block = np.broadcast_to(np.asarray(prior_block, np.float64).reshape(-1, 3), (n, 3))
+    agent, agent_visible = _agent_centroids(f.astype(np.float64))
+    block, ok = track_blocks(f, prior_block, np.where(agent_visible[:, None], agent, np.nan))
+    block_visible = ok.copy()
+    rows = np.nonzero(agent_visible & ok)[0]
+    if len(rows):
+        agent[rows] = _fit_agent_discs(f[rows].astype(np.float64), agent[rows], block[rows]) + _AGENT_OFFSET
+    lost = np.nonzero(~ok)[0]
+    if len(lost):
+        agent_prior = None if prior_agent is None else np.broadcast_to(
+            np.asarray(prior_agent, np.float64).reshape(-1, 2), (n, 2))[lost]
+        whole = read_scene(f[lost], (agent_prior, prior_block[lost]))
+        block[lost], agent[lost] = whole.block, whole.agent
+        block_visible[lost], agent_visible[lost] = whole.block_visible, whole.agent_visible
+    agent[~agent_visible] = np.nan
+    return SceneReading(agent, block, agent_visible, block_visible)

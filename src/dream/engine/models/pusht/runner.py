@@ -205,9 +205,34 @@ class PushTRunner(Runner):
             state.poses = step_poses(state.poses, acts[:, i], self.dynamics, self.params)
             state.t += 1
             if out is not None and i in slot:
-                for row in range(k):
-                    out[row, slot[i]] = self._draw(state, row)
+                out[:, slot[i]] = self._draw_rows(state)
         return out
+
+    def restart(self, state: PushTState, rows: Sequence[int], frames: np.ndarray) -> None:
+        """Start rollouts `rows` again at rest from new start frames (see `Runner.restart`)."""
+        from dream.engine.models.pusht.dynamics import PoseState
+
+        rows = np.asarray(list(rows), np.int64)
+        new_scenes = [self._start_scene(frame) for frame in np.asarray(frames, np.uint8)]
+        fresh = PoseState.at_rest(
+            np.array([sc.agent for sc in new_scenes]), np.array([sc.block for sc in new_scenes]),
+            self.dynamics.memory_size if self.dynamics is not None else 0,
+        )
+        row_start = state.row_start.copy()
+        row_start[rows] = len(state.scenes) + np.arange(len(rows))
+        # keep only the scenes some rollout still starts from (an env that resets for ever must not grow)
+        scenes = state.scenes + new_scenes
+        kept = sorted(set(row_start.tolist()))
+        renumber = {old: new for new, old in enumerate(kept)}
+        state.scenes = [scenes[i] for i in kept]
+        state.row_start = np.array([renumber[i] for i in row_start.tolist()], np.int64)
+        parts = {}
+        for name in ("agent", "velocity", "block", "memory"):
+            parts[name] = getattr(state.poses, name).copy()  # pose states are never changed in place
+            parts[name][rows] = getattr(fresh, name)
+        state.poses = PoseState(**parts)
+        if state.drawn is not None:
+            state.drawn.t[rows] = -2  # a restarted rollout's next frame is drawn from its new start
 
     def readout(self, state: PushTState) -> dict[str, np.ndarray]:
         """The poses the model holds now: ``agent`` (K, 2) centre and ``agent_velocity`` (K, 2)
@@ -224,18 +249,107 @@ class PushTRunner(Runner):
         # grown by a pixel: their blended edge pixels may reach one pixel beyond the drawing at the fitted pose
         return _StartScene(frame, agent, block, _dilate(block_px), _dilate(agent_px))
 
+    def _draw_rows(self, state: PushTState) -> np.ndarray:
+        """Every rollout's frame at its current poses, uint8 (K, 96, 96, 3): the start frame, with only
+        what moved redrawn.
+
+        A pixel is redrawn (from the poses alone, `render.render_windows`) where an object
+        touches it now or touched it at the start, for the objects that moved; every other
+        pixel is the start frame's. When a rollout's previous frame was drawn one action
+        ago, that frame is the base instead and only the crops that can differ from it are
+        recomputed (where the agent and the block were and are, and the start places when
+        an object starts or stops counting as moved); the crops of all rollouts are drawn
+        in one fused call per kind. Both ways give the same bytes (`_draw` is the
+        reference), so a rollout's frames depend neither on its batch nor on how often
+        frames are drawn.
+        """
+        from dream.engine.models.pusht.render import render_windows
+
+        assert self.renderer is not None
+        k = len(state.row_start)
+        cache = state.drawn if state.drawn is not None and len(state.drawn.t) == k else _DrawCache(k)
+        state.drawn = cache
+        out = np.empty((k, 96, 96, 3), np.uint8)
+        jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]  # crops to redraw, per rollout
+        poses: list[tuple[tuple[float, float], tuple[float, float, float], bool, bool]] = []
+        for row in range(k):
+            scene = state.scenes[state.row_start[row]]
+            agent = (float(state.poses.agent[row, 0]), float(state.poses.agent[row, 1]))
+            block = (float(state.poses.block[row, 0]), float(state.poses.block[row, 1]), float(state.poses.block[row, 2]))
+            # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
+            at = (round(agent[0]), round(agent[1]))
+            agent_moved = at != (round(scene.agent[0]), round(scene.agent[1]))
+            block_moved = block != scene.block
+            poses.append((agent, block, agent_moved, block_moved))
+            if cache.t[row] == state.t - 1:  # last action's frame is the base: redraw what can differ from it
+                out[row] = cache.frames[row]
+                if cache.agent_at[row] != at:
+                    jobs[row] += [self._window([cache.agent[row]], []), self._window([agent], [])]
+                if cache.block[row] != block:
+                    jobs[row] += [self._window([], [cache.block[row]]), self._window([], [block])]
+                if cache.agent_moved[row] != agent_moved:
+                    jobs[row].append(self._window([scene.agent], []))
+                if cache.block_moved[row] != block_moved:
+                    jobs[row].append(self._window([], [scene.block]))
+            else:
+                out[row] = scene.frame
+                if agent_moved:
+                    jobs[row] += [self._window([scene.agent], []), self._window([agent], [])]
+                if block_moved:
+                    jobs[row] += [self._window([], [scene.block]), self._window([], [block])]
+        small: list[tuple[int, tuple[int, int, int, int]]] = []
+        for row, windows in enumerate(jobs):
+            for window in _merge_windows(windows):
+                if window[1] - window[0] <= _SMALL and window[3] - window[2] <= _SMALL:
+                    small.append((row, window))  # the agent's crops: all rows' in one fused call below
+                    continue
+                img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
+                self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
+        if small:
+            # one crop size for the whole call: each crop grown to it (pixels beyond a crop are
+            # drawn by the same rule, so writing them is as right as leaving them)
+            corners = np.array([(min(w[0], 96 - _SMALL), min(w[2], 96 - _SMALL)) for _, w in small])
+            img, block_t, agent_t = render_windows(
+                self.renderer, [poses[row][0] for row, _ in small], [poses[row][1] for row, _ in small],
+                corners, (_SMALL, _SMALL),
+            )
+            for j, (row, _) in enumerate(small):
+                y0, x0 = (int(v) for v in corners[j])
+                self._paint(state, out, row, poses[row], (y0, y0 + _SMALL, x0, x0 + _SMALL), img[j], block_t[j], agent_t[j])
+        for row, (agent, block, agent_moved, block_moved) in enumerate(poses):
+            cache.frames[row] = out[row]
+            cache.t[row] = state.t
+            cache.agent[row], cache.block[row] = agent, block
+            cache.agent_at[row] = (round(agent[0]), round(agent[1]))
+            cache.agent_moved[row], cache.block_moved[row] = agent_moved, block_moved
+        return out
+
+    @staticmethod
+    def _paint(state: PushTState, out: np.ndarray, row: int, pose: tuple, window: tuple[int, int, int, int],
+               img: np.ndarray, block_t: np.ndarray, agent_t: np.ndarray) -> None:
+        """Write one crop of rollout `row`'s frame: drawn where an object that moved touches it now
+        or touched it at the start, the start frame's pixel elsewhere."""
+        scene = state.scenes[state.row_start[row]]
+        _, _, agent_moved, block_moved = pose
+        y0, y1, x0, x1 = window
+        crop = (slice(y0, y1), slice(x0, x1))
+        region = scene.agent_px[crop] | agent_t if agent_moved else np.zeros(agent_t.shape, bool)
+        if block_moved:
+            region |= scene.block_px[crop] | block_t
+        drawn = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        out[row][crop] = np.where(region[..., None], drawn, scene.frame[crop])
+
     def _draw(self, state: PushTState, row: int) -> np.ndarray:
-        """Rollout `row`'s frame at its current poses: the start frame, with only what moved redrawn."""
+        """Rollout `row`'s frame at its current poses, drawn from its start frame alone: the reference
+        `_draw_rows` must equal byte for byte (tests compare them)."""
         assert self.renderer is not None
         scene = state.scenes[state.row_start[row]]
         agent = (float(state.poses.agent[row, 0]), float(state.poses.agent[row, 1]))
         block = (float(state.poses.block[row, 0]), float(state.poses.block[row, 1]), float(state.poses.block[row, 2]))
         frame = scene.frame.copy()
-        # the agent is drawn at its position rounded to workspace px: same rounding, same pixels
         agent_moved = (round(agent[0]), round(agent[1])) != (round(scene.agent[0]), round(scene.agent[1]))
         block_moved = block != scene.block
         if agent_moved or block_moved:
-            # only a crop around the objects' start and current places can change
             y0, y1, x0, x1 = window = self._window([scene.agent, agent], [scene.block, block])
             img, block_t, agent_t = self.renderer.render_layers(agent, block, window)
             region = scene.agent_px[y0:y1, x0:x1] | agent_t if agent_moved else np.zeros_like(agent_t)
@@ -273,6 +387,28 @@ class PushTRunner(Runner):
         return (y0, max(y1, y0), x0, max(x1, x0))
 
 
+_SMALL = 14  # px: crops at most this big (the agent's) are drawn for all rollouts in one fused call
+
+
+def _merge_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Crops (y0, y1, x0, x1) with overlapping ones joined into their bounding crop (fewer, larger
+    renders where objects overlap; each pixel is drawn the same whichever crop holds it)."""
+    merged: list[tuple[int, int, int, int]] = []
+    for w in windows:
+        if w[0] >= w[1] or w[2] >= w[3]:
+            continue
+        while True:
+            for i, m in enumerate(merged):
+                if w[0] < m[1] and m[0] < w[1] and w[2] < m[3] and m[2] < w[3]:
+                    w = (min(w[0], m[0]), max(w[1], m[1]), min(w[2], m[2]), max(w[3], m[3]))
+                    del merged[i]
+                    break
+            else:
+                break
+        merged.append(w)
+    return merged
+
+
 def _dilate(mask: np.ndarray) -> np.ndarray:
     """`mask` grown by one pixel (8-neighbourhood)."""
     padded = np.pad(mask, 1)
@@ -296,6 +432,19 @@ class _StartScene:
     agent_px: np.ndarray  # the same for the agent
 
 
+class _DrawCache:
+    """Each rollout's last drawn frame and the poses it shows (`PushTRunner._draw_rows`)."""
+
+    def __init__(self, k: int) -> None:
+        self.frames = np.zeros((k, 96, 96, 3), np.uint8)
+        self.t = np.full(k, -2, np.int64)  # the action count the frame was drawn at (-2: none)
+        self.agent: list[tuple[float, float]] = [(0.0, 0.0)] * k
+        self.agent_at: list[tuple[int, int]] = [(0, 0)] * k
+        self.block: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * k
+        self.agent_moved = [False] * k
+        self.block_moved = [False] * k
+
+
 class PushTState:
     """K pusht-96 rollouts between two `advance` calls: their start scenes and current poses."""
 
@@ -304,6 +453,7 @@ class PushTState:
         self.row_start = row_start  # (K,) the scene each rollout started from
         self.poses = poses
         self.t = 0  # actions applied so far
+        self.drawn: _DrawCache | None = None  # the last frames drawn, the base of the next ones
 
     def start_frames(self) -> np.ndarray:
         """uint8 (K, 1, 96, 96, 3): frame 0 of every rollout."""
