@@ -1,0 +1,327 @@
+"""How a planner imagines candidates: the model handle it was given, behind one interface.
+
+* `EmbeddedImagination`: a handle of the embedded engine (``dream.Client()``) or an
+  `Engine`. Candidates run through `Engine.begin` / `SteppedRollouts.advance`: raw
+  frames, no mp4, and only the frames the cost reads are drawn; a cost of Push-T poses
+  (`GoalImageCost.uses_poses`) reads the poses the runner holds and no frame is drawn
+  at all (the frames would show exactly those poses; `dream.plan.costs`).
+* `BatchImagination`: any handle with ``predict_batch`` (``dream.Client(base_url=...)``,
+  a DreamDojo handle on a GPU): the wire protocol the official client speaks, frames
+  decoded from the returned mp4s (they differ from the embedded engine's raw frames
+  only by the codec's loss).
+* `SimulatorModel`: gym-pusht itself as the model, for an oracle planner: each
+  candidate is simulated from the simulator's true current state (in a fresh pymunk
+  space, so nothing of another candidate's contacts carries over) and scored by the
+  same cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dream.errors import InputValidationError
+from dream.plan.costs import check_costs, frames_needed
+
+__all__ = ["BatchImagination", "EmbeddedImagination", "Imagination", "ModelInfo", "SimulatorModel", "imagination_for"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a planner needs of a model's contract."""
+
+    slug: str
+    runner: str
+    action_dim: int
+    chunk_size: int
+    resolution: tuple[int, int]
+    action_low: float | None
+    action_high: float | None
+
+
+class Imagination:
+    """Scores K candidate action sequences from one frame with a cost (subclasses)."""
+
+    info: ModelInfo
+    engine_s: float = 0.0  # time spent imagining (model + frames), summed over calls
+
+    def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
+        """float64 (K,) costs of actions (K, T, A) from start `frame` (already at the model's resolution)."""
+        raise NotImplementedError
+
+    def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """uint8 (T + 1, H, W, 3): the predicted frames of one action sequence (T, A)."""
+        raise NotImplementedError
+
+    def rollouts_per_call(self, k: int) -> int:
+        return k
+
+
+def _score_frames(cost: Any, frames: np.ndarray, k: int, full: bool) -> np.ndarray:
+    """Run a cost on frames (all T + 1 when `full`, else the steps it asked for) and check its output."""
+    if not full and hasattr(cost, "score_steps"):
+        values = cost.score_steps(frames)
+    else:
+        values = cost(frames)
+    return check_costs(values, k)
+
+
+class EmbeddedImagination(Imagination):
+    """Candidates on the in-process engine: raw frames, only those the cost reads (see the module docstring)."""
+
+    def __init__(self, engine: Any, slug: str) -> None:
+        self.engine = engine
+        spec = engine.spec(slug)
+        self.slug = spec.slug
+        self.info = ModelInfo(spec.slug, spec.runner, spec.action_dim, spec.chunk_size, tuple(spec.resolution),
+                              spec.action_low, spec.action_high)
+        self.engine_s = 0.0
+
+    def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
+        t0 = time.perf_counter()
+        k, horizon = actions.shape[:2]
+        rollouts = self.engine.begin(frame, k=k, spec=self.slug)
+        try:
+            if getattr(cost, "uses_poses", False) and rollouts.incremental:
+                values = self._pose_costs(rollouts, actions, cost)
+                if values is not None:
+                    return check_costs(values, k)
+                rollouts = self.engine.begin(frame, k=k, spec=self.slug)
+            wanted = frames_needed(cost, horizon)
+            if wanted is None:
+                drawn = rollouts.advance(actions, draw=True)
+                frames = np.concatenate([np.broadcast_to(frame, (k, 1, *frame.shape)), drawn], axis=1)
+                return _score_frames(cost, frames, k, full=True)
+            drawn = rollouts.advance(actions, draw=[i - 1 for i in wanted])
+            return _score_frames(cost, drawn, k, full=False)
+        finally:
+            self.engine_s += time.perf_counter() - t0
+
+    def _pose_costs(self, rollouts: Any, actions: np.ndarray, cost: Any) -> np.ndarray | None:
+        steps = cost.steps(actions.shape[1])
+        chunk = self.info.chunk_size
+        agents, blocks = [], []
+        done = 0
+        for step in steps:
+            if step % chunk:
+                return None
+            rollouts.advance(actions[:, done:step], draw=False)
+            done = step
+            scene = rollouts.readout()
+            if scene is None or "agent" not in scene or "block" not in scene:
+                return None
+            agents.append(scene["agent"])
+            blocks.append(scene["block"])
+        return cost.score_poses(np.stack(agents, 1), np.stack(blocks, 1))
+
+    def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            rollouts = self.engine.begin(frame, k=1, spec=self.slug)
+            drawn = rollouts.advance(actions[None], draw=True)
+            return np.concatenate([frame[None], drawn[0]], axis=0)
+        finally:
+            self.engine_s += time.perf_counter() - t0
+
+
+class BatchImagination(Imagination):
+    """Candidates through a handle's public ``predict_batch`` (HTTP, or any engine), `max_batch` at a time."""
+
+    def __init__(self, handle: Any, max_batch: int = 64) -> None:
+        self.handle = handle
+        spec = handle.spec
+        arch = spec.arch
+        self.info = ModelInfo(spec.slug, arch.runner, arch.action_dim, arch.chunk_size, tuple(arch.resolution),
+                              arch.action_low, arch.action_high)
+        self.max_batch = max_batch
+        self.engine_s = 0.0
+
+    def _predict(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        out = []
+        for lo in range(0, len(actions), self.max_batch):
+            batch = self.handle.predict_batch(start_frame=frame, actions=actions[lo : lo + self.max_batch])
+            for rollout in batch:
+                frames = rollout.frames
+                if frames is None:
+                    raise RuntimeError("planning over predict_batch decodes mp4s: pip install 'dream-engine[decode]'")
+                out.append(frames)
+        return np.stack(out)
+
+    def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            frames = self._predict(frame, actions)
+        finally:
+            self.engine_s += time.perf_counter() - t0
+        return _score_frames(cost, frames, len(actions), full=True)
+
+    def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self._predict(frame, actions[None])[0]
+        finally:
+            self.engine_s += time.perf_counter() - t0
+
+
+class SimulatorModel(Imagination):
+    """gym-pusht as the planner's model (an oracle): candidates simulated from `sim`'s true state.
+
+    The frame a planner passes is ignored: every candidate starts from the simulator's
+    current state (agent position and velocity, block pose and velocities), copied into
+    a fresh pymunk space per candidate. Body attributes are copied, not the space
+    (deep-copying gym-pusht's space restores the block's position before its centre of
+    gravity and the block jumps ≈ 45 px); the angle is set before the position.
+    `check_replay` measures that a copy replays the real environment.
+
+    A cost of Push-T poses scores the poses the simulator's frames would show (as the
+    embedded model's poses); any other cost gets rendered frames.
+    """
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.info = ModelInfo("simulator", "pusht", 2, 1, (96, 96), 0.0, 512.0)
+        del spec
+        self.engine_s = 0.0
+        self._render_env: Any = None
+
+    # ------------------------------------------------------------------ state copies
+
+    def _state(self) -> tuple:
+        env = self.sim.env
+        a, b = env.agent, env.block
+        return (tuple(a.position), tuple(a.velocity), float(b.angle), tuple(b.position), tuple(b.velocity),
+                float(b.angular_velocity))
+
+    def _fresh(self, state: tuple) -> tuple[Any, Any, Any]:
+        import pymunk
+
+        env = self.sim.env
+        space = pymunk.Space()
+        space.gravity = 0, 0
+        space.damping = env.space.damping
+        space.add(*[env.add_segment(space, a, b, 2) for a, b in _WALLS])
+        agent = env.add_circle(space, (256, 400), 15)
+        block, _ = env.add_tee(space, (256, 300), 0)
+        if env.block_cog is not None:
+            block.center_of_gravity = env.block_cog
+        a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
+        agent.position, agent.velocity = a_pos, a_vel
+        block.angle = b_angle
+        block.position = b_pos
+        block.velocity, block.angular_velocity = b_vel, b_ang_vel
+        return space, agent, block
+
+    def _simulate(self, state: tuple, actions: np.ndarray, record: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list]:
+        """Agent (n, 2) and block cog pose (n, 3) after each action index in `record` (1-based), and the bodies' states."""
+        from pymunk import Vec2d
+
+        env = self.sim.env
+        space, agent, block = self._fresh(state)
+        dt, k_p, k_v = env.dt, env.k_p, env.k_v
+        n_sub = int(1 / (env.dt * env.control_hz))
+        wanted = set(record)
+        agents, blocks, states = [], [], []
+        zero = Vec2d(0, 0)
+        for t, action in enumerate(np.clip(actions, 0.0, 512.0).astype(np.float32), start=1):
+            act = Vec2d(float(action[0]), float(action[1]))
+            for _ in range(n_sub):
+                acceleration = k_p * (act - agent.position) + k_v * (zero - agent.velocity)
+                agent.velocity += acceleration * dt
+                space.step(dt)
+            if t in wanted:
+                cog = block.local_to_world(block.center_of_gravity)
+                agents.append((agent.position.x, agent.position.y))
+                blocks.append((cog.x, cog.y, block.angle))
+                states.append((tuple(agent.position), tuple(agent.velocity), float(block.angle), tuple(block.position),
+                               tuple(block.velocity), float(block.angular_velocity)))
+        return np.array(agents), np.array(blocks), states
+
+    def _render(self, state: tuple) -> np.ndarray:
+        """The simulator's 96×96 observation of a state (drawn by gym-pusht's own renderer)."""
+        if self._render_env is None:
+            from dream.sim.pusht import PushTSim
+
+            self._render_env = PushTSim()
+            self._render_env.reset(0)
+        env = self._render_env.env
+        a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
+        env.agent.position, env.agent.velocity = a_pos, a_vel
+        env.block.angle = b_angle
+        env.block.position = b_pos
+        return np.ascontiguousarray(env._render(), dtype=np.uint8)
+
+    def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            state = self._state()
+            k, horizon = actions.shape[:2]
+            if getattr(cost, "uses_poses", False):
+                steps = cost.steps(horizon)
+                agents = np.empty((k, len(steps), 2))
+                blocks = np.empty((k, len(steps), 3))
+                for i in range(k):
+                    agents[i], blocks[i], _ = self._simulate(state, actions[i], steps)
+                return check_costs(cost.score_poses(agents, blocks), k)
+            wanted = frames_needed(cost, horizon)
+            steps = list(range(1, horizon + 1)) if wanted is None else list(wanted)
+            frames = []
+            for i in range(k):
+                _, _, states = self._simulate(state, actions[i], steps)
+                frames.append([self._render(s) for s in states])
+            drawn = np.array(frames, np.uint8)
+            if wanted is None:
+                start = np.broadcast_to(frame, (k, 1, *frame.shape))
+                return _score_frames(cost, np.concatenate([start, drawn], 1), k, full=True)
+            return _score_frames(cost, drawn, k, full=False)
+        finally:
+            self.engine_s += time.perf_counter() - t0
+
+    def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        state = self._state()
+        _, _, states = self._simulate(state, actions, range(1, len(actions) + 1))
+        return np.stack([self._render(state)] + [self._render(s) for s in states])
+
+    def check_replay(self, actions: np.ndarray) -> tuple[float, int]:
+        """Run `actions` in a copy and in the real simulator; (max pose error, max pixel difference).
+
+        Steps the real simulator: call it where that is wanted (tests, a bench)."""
+        state = self._state()
+        agents, blocks, states = self._simulate(state, actions, range(1, len(actions) + 1))
+        error, pixels = 0.0, 0
+        for t, action in enumerate(actions):
+            real = self.sim.step(action)
+            st = self.sim.state()
+            true = np.array([*st.agent_pos, *st.block_pos, st.block_angle])
+            error = max(error, float(np.abs(true - np.array([*agents[t], *blocks[t]])).max()))
+            pixels = max(pixels, int(np.abs(real.astype(int) - self._render(states[t]).astype(int)).max()))
+        return error, pixels
+
+
+_WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
+
+
+def imagination_for(model: Any, *, fast: bool = True) -> Imagination:
+    """The `Imagination` behind a model handle, an `Engine` (its default spec) or a `SimulatorModel`.
+
+    fast=False sends an embedded handle through ``predict_batch`` too (mp4 and all).
+    """
+    if isinstance(model, Imagination):
+        return model
+    from dream.engine.engine import Engine
+
+    if isinstance(model, Engine):
+        return EmbeddedImagination(model, model.spec().slug)
+    client = getattr(model, "_client", None)
+    engine = getattr(client, "engine", None) if client is not None else None
+    if fast and engine is not None and hasattr(model, "slug"):
+        return EmbeddedImagination(engine, model.slug)
+    if hasattr(model, "predict_batch") and hasattr(model, "spec"):
+        return BatchImagination(model)
+    raise InputValidationError(
+        f"a planner's model must be a model handle (client.models.get(slug)), an Engine or a SimulatorModel; "
+        f"got {type(model).__name__}"
+    )
