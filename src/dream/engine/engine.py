@@ -731,12 +731,15 @@ class Engine:
         num_steps: int | None = None,
         guidance: float | None = None,
         seeds: Sequence[int] | None = None,
+        exact: bool = True,
     ) -> SteppedRollouts:
         """Start K rollouts to be advanced step by step (`SteppedRollouts`).
 
         frames: one uint8 (H, W, 3) start frame shared by all K rollouts, or (K, H, W, 3);
         each is fitted to the spec's resolution like any start frame. k defaults to the
-        number of frames; seeds (one per rollout) default to 0.
+        number of frames; seeds (one per rollout) default to 0. exact=False lets a runner
+        that can trade bitwise batch invariance for speed do so (pusht-96: results within
+        float rounding of the exact ones; a planner's candidates); others ignore it.
         """
         import numpy as np
 
@@ -758,6 +761,8 @@ class Engine:
         state = self.on_engine_thread(
             lambda: runner.begin(fitted, k, seeds=seed_values, num_steps=steps, guidance=g)
         )
+        if not exact and hasattr(runner, "inexact"):
+            runner.inexact(state)
         return SteppedRollouts(self, s, runner, state, k)
 
     def stream(

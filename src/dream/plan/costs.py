@@ -99,6 +99,19 @@ class GoalImageCost:
         self._kind: str | None = None
         self._bound_stride: int | None = None
 
+    @classmethod
+    def for_poses(cls, *, agent: Any, block: Any, **options: Any) -> GoalImageCost:
+        """The same cost with the goal given as Push-T poses instead of an image: agent (x, y),
+        block (cog x, cog y, angle) in workspace px and rad."""
+        self = cls.__new__(cls)
+        self.__init__(np.zeros((96, 96, 3), np.uint8), kind="pose", **options)  # type: ignore[misc]
+        self.goal_source = None  # type: ignore[assignment]
+        self.goal_agent = np.asarray(agent, np.float64).reshape(2)
+        self.goal_block = np.asarray(block, np.float64).reshape(3)
+        if not (np.isfinite(self.goal_agent).all() and np.isfinite(self.goal_block).all()):
+            raise InputValidationError(f"goal poses must be finite; got agent {agent!r}, block {block!r}")
+        return self
+
     # ------------------------------------------------------------------ binding
 
     def bind(self, resolution: tuple[int, int], runner: str | None = None, stride: int | None = None) -> GoalImageCost:
@@ -108,6 +121,13 @@ class GoalImageCost:
         from dream.inputs import fit_frame
 
         resolution = (int(resolution[0]), int(resolution[1]))
+        if self.goal_source is None:  # goal poses given (`for_poses`)
+            if resolution != (96, 96):
+                raise InputValidationError(f"a Push-T pose goal reads 96×96 frames; the model draws {resolution}")
+            self._kind = "pose"
+            if stride is not None:
+                self._bound_stride = int(stride)
+            return self
         kind = self.kind or ("pose" if runner in (None, "pusht") and resolution == (96, 96) else "pixels")
         goal = fit_frame(self.goal_source, tuple(resolution))
         if kind == "pose":

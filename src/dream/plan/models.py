@@ -73,8 +73,9 @@ def _score_frames(cost: Any, frames: np.ndarray, k: int, full: bool) -> np.ndarr
 class EmbeddedImagination(Imagination):
     """Candidates on the in-process engine: raw frames, only those the cost reads (see the module docstring)."""
 
-    def __init__(self, engine: Any, slug: str) -> None:
+    def __init__(self, engine: Any, slug: str, *, exact: bool = False) -> None:
         self.engine = engine
+        self.exact = exact  # False: candidates may use the runner's faster inexact path (`Engine.begin`)
         spec = engine.spec(slug)
         self.slug = spec.slug
         self.info = ModelInfo(spec.slug, spec.runner, spec.action_dim, spec.chunk_size, tuple(spec.resolution),
@@ -84,13 +85,13 @@ class EmbeddedImagination(Imagination):
     def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
         t0 = time.perf_counter()
         k, horizon = actions.shape[:2]
-        rollouts = self.engine.begin(frame, k=k, spec=self.slug)
+        rollouts = self.engine.begin(frame, k=k, spec=self.slug, exact=self.exact)
         try:
             if getattr(cost, "uses_poses", False) and rollouts.incremental:
                 values = self._pose_costs(rollouts, actions, cost)
                 if values is not None:
                     return check_costs(values, k)
-                rollouts = self.engine.begin(frame, k=k, spec=self.slug)
+                rollouts = self.engine.begin(frame, k=k, spec=self.slug, exact=self.exact)
             wanted = frames_needed(cost, horizon)
             if wanted is None:
                 drawn = rollouts.advance(actions, draw=True)

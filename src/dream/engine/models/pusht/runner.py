@@ -195,6 +195,7 @@ class PushTRunner(Runner):
 
         assert self.renderer is not None and self.dynamics is not None and self.params is not None
         acts = np.clip(np.asarray(actions, np.float64), 0.0, 512.0)
+        dynamics = state.dynamics or self.dynamics
         k, n = acts.shape[:2]
         if k != len(state.row_start):
             raise EngineError(f"{self.spec.slug}: advance() got actions for {k} rollouts; the state holds {len(state.row_start)}")
@@ -202,11 +203,18 @@ class PushTRunner(Runner):
         out = np.empty((k, len(wanted), 96, 96, 3), np.uint8) if draw is not False else None
         slot = {i: j for j, i in enumerate(wanted)}
         for i in range(n):
-            state.poses = step_poses(state.poses, acts[:, i], self.dynamics, self.params)
+            state.poses = step_poses(state.poses, acts[:, i], dynamics, self.params)
             state.t += 1
             if out is not None and i in slot:
                 out[:, slot[i]] = self._draw_rows(state)
         return out
+
+    def inexact(self, state: PushTState) -> None:
+        """Let `state`'s rollouts trade bitwise batch invariance for speed: the block network's
+        matrix products run through BLAS (`BlasDynamics`) instead of `np.einsum`'s loops, ≈ 4×
+        faster at K = 300; poses agree with the exact path to float rounding (tests/plan)."""
+        assert self.dynamics is not None
+        state.dynamics = BlasDynamics(self.dynamics)
 
     def restart(self, state: PushTState, rows: Sequence[int], frames: np.ndarray) -> None:
         """Start rollouts `rows` again at rest from new start frames (see `Runner.restart`)."""
@@ -445,6 +453,26 @@ class _DrawCache:
         self.block_moved = [False] * k
 
 
+class BlasDynamics:
+    """`BlockDynamics.change` with its products through BLAS (rows no longer bitwise independent
+    of their batch); everything else is the wrapped network's."""
+
+    def __init__(self, dynamics: BlockDynamics) -> None:
+        self.exact = dynamics
+        self.memory_size = dynamics.memory_size
+
+    def change(self, feats: np.ndarray) -> np.ndarray:
+        from dream.engine.models.pusht.dynamics import ANGLE_SCALE, POS_SCALE
+
+        h = np.ascontiguousarray(feats, np.float64)
+        layers = self.exact.layers
+        for i, (w, b) in enumerate(layers):
+            h = h @ w + b
+            if i < len(layers) - 1:
+                h = h / (1.0 + np.exp(-h))
+        return h * np.array([POS_SCALE, POS_SCALE, ANGLE_SCALE])
+
+
 class PushTState:
     """K pusht-96 rollouts between two `advance` calls: their start scenes and current poses."""
 
@@ -454,6 +482,7 @@ class PushTState:
         self.poses = poses
         self.t = 0  # actions applied so far
         self.drawn: _DrawCache | None = None  # the last frames drawn, the base of the next ones
+        self.dynamics: BlasDynamics | None = None  # set by `PushTRunner.inexact`
 
     def start_frames(self) -> np.ndarray:
         """uint8 (K, 1, 96, 96, 3): frame 0 of every rollout."""
