@@ -172,8 +172,8 @@ def run_plan_eval(
     offset = TEST_SEED_OFFSET if seed_offset is None else int(seed_offset)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    log = run / "episodes.jsonl"
-    done = _done(log)
+    log = run / f"episodes-{'-'.join(controllers)}.jsonl"  # one file per process: runs may go side by side
+    done = set().union(*(_done(p) for p in run.glob("episodes*.jsonl")))
     sim = PushTSim()
     model = None
     if "model" in controllers:
@@ -194,16 +194,17 @@ def run_plan_eval(
                 progress(f"pair {i + 1}/{pairs} seed {seed} {kind}: {'success' if rec['success'] else 'fail'} "
                          f"steps {rec['steps']} pos {rec['position_error']:.1f} angle {rec['angle_error_deg']:.1f} "
                          f"wall {rec['wall_s']:.1f}s")
-    summary = summarise(log, pairs=pairs, seed_offset=offset)
+    summary = summarise(run, pairs=pairs, seed_offset=offset)
     summary["session_wall_s"] = time.perf_counter() - t_start
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def summarise(log: str | Path, *, pairs: int | None = None, seed_offset: int | None = None) -> dict[str, Any]:
+def summarise(run_dir: str | Path, *, pairs: int | None = None, seed_offset: int | None = None) -> dict[str, Any]:
     """Per controller: success rate, final errors, plan() wall times and rollouts; and the pairs the
-    oracle solves and the model does not."""
-    records = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    oracle solves and the model does not (from every episodes*.jsonl of `run_dir`)."""
+    records = [json.loads(line) for p in sorted(Path(run_dir).glob("episodes*.jsonl"))
+               for line in p.read_text().splitlines() if line.strip()]
     if seed_offset is not None and pairs is not None:
         records = [r for r in records if seed_offset <= r["seed"] < seed_offset + pairs]
     out: dict[str, Any] = {"controllers": {}}

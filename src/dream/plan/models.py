@@ -185,7 +185,6 @@ class SimulatorModel(Imagination):
     def __init__(self, sim: Any) -> None:
         self.sim = sim
         self.info = ModelInfo("simulator", "pusht", 2, 1, (96, 96), 0.0, 512.0)
-        del spec
         self.engine_s = 0.0
         self._render_env: Any = None
 
@@ -197,7 +196,7 @@ class SimulatorModel(Imagination):
         return (tuple(a.position), tuple(a.velocity), float(b.angle), tuple(b.position), tuple(b.velocity),
                 float(b.angular_velocity))
 
-    def _fresh(self, state: tuple) -> tuple[Any, Any, Any]:
+    def _unused_fresh(self, state: tuple) -> tuple[Any, Any, Any]:
         import pymunk
 
         env = self.sim.env
@@ -217,29 +216,71 @@ class SimulatorModel(Imagination):
         return space, agent, block
 
     def _simulate(self, state: tuple, actions: np.ndarray, record: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list]:
-        """Agent (n, 2) and block cog pose (n, 3) after each action index in `record` (1-based), and the bodies' states."""
-        from pymunk import Vec2d
+        """Candidates actions (K, T, 2) from `state`: agent (K, n, 2) and block cog pose (K, n, 3) after
+        each action index in `record` (1-based), and the bodies' states there (per candidate, per index).
+
+        Up to `_GROUP` candidates share a pymunk space, each colliding only with itself and the
+        walls (collision categories), so one ``space.step`` advances them all; a candidate
+        steps exactly as it would alone (`check_replay`). The agent is kinematic (collisions do
+        not move it): its PD law is integrated for all candidates at once with numpy, in
+        gym-pusht's order of operations, and handed to pymunk as velocities.
+        """
+        import pymunk
 
         env = self.sim.env
-        space, agent, block = self._fresh(state)
-        dt, k_p, k_v = env.dt, env.k_p, env.k_v
+        dt, k_p, k_v = env.dt, float(env.k_p), float(env.k_v)
         n_sub = int(1 / (env.dt * env.control_hz))
-        wanted = set(record)
-        agents, blocks, states = [], [], []
-        zero = Vec2d(0, 0)
-        for t, action in enumerate(np.clip(actions, 0.0, 512.0).astype(np.float32), start=1):
-            act = Vec2d(float(action[0]), float(action[1]))
-            for _ in range(n_sub):
-                acceleration = k_p * (act - agent.position) + k_v * (zero - agent.velocity)
-                agent.velocity += acceleration * dt
-                space.step(dt)
-            if t in wanted:
-                cog = block.local_to_world(block.center_of_gravity)
-                agents.append((agent.position.x, agent.position.y))
-                blocks.append((cog.x, cog.y, block.angle))
-                states.append((tuple(agent.position), tuple(agent.velocity), float(block.angle), tuple(block.position),
-                               tuple(block.velocity), float(block.angular_velocity)))
-        return np.array(agents), np.array(blocks), states
+        acts = np.clip(np.asarray(actions, np.float32), 0.0, 512.0).astype(np.float64)
+        k, horizon = acts.shape[:2]
+        slot = {t: j for j, t in enumerate(record)}
+        agents = np.empty((k, len(slot), 2))
+        blocks = np.empty((k, len(slot), 3))
+        states: list[list[tuple]] = [[] for _ in range(k)]
+        a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
+        for lo in range(0, k, _GROUP):
+            rows = range(lo, min(k, lo + _GROUP))
+            space = pymunk.Space()
+            space.gravity = 0, 0
+            space.damping = env.space.damping
+            walls = [env.add_segment(space, a, b, 2) for a, b in _WALLS]
+            for w in walls:
+                w.filter = pymunk.ShapeFilter(categories=_WALL_BIT, mask=pymunk.ShapeFilter.ALL_MASKS())
+            space.add(*walls)
+            bodies = []
+            for j, _ in enumerate(rows):
+                own = pymunk.ShapeFilter(categories=1 << j, mask=(1 << j) | _WALL_BIT)
+                agent = env.add_circle(space, (256, 400), 15)
+                block, shapes = env.add_tee(space, (256, 300), 0)
+                if env.block_cog is not None:
+                    block.center_of_gravity = env.block_cog
+                for shape in (*agent.shapes, *shapes):
+                    shape.filter = own
+                agent.position, agent.velocity = a_pos, a_vel
+                block.angle = b_angle
+                block.position = b_pos
+                block.velocity, block.angular_velocity = b_vel, b_ang_vel
+                bodies.append((agent, block))
+            p = np.tile(np.array(a_pos, np.float64), (len(rows), 1))
+            v = np.tile(np.array(a_vel, np.float64), (len(rows), 1))
+            for t in range(horizon):
+                target = acts[rows.start : rows.stop, t]
+                for _ in range(n_sub):
+                    v = v + (k_p * (target - p) + k_v * (0.0 - v)) * dt
+                    p = p + v * dt
+                    for (agent, _), vel in zip(bodies, v.tolist()):
+                        agent.velocity = vel
+                    space.step(dt)
+                if t + 1 in slot:
+                    col = slot[t + 1]
+                    for j, (agent, block) in enumerate(bodies):
+                        cog = block.local_to_world(block.center_of_gravity)
+                        agents[rows.start + j, col] = agent.position
+                        blocks[rows.start + j, col] = (cog.x, cog.y, block.angle)
+                        states[rows.start + j].append((tuple(agent.position), tuple(agent.velocity), float(block.angle),
+                                                       tuple(block.position), tuple(block.velocity),
+                                                       float(block.angular_velocity)))
+                    p = np.array([agent.position for agent, _ in bodies], np.float64)
+        return agents, blocks, states
 
     def _render(self, state: tuple) -> np.ndarray:
         """The simulator's 96×96 observation of a state (drawn by gym-pusht's own renderer)."""
@@ -261,19 +302,12 @@ class SimulatorModel(Imagination):
             state = self._state()
             k, horizon = actions.shape[:2]
             if getattr(cost, "uses_poses", False):
-                steps = cost.steps(horizon)
-                agents = np.empty((k, len(steps), 2))
-                blocks = np.empty((k, len(steps), 3))
-                for i in range(k):
-                    agents[i], blocks[i], _ = self._simulate(state, actions[i], steps)
+                agents, blocks, _ = self._simulate(state, actions, cost.steps(horizon))
                 return check_costs(cost.score_poses(agents, blocks), k)
             wanted = frames_needed(cost, horizon)
             steps = list(range(1, horizon + 1)) if wanted is None else list(wanted)
-            frames = []
-            for i in range(k):
-                _, _, states = self._simulate(state, actions[i], steps)
-                frames.append([self._render(s) for s in states])
-            drawn = np.array(frames, np.uint8)
+            _, _, states = self._simulate(state, actions, steps)
+            drawn = np.array([[self._render(s) for s in row] for row in states], np.uint8)
             if wanted is None:
                 start = np.broadcast_to(frame, (k, 1, *frame.shape))
                 return _score_frames(cost, np.concatenate([start, drawn], 1), k, full=True)
@@ -283,15 +317,17 @@ class SimulatorModel(Imagination):
 
     def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
         state = self._state()
-        _, _, states = self._simulate(state, actions, range(1, len(actions) + 1))
-        return np.stack([self._render(state)] + [self._render(s) for s in states])
+        _, _, states = self._simulate(state, actions[None], range(1, len(actions) + 1))
+        return np.stack([self._render(state)] + [self._render(s) for s in states[0]])
 
     def check_replay(self, actions: np.ndarray) -> tuple[float, int]:
         """Run `actions` in a copy and in the real simulator; (max pose error, max pixel difference).
 
         Steps the real simulator: call it where that is wanted (tests, a bench)."""
         state = self._state()
-        agents, blocks, states = self._simulate(state, actions, range(1, len(actions) + 1))
+        actions = np.asarray(actions, np.float32)
+        agents, blocks, states = self._simulate(state, np.stack([actions] * 3), range(1, len(actions) + 1))
+        agents, blocks, states = agents[1], blocks[1], states[1]  # a candidate with neighbours in its space
         error, pixels = 0.0, 0
         for t, action in enumerate(actions):
             real = self.sim.step(action)
@@ -302,6 +338,8 @@ class SimulatorModel(Imagination):
         return error, pixels
 
 
+_GROUP = 1  # candidates per pymunk space: alone, a copy made at rest replays the simulator exactly (see `_simulate`)
+_WALL_BIT = 1 << 30
 _WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
 
 
