@@ -280,6 +280,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.task == "policies":
         return cmd_eval_policies(args)
+    if args.task in ("plan", "plan-gym"):
+        return cmd_eval_plan(args)
     if args.spec not in (None, "pusht-96"):
         return cmd_eval_gr1(args)
     if args.source:
@@ -308,7 +310,7 @@ def cmd_eval_policies(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         result = run_policy_eval(
-            args.run_dir, policies=policies, starts=args.starts, steps=args.steps, client=_client(args),
+            args.run_dir or "policy-eval", policies=policies, starts=args.starts, steps=args.steps, client=_client(args),
             video_dir=args.video, video_policy=args.video_policy, video_start=args.video_start,
             progress=not args.no_progress, log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
@@ -316,9 +318,67 @@ def cmd_eval_policies(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc}") from None
     table = result.to_markdown()
     print(table)
-    print(f"\n{time.perf_counter() - started:.0f} s; run folder {args.run_dir} (look at it: dream view {args.run_dir})")
+    run_dir = args.run_dir or "policy-eval"
+    print(f"\n{time.perf_counter() - started:.0f} s; run folder {run_dir} (look at it: dream view {run_dir})")
     if args.output:
         Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def cmd_eval_plan(args: argparse.Namespace) -> int:
+    from dream.eval.plan_eval import CONTROLLERS, plan_markdown, run_gym_task, run_plan_eval
+
+    if args.source:
+        raise SystemExit(f"error: SOURCE {args.source!r} is for GR-1 evaluation, not --task {args.task}")
+    if args.spec not in (None, "pusht-96"):
+        raise SystemExit(f"error: --task {args.task} plans in gym-pusht; it needs a Push-T model, not {args.spec!r}")
+    run_dir = args.run_dir or "plan-eval"
+    log = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    if args.task == "plan-gym":
+        summary = run_gym_task(run_dir, episodes=args.gym_episodes, client=_client(args), progress=log)
+        print(json.dumps(summary, indent=2))
+        return 0
+    controllers = [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers else list(CONTROLLERS)
+    try:
+        summary = run_plan_eval(run_dir, pairs=args.pairs, controllers=controllers, client=_client(args), progress=log)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    table = plan_markdown(summary)
+    print(table)
+    print(f"\n{time.perf_counter() - started:.0f} s; run folder {run_dir}")
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dream.errors import DreamError
+    from dream.inputs import frame_to_array
+    from dream.plan import CEM, MPPI, goal_image_cost
+
+    client = _client(args)
+    model = client.models.get(args.spec or "pusht-96")
+    options = {k: getattr(args, k) for k in ("horizon", "samples", "iterations") if getattr(args, k) is not None}
+    try:
+        frame = frame_to_array(args.frame, what="--frame")
+        cost = goal_image_cost(args.goal)
+        planner = (MPPI if args.planner == "mppi" else CEM)(model, cost, seed=args.seed, **options)
+        actions = planner.plan(frame)
+    except DreamError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    result = planner.last
+    assert result is not None
+    np.save(args.output, actions)
+    print(f"predicted cost {result.cost:.3f}; {len(actions)} actions -> {args.output}; {result.rollouts} rollouts "
+          f"imagined in {result.wall_s:.2f} s")
+    if args.video:
+        from dream.engine.video import encode_mp4
+
+        Path(args.video).write_bytes(encode_mp4(result.frames, 10))
+        print(f"predicted frames -> {args.video}")
     return 0
 
 
@@ -591,10 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
         "model's ranking against the simulator's. Resumable: a re-run into the same --run-dir redoes only what "
         "is missing or was run with another model. Needs the [sim] and [envs] extras.",
     )
-    p.add_argument("--task", choices=["quality", "policies"], default="quality",
+    p.add_argument("--task", choices=["quality", "policies", "plan", "plan-gym"], default="quality",
                    help="quality: frame metrics per horizon (default); policies: rank a policy family in the "
-                   "model against the simulator")
-    p.add_argument("--run-dir", default="policy-eval", help="policies: the run folder (default ./policy-eval)")
+                   "model against the simulator; plan: closed-loop goal reaching with dream.plan (model, simulator "
+                   "oracle, random, do-nothing; DINO-WM's protocol); plan-gym: gym-pusht's own task with dream.plan")
+    p.add_argument("--run-dir", default=None, help="policies / plan: the run folder (default ./policy-eval, ./plan-eval)")
+    p.add_argument("--pairs", type=_positive_int, default=50, help="plan: test-split start/goal pairs (default 50)")
+    p.add_argument("--controllers", default=None, help="plan: comma-separated subset of model,oracle,random,nothing")
+    p.add_argument("--gym-episodes", type=_positive_int, default=20, help="plan-gym: episodes (default 20)")
     p.add_argument("--starts", type=_positive_int, default=50,
                    help="policies: test-split start states (seeds 2000000…, default 50)")
     p.add_argument("--steps", type=_positive_int, default=300, help="policies: steps per episode (default 300, "
@@ -613,6 +677,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(p)
     _add_gr1_eval_options(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "plan",
+        help="plan actions that reach a goal image (dream.plan CEM/MPPI); writes the plan as .npy",
+        description="Plan from --frame towards --goal with the model (defaults tuned per spec, see the README's "
+        "Planning section) and write the (horizon, action_dim) float32 plan. Prints the plan's predicted cost.",
+    )
+    p.add_argument("--frame", required=True, help="start frame image (PNG/JPEG, any size)")
+    p.add_argument("--goal", required=True, help="goal image (PNG/JPEG, any size)")
+    p.add_argument("-o", "--output", default="plan.npy", help=".npy to write (default plan.npy)")
+    p.add_argument("--video", default=None, help="also write the plan's predicted frames as mp4")
+    p.add_argument("--spec", default=None, help="model slug (default: the built-in pusht-96)")
+    p.add_argument("--planner", choices=["cem", "mppi"], default="cem", help="optimiser (default cem)")
+    p.add_argument("--horizon", type=_positive_int, default=None, help="actions per plan (default: the spec's)")
+    p.add_argument("--samples", type=_positive_int, default=None, help="candidates per iteration (default: the spec's)")
+    p.add_argument("--iterations", type=_positive_int, default=None, help="iterations (default: the spec's)")
+    p.add_argument("--seed", type=int, default=0, help="random stream of the planner (default 0)")
+    _add_remote(p)
+    _add_threads(p)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("pull", help="download a spec's weights from the Hugging Face Hub")
     p.add_argument("slug", help="e.g. dreamdojo-2b-gr1")

@@ -41,6 +41,7 @@ __all__ = [
     "GOAL_STEPS",
     "Pair",
     "make_pair",
+    "plan_markdown",
     "pusht_task_cost",
     "run_gym_task",
     "run_plan_eval",
@@ -237,6 +238,26 @@ def summarise(run_dir: str | Path, *, pairs: int | None = None, seed_offset: int
     ]
     out["model_only"] = sorted(s for s in set(model) & set(oracle) if model[s]["success"] and not oracle[s]["success"])
     return out
+
+
+def plan_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table (one row per controller) plus the oracle-only pairs."""
+    lines = ["| controller | pairs | success | median position error | median angle error | median plan() | "
+             "rollouts / plan | total wall |", "|---|---|---|---|---|---|---|---|"]
+    for kind in (*CONTROLLERS, *sorted(set(summary["controllers"]) - set(CONTROLLERS))):
+        e = summary["controllers"].get(kind)
+        if e is None:
+            continue
+        plan = f"{e['median_plan_s']:.2f} s" if "median_plan_s" in e else "–"
+        rollouts = f"{e['rollouts_per_plan']:.0f}" if "rollouts_per_plan" in e else "–"
+        lines.append(f"| {kind} | {e['episodes']} | {e['success_rate']:.2f} | {e['median_position_error']:.1f} | "
+                     f"{e['median_angle_error_deg']:.1f}° | {plan} | {rollouts} | {e['total_wall_s']:.0f} s |")
+    only = summary.get("oracle_only") or []
+    if only:
+        lines.append("")
+        lines.append("Pairs the oracle solves and the model does not: " + ", ".join(
+            f"{o['seed']} ({o['model_position_error']:.0f} px, {o['model_angle_error_deg']:.0f}°)" for o in only))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- gym-pusht's own task

@@ -294,6 +294,8 @@ class SimulatorModel(Imagination):
         env.agent.position, env.agent.velocity = a_pos, a_vel
         env.block.angle = b_angle
         env.block.position = b_pos
+        for body in (env.agent, env.block):  # shapes keep their drawn vertices until reindexed
+            env.space.reindex_shapes_for_body(body)
         return np.ascontiguousarray(env._render(), dtype=np.uint8)
 
     def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
