@@ -88,7 +88,10 @@ def _controller(kind: str, pair: Pair, sim: Any, model: Any, seed: int, options:
 
     if kind in ("model", "oracle"):
         target = model if kind == "model" else SimulatorModel(sim)
-        return MPC(CEM(target, goal_image_cost(pair.goal), seed=seed, **options))
+        options = dict(options)
+        replan_every = options.pop("replan_every", None)
+        cost_options = options.pop("cost", {})
+        return MPC(CEM(target, goal_image_cost(pair.goal, **cost_options), seed=seed, **options), replan_every=replan_every)
     if kind == "random":
         rng = np.random.default_rng([0xA11D, seed])
         return lambda frame: rng.uniform(0.0, 512.0, 2).astype(np.float32)

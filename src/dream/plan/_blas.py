@@ -14,13 +14,13 @@ import ctypes
 from collections.abc import Iterator
 from typing import Any
 
-_openblas: tuple[Any, Any] | None | bool = False  # (get, set), None when not found, False: not looked yet
+_openblas: tuple[Any, Any] | bool | None = False  # (get, set), None when not found, False: not looked yet
 
 
 def _find_openblas() -> tuple[Any, Any] | None:
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith(".so")
+            paths = {line.split()[-1] for line in f if ("openblas" in line.lower() and line.rstrip().endswith(".so"))
                      or ("openblas" in line.lower() and ".so" in line)}
     except OSError:
         return None

@@ -196,34 +196,22 @@ class SimulatorModel(Imagination):
         return (tuple(a.position), tuple(a.velocity), float(b.angle), tuple(b.position), tuple(b.velocity),
                 float(b.angular_velocity))
 
-    def _unused_fresh(self, state: tuple) -> tuple[Any, Any, Any]:
-        import pymunk
-
-        env = self.sim.env
-        space = pymunk.Space()
-        space.gravity = 0, 0
-        space.damping = env.space.damping
-        space.add(*[env.add_segment(space, a, b, 2) for a, b in _WALLS])
-        agent = env.add_circle(space, (256, 400), 15)
-        block, _ = env.add_tee(space, (256, 300), 0)
-        if env.block_cog is not None:
-            block.center_of_gravity = env.block_cog
-        a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
-        agent.position, agent.velocity = a_pos, a_vel
-        block.angle = b_angle
-        block.position = b_pos
-        block.velocity, block.angular_velocity = b_vel, b_ang_vel
-        return space, agent, block
-
-    def _simulate(self, state: tuple, actions: np.ndarray, record: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list]:
+    def _simulate(self, state: tuple, actions: np.ndarray, record: Sequence[int], *, render: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, list, np.ndarray | None]:
         """Candidates actions (K, T, 2) from `state`: agent (K, n, 2) and block cog pose (K, n, 3) after
-        each action index in `record` (1-based), and the bodies' states there (per candidate, per index).
+        each action index in `record` (1-based), the bodies' states there (per candidate, per index)
+        and, with `render`, the simulator's frames there uint8 (K, n, 96, 96, 3), drawn from the
+        candidate's own space (its contact points are drawn too, as in gym-pusht's frames).
 
-        Up to `_GROUP` candidates share a pymunk space, each colliding only with itself and the
-        walls (collision categories), so one ``space.step`` advances them all; a candidate
-        steps exactly as it would alone (`check_replay`). The agent is kinematic (collisions do
-        not move it): its PD law is integrated for all candidates at once with numpy, in
-        gym-pusht's order of operations, and handed to pymunk as velocities.
+        `_GROUP` candidates share a pymunk space, each colliding only with itself and the walls
+        (collision categories). It is 1: each candidate in a space of its own replays the
+        simulator exactly from a state at rest (`check_replay`: error 0); 10 to a space
+        measured 2.7× faster, but the contact solver then visits a candidate's contacts in
+        another order and pushes drift from the simulator's. A state copied mid-contact
+        lacks pymunk's cached contact impulses (they cannot be copied), so from there a copy
+        is close to the simulator, not exact. The agent is kinematic (collisions do not move
+        it): its PD law is integrated for all candidates at once with numpy, in gym-pusht's
+        order of operations, and handed to pymunk as velocities.
         """
         import pymunk
 
@@ -236,9 +224,22 @@ class SimulatorModel(Imagination):
         agents = np.empty((k, len(slot), 2))
         blocks = np.empty((k, len(slot), 3))
         states: list[list[tuple]] = [[] for _ in range(k)]
+        frames = np.empty((k, len(slot), 96, 96, 3), np.uint8) if render else None
         a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
-        for lo in range(0, k, _GROUP):
-            rows = range(lo, min(k, lo + _GROUP))
+        # the agents' velocities before each substep, all candidates at once (lists: pymunk takes tuples)
+        p = np.tile(np.array(a_pos, np.float64), (k, 1))
+        v = np.tile(np.array(a_vel, np.float64), (k, 1))
+        velocities = []
+        for t in range(horizon):
+            per_step = []
+            for _ in range(n_sub):
+                v = v + (k_p * (acts[:, t] - p) + k_v * (0.0 - v)) * dt
+                p = p + v * dt
+                per_step.append(v.tolist())
+            velocities.append(per_step)
+        group = 1 if render else _GROUP  # a drawing shows one candidate only
+        for lo in range(0, k, group):
+            rows = range(lo, min(k, lo + group))
             space = pymunk.Space()
             space.gravity = 0, 0
             space.damping = env.space.damping
@@ -260,14 +261,9 @@ class SimulatorModel(Imagination):
                 block.position = b_pos
                 block.velocity, block.angular_velocity = b_vel, b_ang_vel
                 bodies.append((agent, block))
-            p = np.tile(np.array(a_pos, np.float64), (len(rows), 1))
-            v = np.tile(np.array(a_vel, np.float64), (len(rows), 1))
             for t in range(horizon):
-                target = acts[rows.start : rows.stop, t]
-                for _ in range(n_sub):
-                    v = v + (k_p * (target - p) + k_v * (0.0 - v)) * dt
-                    p = p + v * dt
-                    for (agent, _), vel in zip(bodies, v.tolist()):
+                for step in range(n_sub):
+                    for (agent, _), vel in zip(bodies, velocities[t][step][rows.start : rows.stop]):
                         agent.velocity = vel
                     space.step(dt)
                 if t + 1 in slot:
@@ -279,24 +275,25 @@ class SimulatorModel(Imagination):
                         states[rows.start + j].append((tuple(agent.position), tuple(agent.velocity), float(block.angle),
                                                        tuple(block.position), tuple(block.velocity),
                                                        float(block.angular_velocity)))
-                    p = np.array([agent.position for agent, _ in bodies], np.float64)
-        return agents, blocks, states
+                        if frames is not None:
+                            frames[rows.start + j, col] = self._draw(space, block)
+        return agents, blocks, states, frames
 
-    def _render(self, state: tuple) -> np.ndarray:
-        """The simulator's 96×96 observation of a state (drawn by gym-pusht's own renderer)."""
+    def _draw(self, space: Any, block: Any) -> np.ndarray:
+        """gym-pusht's 96×96 observation of a candidate's space (drawn by the simulator's own code;
+        only one candidate may be in it)."""
         if self._render_env is None:
             from dream.sim.pusht import PushTSim
 
             self._render_env = PushTSim()
             self._render_env.reset(0)
         env = self._render_env.env
-        a_pos, a_vel, b_angle, b_pos, b_vel, b_ang_vel = state
-        env.agent.position, env.agent.velocity = a_pos, a_vel
-        env.block.angle = b_angle
-        env.block.position = b_pos
-        for body in (env.agent, env.block):  # shapes keep their drawn vertices until reindexed
-            env.space.reindex_shapes_for_body(body)
-        return np.ascontiguousarray(env._render(), dtype=np.uint8)
+        saved = env.space, env.block
+        env.space, env.block = space, block
+        try:
+            return np.ascontiguousarray(env._render(), dtype=np.uint8)
+        finally:
+            env.space, env.block = saved
 
     def costs(self, frame: np.ndarray, actions: np.ndarray, cost: Any) -> np.ndarray:
         t0 = time.perf_counter()
@@ -304,12 +301,12 @@ class SimulatorModel(Imagination):
             state = self._state()
             k, horizon = actions.shape[:2]
             if getattr(cost, "uses_poses", False):
-                agents, blocks, _ = self._simulate(state, actions, cost.steps(horizon))
+                agents, blocks, _, _ = self._simulate(state, actions, cost.steps(horizon))
                 return check_costs(cost.score_poses(agents, blocks), k)
             wanted = frames_needed(cost, horizon)
             steps = list(range(1, horizon + 1)) if wanted is None else list(wanted)
-            _, _, states = self._simulate(state, actions, steps)
-            drawn = np.array([[self._render(s) for s in row] for row in states], np.uint8)
+            _, _, _, drawn = self._simulate(state, actions, steps, render=True)
+            assert drawn is not None
             if wanted is None:
                 start = np.broadcast_to(frame, (k, 1, *frame.shape))
                 return _score_frames(cost, np.concatenate([start, drawn], 1), k, full=True)
@@ -318,9 +315,9 @@ class SimulatorModel(Imagination):
             self.engine_s += time.perf_counter() - t0
 
     def frames(self, frame: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        state = self._state()
-        _, _, states = self._simulate(state, actions[None], range(1, len(actions) + 1))
-        return np.stack([self._render(state)] + [self._render(s) for s in states[0]])
+        _, _, _, drawn = self._simulate(self._state(), actions[None], range(1, len(actions) + 1), render=True)
+        assert drawn is not None
+        return np.concatenate([np.ascontiguousarray(self.sim.env._render(), dtype=np.uint8)[None], drawn[0]])
 
     def check_replay(self, actions: np.ndarray) -> tuple[float, int]:
         """Run `actions` in a copy and in the real simulator; (max pose error, max pixel difference).
@@ -328,15 +325,17 @@ class SimulatorModel(Imagination):
         Steps the real simulator: call it where that is wanted (tests, a bench)."""
         state = self._state()
         actions = np.asarray(actions, np.float32)
-        agents, blocks, states = self._simulate(state, np.stack([actions] * 3), range(1, len(actions) + 1))
-        agents, blocks, states = agents[1], blocks[1], states[1]  # a candidate with neighbours in its space
+        agents, blocks, _, drawn = self._simulate(state, np.stack([actions] * 3), range(1, len(actions) + 1),
+                                                  render=True)
+        agents, blocks = agents[1], blocks[1]
         error, pixels = 0.0, 0
         for t, action in enumerate(actions):
             real = self.sim.step(action)
             st = self.sim.state()
             true = np.array([*st.agent_pos, *st.block_pos, st.block_angle])
             error = max(error, float(np.abs(true - np.array([*agents[t], *blocks[t]])).max()))
-            pixels = max(pixels, int(np.abs(real.astype(int) - self._render(states[t]).astype(int)).max()))
+            if drawn is not None:
+                pixels = max(pixels, int(np.abs(real.astype(int) - drawn[1, t].astype(int)).max()))
         return error, pixels
 
 
