@@ -20,8 +20,7 @@ _openblas: tuple[Any, Any] | bool | None = False  # (get, set), None when not fo
 def _find_openblas() -> tuple[Any, Any] | None:
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if ("openblas" in line.lower() and line.rstrip().endswith(".so"))
-                     or ("openblas" in line.lower() and ".so" in line)}
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
     except OSError:
         return None
     for path in sorted(paths):

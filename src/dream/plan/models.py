@@ -263,7 +263,7 @@ class SimulatorModel(Imagination):
                 bodies.append((agent, block))
             for t in range(horizon):
                 for step in range(n_sub):
-                    for (agent, _), vel in zip(bodies, velocities[t][step][rows.start : rows.stop]):
+                    for (agent, _), vel in zip(bodies, velocities[t][step][rows.start : rows.stop], strict=True):
                         agent.velocity = vel
                     space.step(dt)
                 if t + 1 in slot:

@@ -280,7 +280,7 @@ class Planner:
         noise = rng.standard_normal((k, self.knots, self.info.action_dim))
         knots = search.mean + search.std * noise
         if it == 0 and self.broad > 0:
-            wide = int(round(self.broad * k))
+            wide = round(self.broad * k)
             if wide:
                 knots[k - wide :] = search.mean + 2.0 * np.maximum(search.std, self.init_std) * noise[k - wide :]
         knots[0] = search.mean
