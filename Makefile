@@ -7,8 +7,8 @@ OFFICIAL_VENV ?= .venv-official
 LEROBOT_VENV ?= .venv-lerobot
 BIN := $(VENV)/bin
 # `make demo`: the built-in pusht-96 runs on numpy, so the demo installs no torch at all
-# ([server] for `dream view`, which the demo suggests).
-DEMO_EXTRAS ?= decode,io,server
+# ([server] for `dream view`, which the demo suggests; [sim] for the closed-loop planning episode).
+DEMO_EXTRAS ?= decode,io,server,sim
 # `make test` / `make env`: every extra. Only [torch] needs torch; it is installed first,
 # pinned, from PyTorch's CPU wheel index: PyPI's torch is the CUDA build on Linux (several
 # GB of nvidia-* wheels). A matching wheel pip can already see without an index (its

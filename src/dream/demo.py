@@ -8,6 +8,9 @@ Writes, under ``out/``:
   compare_epNN.gif            the same, animated side by side
   episodes/                   the bundled episodes as a frames_from_dir folder
   bulk/                       predict_many over that folder: videos/*.mp4 + metadata.parquet
+  plan_ep00.gif / .png        one closed-loop episode of visual MPC (dream.plan) in gym-pusht:
+                              goal image | what the planner imagined | what the simulator did
+                              (needs the [sim] extra; skipped without it)
 """
 
 from __future__ import annotations
@@ -65,6 +68,60 @@ def comparison_gif(truth: np.ndarray, pred: np.ndarray, path: Path, fps: int) ->
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
 
 
+def plan_episode(out: Path, *, seed: int = 2_000_000, budget: int = 50) -> Path | None:
+    """One closed-loop MPC episode towards a test-split goal; writes plan_ep00.gif/.png, returns the gif."""
+    import numpy as np
+    from PIL import Image
+
+    import dream
+    from dream.eval.plan_eval import SUCCESS_ANGLE, SUCCESS_POSITION, goal_errors, make_pair
+    from dream.plan import CEM, MPC, goal_image_cost
+
+    try:
+        from dream.sim.pusht import PushTSim
+
+        sim = PushTSim()
+    except ImportError as exc:
+        print(f"plan demo skipped: {exc}")
+        return None
+    pair = make_pair(seed, sim)
+    model = dream.Client().models.get("pusht-96")
+    mpc = MPC(CEM(model, goal_image_cost(pair.goal)))
+    frame = sim.reset(seed)
+    real, imagined = [frame], [frame]
+    plan_frames, offset = None, 0
+    for t in range(budget):
+        before = len(mpc.plans)
+        action = mpc.act(frame)
+        if len(mpc.plans) > before:
+            plan_frames, offset = mpc.plans[-1].frames, 0
+        offset += 1
+        assert plan_frames is not None
+        imagined.append(plan_frames[offset])
+        frame = sim.step(action)
+        real.append(frame)
+        pos, angle = goal_errors(sim, pair)
+        if pos < SUCCESS_POSITION and angle < SUCCESS_ANGLE:
+            break
+    walls = [p.wall_s for p in mpc.plans]
+    print(f"plan: seed {seed}: {'reached the goal' if pos < SUCCESS_POSITION and angle < SUCCESS_ANGLE else 'missed'} "
+          f"after {t + 1} steps (error {pos:.1f} px, {angle:.1f}°), {len(walls)} plans, median plan() "
+          f"{np.median(walls):.2f} s, {mpc.plans[0].rollouts} rollouts each")
+    gap = np.full((96 * SCALE + 14, 4, 3), 255, np.uint8)
+
+    def panel(i: int) -> np.ndarray:
+        return np.concatenate([_label(_up(pair.goal), "goal"), gap, _label(_up(imagined[i]), f"imagined t={i}"), gap,
+                               _label(_up(real[i]), "simulator")], axis=1)
+
+    frames = [Image.fromarray(panel(i)) for i in range(len(real))]
+    frames += [frames[-1]] * 10  # hold the end
+    gif = out / "plan_ep00.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=150, loop=0)
+    picks = sorted({0, len(real) // 3, 2 * len(real) // 3, len(real) - 1})
+    Image.fromarray(np.concatenate([panel(i) for i in picks], axis=0)).save(out / "plan_ep00.png")
+    return gif
+
+
 def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
     import numpy as np
     from PIL import Image
@@ -108,7 +165,9 @@ def run(out: Path, *, episodes: int = 3, progress: bool = True) -> int:
     print(f"bulk: {est.rows} rows x {est.frames_per_row} frames, est. ${est.total_usd:.4f}")
     result = client.predict_many(src, RolloutSink.dir(out / "bulk"), concurrency=2, progress=progress)
     print(f"bulk: {result.ok} ok, {result.failed} failed, {result.skipped} already done → {result.output_uri}")
-    print(f"done: look at {out / 'compare_ep00.gif'} and {out / 'compare_ep00.png'}")
+    gif = plan_episode(out)
+    print(f"done: look at {out / 'compare_ep00.gif'} and {out / 'compare_ep00.png'}"
+          + (f", and at {gif}" if gif is not None else ""))
     print(f"browse the bulk run in a browser: dream view {out / 'bulk'} --open")
     return 0 if result.failed == 0 else 1
 
