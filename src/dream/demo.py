@@ -89,8 +89,9 @@ def plan_episode(out: Path, *, seed: int = 2_000_000, budget: int = 50) -> Path 
     mpc = MPC(CEM(model, goal_image_cost(pair.goal)))
     frame = sim.reset(seed)
     real, imagined = [frame], [frame]
-    plan_frames, offset = None, 0
-    for t in range(budget):
+    plan_frames, offset, steps = None, 0, 0
+    for _ in range(budget):
+        steps += 1
         before = len(mpc.plans)
         action = mpc.act(frame)
         if len(mpc.plans) > before:
@@ -105,7 +106,7 @@ def plan_episode(out: Path, *, seed: int = 2_000_000, budget: int = 50) -> Path 
             break
     walls = [p.wall_s for p in mpc.plans]
     print(f"plan: seed {seed}: {'reached the goal' if pos < SUCCESS_POSITION and angle < SUCCESS_ANGLE else 'missed'} "
-          f"after {t + 1} steps (error {pos:.1f} px, {angle:.1f}°), {len(walls)} plans, median plan() "
+          f"after {steps} steps (error {pos:.1f} px, {angle:.1f}°), {len(walls)} plans, median plan() "
           f"{np.median(walls):.2f} s, {mpc.plans[0].rollouts} rollouts each")
     gap = np.full((96 * SCALE + 14, 4, 3), 255, np.uint8)
 

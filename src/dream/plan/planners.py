@@ -50,15 +50,17 @@ class PlanDefaults:
     min_std: float
     broad: float  # share of the first iteration's samples drawn twice as wide
     temperature: float  # MPPI, in cost units
+    patience: int = 0  # warm-started plans without progress before a wide restart (0: never)
+    progress: float = 0.0  # cost units: less improvement than this over the last plan is none
     tuned: bool = True
 
 
 # pusht-96: tuned on validation pairs (README "Planning"): a knot is an agent target in workspace px.
 DEFAULTS: dict[str, PlanDefaults] = {
     "pusht-96": PlanDefaults(horizon=30, repeat=5, samples=300, iterations=10, elites=30, init_std=150.0,
-                             warm_std=80.0, min_std=5.0, broad=0.25, temperature=10.0),
+                             warm_std=80.0, min_std=5.0, broad=0.25, temperature=10.0, patience=2, progress=1.0),
     "simulator": PlanDefaults(horizon=30, repeat=5, samples=300, iterations=10, elites=30, init_std=150.0,
-                              warm_std=80.0, min_std=5.0, broad=0.25, temperature=10.0),
+                              warm_std=80.0, min_std=5.0, broad=0.25, temperature=10.0, patience=2, progress=1.0),
 }
 
 
@@ -157,6 +159,7 @@ class Planner:
         warm_std: float | None = None,
         min_std: float | None = None,
         broad: float | None = None,
+        patience: int | None = None,
         fast: bool = True,
     ) -> None:
         if not callable(cost):
@@ -184,6 +187,9 @@ class Planner:
         self.broad = float(d.broad if broad is None else broad)
         if not 0.0 <= self.broad < 1.0:
             raise InputValidationError(f"broad must be in [0, 1); got {broad!r}")
+        self.patience = d.patience if patience is None else patience
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise InputValidationError(f"patience must be an int >= 0 (0: never restart); got {patience!r}")
         from dream.engine.engine import validate_seed
 
         self.seed = validate_seed(seed)
@@ -195,6 +201,8 @@ class Planner:
         self.last: PlanResult | None = None
         self._calls = 0
         self._warm: np.ndarray | None = None  # knots of the last plan, shifted by what was executed
+        self._last_cost: float | None = None  # the last plan's predicted cost
+        self._stalled = 0  # warm-started plans in a row that did not improve on the one before
 
     # ------------------------------------------------------------------ public
 
@@ -202,6 +210,8 @@ class Planner:
         """Forget the last plan (no warm start) and restart the random stream."""
         self._calls = 0
         self._warm = None
+        self._last_cost = None
+        self._stalled = 0
         self.last = None
 
     def shift(self, executed: int) -> None:
@@ -238,6 +248,11 @@ class Planner:
                 search.history.append(search.best_cost)
                 self._refit(search, knots, costs)
         assert search.best is not None
+        if search.warm and self._last_cost is not None and search.best_cost > self._last_cost - self.defaults.progress:
+            self._stalled += 1
+        else:
+            self._stalled = 0
+        self._last_cost = search.best_cost
         self._warm = search.best.copy()
         wall = time.perf_counter() - t0
         best = self._actions(search.best[None])[0].astype(np.float32)
@@ -264,6 +279,10 @@ class Planner:
 
     def _start(self, frame: np.ndarray) -> _Search:
         a = self.info.action_dim
+        if self._warm is not None and self.patience and self._stalled >= self.patience:
+            # stuck in a local minimum: search as widely as a first plan does, around the last plan
+            self._stalled = 0
+            return _Search(self._warm.copy(), np.full((self.knots, a), self.init_std), False)
         if self._warm is not None:
             return _Search(self._warm.copy(), np.full((self.knots, a), self.warm_std), True)
         mean = np.broadcast_to(self.initial_action(frame), (self.knots, a)).astype(np.float64).copy()
