@@ -186,9 +186,9 @@ def test_a_two_episode_closed_loop_in_the_simulator(tmp_path) -> None:
         assert entry["episodes"] == 2 and 0.0 <= entry["success_rate"] <= 1.0
     assert summary["controllers"]["model"]["rollouts_per_plan"] == 80
     assert "| model | 2 |" in plan_markdown(summary)
-    lines = (tmp_path / "episodes-model-oracle-nothing.jsonl").read_text().splitlines()
+    lines = (tmp_path / "episodes-model-oracle-nothing-0.jsonl").read_text().splitlines()
     again = run_plan_eval(tmp_path, pairs=2, controllers=("model", "oracle", "nothing"), options=options)
-    assert (tmp_path / "episodes-model-oracle-nothing.jsonl").read_text().splitlines() == lines  # resumed: nothing redone
+    assert (tmp_path / "episodes-model-oracle-nothing-0.jsonl").read_text().splitlines() == lines  # resumed: nothing redone
     assert again["controllers"]["model"]["success_rate"] == summary["controllers"]["model"]["success_rate"]
 
 

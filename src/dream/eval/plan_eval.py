@@ -165,8 +165,10 @@ def run_plan_eval(
     spec: str = "pusht-96",
     options: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    first: int = 0,
 ) -> dict[str, Any]:
-    """Run (or resume) the benchmark into `run_dir`/episodes.jsonl; returns `summarise` of it."""
+    """Run (or resume) the benchmark into `run_dir` (one episodes-<controllers>.jsonl per process;
+    `first` skips to a pair, so processes can share the pairs); returns `summarise` of the folder."""
     import dream
     from dream.sim.pusht import TEST_SEED_OFFSET, PushTSim
 
@@ -176,7 +178,7 @@ def run_plan_eval(
     offset = TEST_SEED_OFFSET if seed_offset is None else int(seed_offset)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    log = run / f"episodes-{'-'.join(controllers)}.jsonl"  # one file per process: runs may go side by side
+    log = run / f"episodes-{'-'.join(controllers)}-{first}.jsonl"  # one file per process: runs may go side by side
     done = set().union(*(_done(p) for p in run.glob("episodes*.jsonl")))
     sim = PushTSim()
     model = None
@@ -184,7 +186,7 @@ def run_plan_eval(
         client = client or dream.Client()
         model = client.models.get(spec)
     t_start = time.perf_counter()
-    for i in range(pairs):
+    for i in range(first, pairs):
         seed = offset + i
         todo = [c for c in controllers if (c, seed) not in done]
         if not todo:
