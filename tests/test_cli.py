@@ -20,12 +20,12 @@ def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
 
 def test_help_lists_every_command() -> None:
     out = run("--help").stdout
-    for cmd in ("models", "predict", "run", "estimate", "eval", "serve", "keys", "pull", "convert"):
+    for cmd in ("models", "predict", "run", "estimate", "eval", "plan", "serve", "keys", "pull", "convert"):
         assert cmd in out
     assert "DREAM_BASE_URL" in out
 
 
-@pytest.mark.parametrize("cmd", ["predict", "run", "estimate", "eval", "serve", "keys", "pull", "convert", "models"])
+@pytest.mark.parametrize("cmd", ["predict", "run", "estimate", "eval", "plan", "serve", "keys", "pull", "convert", "models"])
 def test_every_command_has_help(cmd: str) -> None:
     assert "usage: dream" in run(cmd, "--help").stdout
 

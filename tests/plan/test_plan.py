@@ -205,3 +205,24 @@ def test_the_oracle_scores_poses_like_its_rendered_frames() -> None:
     poses = oracle.costs(pair.start, actions, cost)
     frames = np.stack([oracle.frames(pair.start, a) for a in actions])
     assert np.abs(cost(frames) - poses).max() < 4.0
+
+
+def test_dream_plan_writes_the_plan_and_prints_its_predicted_cost(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from dream.examples.pusht import pusht_episode
+    from dream.inputs import encode_png
+
+    episode = pusht_episode(0)
+    (tmp_path / "start.png").write_bytes(encode_png(episode.start_frame))
+    (tmp_path / "goal.png").write_bytes(encode_png(episode.frames[20]))
+    args = [sys.executable, "-m", "dream.cli", "plan", "--frame", "start.png", "--goal", "goal.png", "-o", "plan.npy",
+            "--video", "plan.mp4", "--samples", "16", "--iterations", "2"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=True).stdout
+    assert "predicted cost" in out and "32 rollouts" in out
+    plan = np.load(tmp_path / "plan.npy")
+    assert plan.shape == (30, 2) and plan.dtype == np.float32
+    assert (tmp_path / "plan.mp4").stat().st_size > 0
+    bad = subprocess.run([*args[:7], "missing.png", "-o", "x.npy"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode != 0 and "missing.png" in bad.stderr

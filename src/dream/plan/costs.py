@@ -62,6 +62,8 @@ class GoalImageCost:
         running, terminal: weights of the intermediate scored steps and of the last one.
         angle_weight: workspace px per degree of the block's angle error (Push-T).
         agent_weight: weight of the agent's position in the pose distance (Push-T).
+        agent_running: the same at the intermediate scored steps (None: `agent_weight`);
+            less lets the agent go around the block on the way and still end on its spot.
         kind: ``"pose"`` (Push-T poses), ``"pixels"``, or None to choose from the model.
     """
 
@@ -74,6 +76,7 @@ class GoalImageCost:
         terminal: float = 1.0,
         angle_weight: float = 1.0,
         agent_weight: float = 1.0,
+        agent_running: float | None = None,
         kind: str | None = None,
     ) -> None:
         from dream.inputs import frame_to_array
@@ -82,7 +85,8 @@ class GoalImageCost:
         if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1):
             raise InputValidationError(f"stride must be a positive int or None; got {stride!r}")
         for name, value in (("running", running), ("terminal", terminal), ("angle_weight", angle_weight),
-                            ("agent_weight", agent_weight)):
+                            ("agent_weight", agent_weight),
+                            ("agent_running", agent_weight if agent_running is None else agent_running)):
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise InputValidationError(f"{name} must be a finite number >= 0; got {value!r}")
         if float(running) == 0 and float(terminal) == 0:
@@ -92,6 +96,7 @@ class GoalImageCost:
         self.stride = stride
         self.running, self.terminal = float(running), float(terminal)
         self.angle_weight, self.agent_weight = float(angle_weight), float(agent_weight)
+        self.agent_running = self.agent_weight if agent_running is None else float(agent_running)
         self.kind = kind
         self.goal: np.ndarray | None = None  # the goal at the model's resolution (after `bind`)
         self.goal_agent: np.ndarray | None = None
@@ -168,10 +173,12 @@ class GoalImageCost:
 
     # ------------------------------------------------------------------ scoring
 
-    def pose_distance(self, agent: np.ndarray, block: np.ndarray) -> np.ndarray:
-        """Per-state distance to the goal from agent (..., 2) and block (..., 3) poses."""
+    def pose_distance(self, agent: np.ndarray, block: np.ndarray, agent_weight: Any = None) -> np.ndarray:
+        """Per-state distance to the goal from agent (..., 2) and block (..., 3) poses (`agent_weight`
+        broadcast against the leading axes; None: the terminal weight)."""
         assert self.goal_agent is not None and self.goal_block is not None
-        da = (agent - self.goal_agent) * self.agent_weight
+        weight = self.agent_weight if agent_weight is None else np.asarray(agent_weight)[..., None]
+        da = (agent - self.goal_agent) * weight
         db = block[..., :2] - self.goal_block[:2]
         dist = np.sqrt((da**2).sum(-1) + (db**2).sum(-1))
         angle = np.degrees(np.abs(_wrap(block[..., 2] - self.goal_block[2])))
@@ -180,7 +187,10 @@ class GoalImageCost:
 
     def score_poses(self, agent: np.ndarray, block: np.ndarray) -> np.ndarray:
         """The cost of K candidates from their poses at `steps(T)`: agent (K, n, 2), block (K, n, 3)."""
-        d = self.pose_distance(np.asarray(agent, np.float64), np.asarray(block, np.float64))
+        n = np.shape(agent)[1]
+        weights = np.full(n, self.agent_running)
+        weights[-1] = self.agent_weight
+        d = self.pose_distance(np.asarray(agent, np.float64), np.asarray(block, np.float64), weights)
         return d @ self._weights(d.shape[1]) if d.shape[1] > 1 else d[:, 0]
 
     def score_steps(self, frames: np.ndarray) -> np.ndarray:
