@@ -214,7 +214,9 @@ class SimulatorModel(Imagination):
         order of operations, and handed to pymunk as velocities.
         """
         import pymunk
+        from pymunk._chipmunk import lib as cp
 
+        set_velocity = cp.cpBodySetVelocity
         env = self.sim.env
         dt, k_p, k_v = env.dt, float(env.k_p), float(env.k_v)
         n_sub = int(1 / (env.dt * env.control_hz))
@@ -229,14 +231,12 @@ class SimulatorModel(Imagination):
         # the agents' velocities before each substep, all candidates at once (lists: pymunk takes tuples)
         p = np.tile(np.array(a_pos, np.float64), (k, 1))
         v = np.tile(np.array(a_vel, np.float64), (k, 1))
-        velocities = []
+        vel = np.empty((k, horizon, n_sub, 2))
         for t in range(horizon):
-            per_step = []
-            for _ in range(n_sub):
+            for sub in range(n_sub):
                 v = v + (k_p * (acts[:, t] - p) + k_v * (0.0 - v)) * dt
                 p = p + v * dt
-                per_step.append(v.tolist())
-            velocities.append(per_step)
+                vel[:, t, sub] = v
         group = 1 if render else _GROUP  # a drawing shows one candidate only
         for lo in range(0, k, group):
             rows = range(lo, min(k, lo + group))
@@ -261,11 +261,16 @@ class SimulatorModel(Imagination):
                 block.position = b_pos
                 block.velocity, block.angular_velocity = b_vel, b_ang_vel
                 bodies.append((agent, block))
+            # pymunk's C calls directly (what Space.step and Body.velocity do, minus the wrappers'
+            # bookkeeping for objects added in callbacks, of which these spaces have none)
+            step_space, handle = cp.cpSpaceStep, space._space
+            agent_handles = [agent._body for agent, _ in bodies]
+            velocities = vel[rows.start : rows.stop].transpose(1, 2, 0, 3).tolist()  # [t][substep][row] -> (vx, vy)
             for t in range(horizon):
-                for step in range(n_sub):
-                    for (agent, _), vel in zip(bodies, velocities[t][step][rows.start : rows.stop], strict=True):
-                        agent.velocity = vel
-                    space.step(dt)
+                for per_row in velocities[t]:
+                    for body, velocity in zip(agent_handles, per_row, strict=True):
+                        set_velocity(body, velocity)
+                    step_space(handle, dt)
                 if t + 1 in slot:
                     col = slot[t + 1]
                     for j, (agent, block) in enumerate(bodies):
