@@ -112,7 +112,7 @@ def run_episode(kind: str, pair: Pair, sim: Any, model: Any, *, budget: int = BU
     frame = sim.reset(pair.seed)
     t0 = time.perf_counter()
     success_at = None
-    frames, imagined = [frame], []
+    frames, imagined, actions, states = [frame], [], [], [_pose(sim)]
     first_errors = None
     for t in range(budget):
         action = controller.act(frame) if isinstance(controller, MPC) else controller(frame)
@@ -120,6 +120,8 @@ def run_episode(kind: str, pair: Pair, sim: Any, model: Any, *, budget: int = BU
             imagined.append(controller.plans[-1].frames)
         frame = sim.step(action)
         frames.append(frame)
+        actions.append(np.asarray(action, np.float32))
+        states.append(_pose(sim))
         pos, angle = goal_errors(sim, pair)
         if t == 4:
             st = sim.state()
@@ -141,6 +143,39 @@ def run_episode(kind: str, pair: Pair, sim: Any, model: Any, *, budget: int = BU
     if record:
         out["frames"] = np.stack(frames)
         out["imagined"] = imagined
+        out["actions"] = np.stack(actions)
+        out["states"] = np.stack(states)  # agent x, y, block cog x, y, angle after each step
+    return out
+
+
+def _pose(sim: Any) -> np.ndarray:
+    st = sim.state()
+    return np.array([*st.agent_pos, *st.block_pos, st.block_angle])
+
+
+def diagnose(seed: int, *, every: int = 5, client: Any = None, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """What the model got wrong on a pair: the model's episode replayed, and at each replan the
+    model's prediction of the `every` actions then executed, from the frame it planned on,
+    against what the simulator did (block position error in px, angle error in degrees, and
+    the distance of the block's centre of gravity to the nearest wall)."""
+    import dream
+    from dream.sim.pusht import PushTSim
+
+    sim = PushTSim()
+    pair = make_pair(seed, sim)
+    model = (client or dream.Client()).models.get("pusht-96")
+    rec = run_episode("model", pair, sim, model, options=options, record=True)
+    engine = model._client.engine
+    out = []
+    for t0 in range(0, len(rec["actions"]) - every + 1, every):
+        rollouts = engine.begin(rec["frames"][t0], k=1, spec="pusht-96")
+        rollouts.advance(rec["actions"][None, t0 : t0 + every], draw=False)
+        predicted = rollouts.readout()["block"][0]
+        true = rec["states"][t0 + every][2:]
+        moved = float(np.hypot(*(rec["states"][t0 + every][2:4] - rec["states"][t0][2:4])))
+        out.append({"step": t0, "block_error_px": float(np.hypot(*(predicted[:2] - true[:2]))),
+                    "angle_error_deg": abs(math.degrees(math.remainder(predicted[2] - true[2], 2 * math.pi))),
+                    "block_moved_px": moved, "cog_wall_distance_px": float(min(true[0], true[1], 512 - true[0], 512 - true[1]))})
     return out
 
 
