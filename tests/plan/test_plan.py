@@ -242,3 +242,14 @@ def test_gym_pushts_task_cost_is_zero_at_the_goal_zone_and_ignores_the_agent() -
     np.testing.assert_allclose(cost.score_poses(agents, blocks), [0.5 * 0 + 0.5 * 15.0])
     with pytest.raises(InputValidationError, match=r"goal poses must be finite"):
         GoalImageCost.for_poses(agent=[np.nan, 0.0], block=goal)
+
+
+def test_blas_runs_one_thread_inside_a_plan_and_is_restored_after() -> None:
+    from dream.plan._blas import blas_threads, one_blas_thread
+
+    before = blas_threads()
+    if before is None:
+        pytest.skip("numpy's OpenBLAS is not reachable here")
+    with one_blas_thread():
+        assert blas_threads() == 1
+    assert blas_threads() == before
