@@ -160,6 +160,7 @@ class Planner:
         min_std: float | None = None,
         broad: float | None = None,
         patience: int | None = None,
+        max_knot_step: float | None = None,
         fast: bool = True,
     ) -> None:
         if not callable(cost):
@@ -190,6 +191,7 @@ class Planner:
         self.patience = d.patience if patience is None else patience
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise InputValidationError(f"patience must be an int >= 0 (0: never restart); got {patience!r}")
+        self.max_knot_step = None if max_knot_step is None else _positive_float("max_knot_step", max_knot_step)
         from dream.engine.engine import validate_seed
 
         self.seed = validate_seed(seed)
@@ -203,6 +205,7 @@ class Planner:
         self._warm: np.ndarray | None = None  # knots of the last plan, shifted by what was executed
         self._last_cost: float | None = None  # the last plan's predicted cost
         self._stalled = 0  # warm-started plans in a row that did not improve on the one before
+        self._origin: np.ndarray | None = None  # where the first knot's step is measured from
 
     # ------------------------------------------------------------------ public
 
@@ -234,6 +237,7 @@ class Planner:
         self._calls += 1
         t0 = time.perf_counter()
         engine0 = self.imagination.engine_s
+        self._origin = self.initial_action(start) if self.max_knot_step is not None else None
         with one_blas_thread():
             search = self._start(start)
             rollouts = 0
@@ -290,6 +294,17 @@ class Planner:
 
     def _clip(self, knots: np.ndarray) -> np.ndarray:
         lo, hi = self.info.action_low, self.info.action_high
+        if self.max_knot_step is not None and self._origin is not None:
+            # each knot at most max_knot_step (Euclidean, action units) from the one before, the
+            # first from the start's natural action: slower moves, which a model may predict better
+            prev = np.broadcast_to(self._origin, knots[:, 0].shape)
+            out = knots.copy()
+            for j in range(knots.shape[1]):
+                step = out[:, j] - prev
+                norm = np.sqrt((step**2).sum(-1, keepdims=True))
+                out[:, j] = prev + step * np.minimum(1.0, self.max_knot_step / np.maximum(norm, 1e-12))
+                prev = out[:, j]
+            knots = out
         if lo is not None or hi is not None:
             knots = np.clip(knots, lo, hi)
         return knots
@@ -326,6 +341,10 @@ class CEM(Planner):
         seed: the random stream (a plan is deterministic for a seed).
         repeat: actions per knot; init_std, warm_std, min_std: knot spreads (action units);
         broad: share of the first iteration's samples drawn twice as wide.
+        patience: warm-started plans without progress before a plan searches as widely as a
+            first one (0: never).
+        max_knot_step: if set, each knot at most this far (action units) from the one before,
+            the first from the start's natural action (slower moves; off by default).
         fast: False sends an embedded handle through ``predict_batch`` (mp4) like a remote one.
     """
 
