@@ -238,7 +238,7 @@ def test_gym_pushts_task_cost_is_zero_at_the_goal_zone_and_ignores_the_agent() -
     x, y, a = GOAL_POSE
     goal = np.array([x - math.sin(a) * 45.0, y + math.cos(a) * 45.0, a])
     agents = np.array([[[100.0, 100.0], [400.0, 50.0]]])
-    blocks = np.array([[goal, goal + [10.0, 0.0, math.radians(5)]]])
+    blocks = np.array([[goal, goal + np.array([10.0, 0.0, math.radians(5)])]])
     np.testing.assert_allclose(cost.score_poses(agents, blocks), [0.5 * 0 + 0.5 * 15.0])
     with pytest.raises(InputValidationError, match=r"goal poses must be finite"):
         GoalImageCost.for_poses(agent=[np.nan, 0.0], block=goal)
