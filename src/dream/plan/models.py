@@ -57,9 +57,6 @@ class Imagination:
         """uint8 (T + 1, H, W, 3): the predicted frames of one action sequence (T, A)."""
         raise NotImplementedError
 
-    def rollouts_per_call(self, k: int) -> int:
-        return k
-
 
 def _score_frames(cost: Any, frames: np.ndarray, k: int, full: bool) -> np.ndarray:
     """Run a cost on frames (all T + 1 when `full`, else the steps it asked for) and check its output."""
