@@ -190,28 +190,60 @@ def _to_workspace(centre: np.ndarray | None) -> np.ndarray:
     return (centre + 0.5) * 512.0 / 96.0 - 0.5
 
 
-class PushTCoverage:
-    """The Push-T reward of `WorldModelEnv`: gym-pusht's reward, success and coverage from frames.
+def _scored(cover: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+    return [(pusht_reward(float(c)), {"coverage": float(c), "is_success": bool(c > SUCCESS_THRESHOLD)})
+            for c in cover.tolist()]
 
-    Calling it on one frame gives ``(reward, {"coverage": c, "is_success": c > 0.95})``.
-    ``env_reward(frames, rows)`` (what the environments call) scores the frames of many
-    episodes at once and remembers each episode's last frame and reading: where the new
-    frame differs from the last only around the agent (the block did not move), the
-    block's reading and coverage carry over without reading the frame again; the others
-    are fitted in one batch from their episode's previous pose on a crop around it
-    (`track_blocks`), and read whole (`read_scene`) where that loses the block or there
-    is no previous pose (an episode's first frame).
+
+class PushTCoverage:
+    """The Push-T reward of `WorldModelEnv`: gym-pusht's reward, success and coverage.
+
+    Calling it on one frame gives ``(reward, {"coverage": c, "is_success": c > 0.95})``,
+    read off the frame (`pusht_coverage`).
+
+    In an environment it scores from what it can see:
+
+    * ``state_reward(state, rows)``, on the embedded engine: from the block poses the
+      model holds (`dream.engine.engine.SteppedRollouts.readout`), intersected with the
+      goal exactly (`block_coverage`). pusht-96 draws each frame from exactly these
+      poses, so this is the quantity that reading the frame estimates, without the
+      reader's error (≈ 0.7 px, 0.2°) or its cost; tests check the two agree on
+      predicted frames. ``source="frames"`` turns it off (it then returns None);
+    * ``env_reward(frames, rows)``, where only frames exist (a ``dream serve`` session, a
+      model without a readout, or ``source="frames"``): scores the frames of many
+      episodes at once and remembers each episode's last frame and reading: where the
+      new frame differs from the last only around the agent (the block did not move),
+      the block's reading and coverage carry over without reading the frame again; the
+      others are fitted in one batch from their episode's previous pose on a crop around
+      it (`track_blocks`), and read whole (`read_scene`) where that loses the block or
+      there is no previous pose (an episode's first frame).
+
+    Args:
+        source: "auto" (the model's poses where the environment has them, else the
+            frames) or "frames" (always read the frames).
     """
 
     batched = True
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "auto") -> None:
+        if source not in ("auto", "frames"):
+            raise ValueError(f"source must be 'auto' or 'frames'; got {source!r}")
+        self.source = source
         self._last: dict[int, tuple[np.ndarray, np.ndarray, float, np.ndarray | None]] = {}
         self.reads = 0  # frames read so far (the rest carried over)
 
     def __call__(self, frame: np.ndarray) -> tuple[float, dict[str, Any]]:
         c = float(pusht_coverage(frame))
         return pusht_reward(c), {"coverage": c, "is_success": c > SUCCESS_THRESHOLD}
+
+    def state_reward(self, state: dict[str, np.ndarray], rows: Sequence[int]) -> list[tuple[float, dict[str, Any]]] | None:
+        """Rewards of environment rows `rows` from the model's readout (``state["block"]`` (N, 3):
+        the poses the frames are drawn from); None when this reward reads frames only."""
+        block = state.get("block") if self.source == "auto" else None
+        if block is None:
+            return None
+        cover = np.asarray(block_coverage(np.asarray(block, np.float64)[list(rows)]), np.float64).reshape(-1)
+        return _scored(np.nan_to_num(cover, nan=0.0))
 
     def _unmoved(self, row: int, frame: np.ndarray) -> tuple[bool, np.ndarray | None]:
         """Whether the block is where it was in this row's last frame: every changed pixel lies
