@@ -112,6 +112,38 @@ def test_fused_envs_are_byte_identical_to_single_ones(model) -> None:
         assert [r[i] for r in rewards] == alone_rewards
 
 
+def test_the_pose_reward_is_what_reading_the_frame_estimates(model) -> None:
+    """On the embedded engine pusht-96's reward is the coverage of the block pose the model drew the
+    frame from; reading the predicted frame (the HTTP path, source="frames") agrees up to the reader's error."""
+    from dream.envs import block_coverage, pusht_coverage
+    from dream.envs.pusht import PushTCoverage
+    from dream.examples.pusht import pusht_episodes
+
+    eps = pusht_episodes()
+    starts = {"start_frames": [ep.start_frame for ep in eps]}
+    by_pose = WorldModelVectorEnv(model, len(eps), max_episode_steps=None)
+    by_frame = WorldModelVectorEnv(model, len(eps), max_episode_steps=None, reward=PushTCoverage(source="frames"))
+    obs, info = by_pose.reset(options=starts)
+    _, frame_info = by_frame.reset(options=starts)
+    diffs = [np.abs(info["coverage"] - frame_info["coverage"])]
+    covers = [info["coverage"]]
+    for t in range(min(len(ep.actions) for ep in eps)):
+        act = np.stack([ep.actions[t] for ep in eps])
+        obs, reward, _, _, info = by_pose.step(act)
+        frame_obs, frame_reward, _, _, frame_info = by_frame.step(act)
+        np.testing.assert_array_equal(obs, frame_obs)  # the reward changes no frame
+        held = by_pose._core.stepper.steps.readout()["block"]
+        np.testing.assert_array_equal(info["coverage"], block_coverage(held))
+        diffs.append(np.abs(info["coverage"] - frame_info["coverage"]))  # the env's frame reward (tracked)
+        diffs.append(np.abs(info["coverage"] - pusht_coverage(obs)))  # each frame read whole
+        covers.append(info["coverage"])
+    assert by_frame._core.reward.reads > 0 and by_pose._core.reward.reads == 0  # the frames were read only there
+    assert np.ptp(np.concatenate(covers)) > 0.2  # the blocks were pushed: coverage changed
+    assert np.max(diffs) < 0.02, f"pose vs frame coverage: max abs diff {np.max(diffs):.4f}"
+    with pytest.raises(ValueError, match="source must be"):
+        PushTCoverage(source="pixels")
+
+
 def test_bad_actions_are_named_and_lose_nothing(model) -> None:
     env = WorldModelEnv(model)
     with pytest.raises(ResetNeededError, match="before reset"):
