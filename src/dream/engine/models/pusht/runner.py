@@ -270,7 +270,9 @@ class PushTRunner(Runner):
         cache = state.drawn if state.drawn is not None and len(state.drawn.t) == k else _DrawCache(k)
         state.drawn = cache
         out = np.empty((k, 96, 96, 3), np.uint8)
-        jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]  # crops to redraw, per rollout
+        # crops to redraw, per rollout: around the agent (small) and around the block
+        agent_jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]
+        block_jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]
         poses: list[tuple[tuple[float, float], tuple[float, float, float], bool, bool]] = []
         for row in range(k):
             scene = state.scenes[state.row_start[row]]
@@ -284,34 +286,50 @@ class PushTRunner(Runner):
             if cache.t[row] == state.t - 1:  # last action's frame is the base: redraw what can differ from it
                 out[row] = cache.frames[row]
                 if cache.agent_at[row] != at:
-                    jobs[row] += [self._window([cache.agent[row]], []), self._window([agent], [])]
+                    agent_jobs[row] += [self._window([cache.agent[row]], []), self._window([agent], [])]
                 if cache.block[row] != block:
-                    jobs[row] += [self._window([], [cache.block[row]]), self._window([], [block])]
+                    block_jobs[row] += [self._window([], [cache.block[row]]), self._window([], [block])]
                 if cache.agent_moved[row] != agent_moved:
-                    jobs[row].append(self._window([scene.agent], []))
+                    agent_jobs[row].append(self._window([scene.agent], []))
                 if cache.block_moved[row] != block_moved:
-                    jobs[row].append(self._window([], [scene.block]))
+                    block_jobs[row].append(self._window([], [scene.block]))
             else:
                 out[row] = scene.frame
                 if agent_moved:
-                    jobs[row] += [self._window([scene.agent], []), self._window([agent], [])]
+                    agent_jobs[row] += [self._window([scene.agent], []), self._window([agent], [])]
                 if block_moved:
-                    jobs[row] += [self._window([], [scene.block]), self._window([], [block])]
+                    block_jobs[row] += [self._window([], [scene.block]), self._window([], [block])]
+        # Every pixel of a crop is drawn by the same rule whichever crop holds it, so crops may
+        # overlap. The block's crops (large) are drawn one by one, joined with the agent's crops
+        # that meet them; the agent's other crops, of every rollout, in one fused call below,
+        # each grown to one size (pixels beyond a crop are drawn by the same rule, so writing
+        # them is as right as leaving them) and drawn without the block where they lie outside
+        # the pixels its T can touch (the same pixels either way: it touches none of them).
         small: list[tuple[int, tuple[int, int, int, int]]] = []
-        for row, windows in enumerate(jobs):
-            for window in _merge_windows(windows):
-                if window[1] - window[0] <= _SMALL and window[3] - window[2] <= _SMALL:
-                    small.append((row, window))  # the agent's crops: all rows' in one fused call below
-                    continue
+        for row in range(k):
+            rest = [w for w in agent_jobs[row] if w[0] < w[1] and w[2] < w[3]]
+            large = _merge_windows(block_jobs[row])
+            while large:  # the agent's crops that meet the block's join it (and may then meet others)
+                joining = [w for w in rest if any(_overlap(w, m) for m in large)]
+                if not joining:
+                    break
+                large = _merge_windows(large + joining)
+                rest = [w for w in rest if w not in joining]
+            for window in large:
                 img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
                 self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
+            small += [(row, w) for w in rest]
         if small:
-            # one crop size for the whole call: each crop grown to it (pixels beyond a crop are
-            # drawn by the same rule, so writing them is as right as leaving them)
             corners = np.array([(min(w[0], 96 - _SMALL), min(w[2], 96 - _SMALL)) for _, w in small])
+            reach: dict[int, tuple[int, int, int, int]] = {}  # per rollout: the pixels its block can touch
+            blocks = []
+            for (row, _), (y0, x0) in zip(small, corners.tolist(), strict=True):
+                if row not in reach:
+                    reach[row] = self._window([], [poses[row][1]])
+                touched = _overlap((y0, y0 + _SMALL, x0, x0 + _SMALL), reach[row])
+                blocks.append(poses[row][1] if touched else None)
             img, block_t, agent_t = render_windows(
-                self.renderer, [poses[row][0] for row, _ in small], [poses[row][1] for row, _ in small],
-                corners, (_SMALL, _SMALL),
+                self.renderer, [poses[row][0] for row, _ in small], blocks, corners, (_SMALL, _SMALL),
             )
             for j, (row, _) in enumerate(small):
                 y0, x0 = (int(v) for v in corners[j])
@@ -388,6 +406,11 @@ class PushTRunner(Runner):
 
 
 _SMALL = 14  # px: crops at most this big (the agent's) are drawn for all rollouts in one fused call
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether crops (y0, y1, x0, x1) share a pixel."""
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
 def _merge_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
