@@ -129,8 +129,8 @@ def test_the_pose_reward_is_what_reading_the_frame_estimates(model) -> None:
     covers = [info["coverage"]]
     for t in range(min(len(ep.actions) for ep in eps)):
         act = np.stack([ep.actions[t] for ep in eps])
-        obs, reward, _, _, info = by_pose.step(act)
-        frame_obs, frame_reward, _, _, frame_info = by_frame.step(act)
+        obs, _, _, _, info = by_pose.step(act)
+        frame_obs, _, _, _, frame_info = by_frame.step(act)
         np.testing.assert_array_equal(obs, frame_obs)  # the reward changes no frame
         held = by_pose._core.stepper.steps.readout()["block"]
         np.testing.assert_array_equal(info["coverage"], block_coverage(held))
