@@ -54,6 +54,8 @@ def _corners(origin: np.ndarray) -> np.ndarray:
 
 
 _GOAL_CORNERS = _corners(np.array([GOAL_POSE]))[0]  # (2, 4, 2)
+_GOAL_BOX = (_GOAL_CORNERS[..., 0].min(), _GOAL_CORNERS[..., 0].max(),
+             _GOAL_CORNERS[..., 1].min(), _GOAL_CORNERS[..., 1].max())  # the goal T's bounding box
 
 
 def _clipped_boundary_area(a: np.ndarray, b: np.ndarray, *, shared_edges: bool) -> np.ndarray:
@@ -107,14 +109,21 @@ def block_coverage(block: np.ndarray | Sequence[float]) -> np.ndarray | float:
     flat = arr.reshape(-1, 3)
     a = flat[:, 2]
     origin = np.stack([flat[:, 0] + np.sin(a) * _COG_LOCAL_Y, flat[:, 1] - np.cos(a) * _COG_LOCAL_Y, a], -1)
-    n = len(flat)
     blocks = _corners(origin)  # (N, 2, 4, 2)
-    # the four (goal rectangle, block rectangle) pairs of every pose, intersected in one go
-    goal = np.broadcast_to(_GOAL_CORNERS[None, :, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
-    block_rects = np.broadcast_to(blocks[:, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
-    area = (_clipped_boundary_area(goal, block_rects, shared_edges=True)
-            + _clipped_boundary_area(block_rects, goal, shared_edges=False)).reshape(n, 4).sum(1)
-    cover = np.abs(area) / _T_AREA
+    # a T whose bounding box misses the goal's covers none of it: only the others are intersected
+    # (each pose on its own, so a pose's coverage does not depend on the others given with it)
+    x0, x1, y0, y1 = _GOAL_BOX
+    near = ((blocks[..., 0].min((1, 2)) <= x1) & (blocks[..., 0].max((1, 2)) >= x0)
+            & (blocks[..., 1].min((1, 2)) <= y1) & (blocks[..., 1].max((1, 2)) >= y0))
+    cover = np.zeros(len(flat))
+    if near.any():
+        n = int(near.sum())
+        # the four (goal rectangle, block rectangle) pairs of every pose, intersected in one go
+        goal = np.broadcast_to(_GOAL_CORNERS[None, :, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+        block_rects = np.broadcast_to(blocks[near][:, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+        area = (_clipped_boundary_area(goal, block_rects, shared_edges=True)
+                + _clipped_boundary_area(block_rects, goal, shared_edges=False)).reshape(n, 4).sum(1)
+        cover[near] = np.abs(area) / _T_AREA
     cover[~np.isfinite(flat).all(1)] = np.nan
     out = cover.reshape(arr.shape[:-1])
     return float(out) if out.ndim == 0 else out
@@ -230,6 +239,7 @@ class PushTCoverage:
             raise ValueError(f"source must be 'auto' or 'frames'; got {source!r}")
         self.source = source
         self._last: dict[int, tuple[np.ndarray, np.ndarray, float, np.ndarray | None]] = {}
+        self._poses: dict[int, tuple[list[float], float]] = {}  # state_reward: each row's last pose, coverage
         self.reads = 0  # frames read so far (the rest carried over)
 
     def __call__(self, frame: np.ndarray) -> tuple[float, dict[str, Any]]:
@@ -242,8 +252,21 @@ class PushTCoverage:
         block = state.get("block") if self.source == "auto" else None
         if block is None:
             return None
-        cover = np.asarray(block_coverage(np.asarray(block, np.float64)[list(rows)]), np.float64).reshape(-1)
-        return _scored(np.nan_to_num(cover, nan=0.0))
+        rows = [int(r) for r in rows]
+        poses = np.asarray(block, np.float64)[rows]
+        cover = np.empty(len(rows))
+        todo = []
+        for i, (row, pose) in enumerate(zip(rows, poses.tolist(), strict=True)):
+            held = self._poses.get(row)
+            if held is not None and held[0] == pose:  # the block did not move: nor did its coverage
+                cover[i] = held[1]
+            else:
+                todo.append(i)
+        if todo:
+            cover[todo] = np.nan_to_num(np.asarray(block_coverage(poses[todo]), np.float64).reshape(-1), nan=0.0)
+            for i in todo:
+                self._poses[rows[i]] = (poses[i].tolist(), float(cover[i]))
+        return _scored(cover)
 
     def _unmoved(self, row: int, frame: np.ndarray) -> tuple[bool, np.ndarray | None]:
         """Whether the block is where it was in this row's last frame: every changed pixel lies
@@ -306,3 +329,4 @@ class PushTCoverage:
         """Drop what is remembered of rows whose episode starts again."""
         for r in rows:
             self._last.pop(int(r), None)
+            self._poses.pop(int(r), None)
