@@ -7,6 +7,8 @@ reward is ``clip(coverage / 0.95, 0, 1)`` and an episode succeeds (terminates) o
 frames. `pusht_coverage` reads the block's pose off a 96×96 frame
 (`dream.engine.models.pusht.posefit.read_scene`) and intersects that T with the goal T
 exactly (`block_coverage`), so what it estimates is the simulator's own quantity.
+`PushTCoverage`, the environments' reward, skips the reading where the model's own block
+pose is at hand (the embedded engine): pusht-96 draws the frame from that pose.
 
 Its error against the simulator's coverage, on test-split frames, is measured by
 ``python bench/coverage.py`` (README, "Policy evaluation").

@@ -259,10 +259,11 @@ class PushTRunner(Runner):
         pixel is the start frame's. When a rollout's previous frame was drawn one action
         ago, that frame is the base instead and only the crops that can differ from it are
         recomputed (where the agent and the block were and are, and the start places when
-        an object starts or stops counting as moved); the crops of all rollouts are drawn
-        in one fused call per kind. Both ways give the same bytes (`_draw` is the
-        reference), so a rollout's frames depend neither on its batch nor on how often
-        frames are drawn.
+        an object starts or stops counting as moved). The block's crops are drawn rollout
+        by rollout (`render_layers`); the agent's crops that do not meet them, of all
+        rollouts, in one fused call (`render_windows`). Both ways give the same bytes
+        (`_draw` is the reference), so a rollout's frames depend neither on its batch nor
+        on how often frames are drawn.
         """
         from dream.engine.models.pusht.render import render_windows
 
