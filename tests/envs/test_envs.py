@@ -285,3 +285,24 @@ def test_a_chunked_spec_takes_a_chunk_of_actions_per_step(shift_family) -> None:
     scored = WorldModelEnv(model, reward=lambda f: float(f.mean()), start_frames=[frame])
     scored.reset(seed=0)
     assert scored.step(acts[:4])[1] == pytest.approx(float(whole[4].mean()))
+
+
+def test_stacked_infos_are_gymnasiums() -> None:
+    """The vector env builds flat infos a key at a time: the same arrays and masks as gymnasium's
+    row-by-row `_add_info`, key order and dtypes included."""
+    from dream.envs.env import _stack_infos
+
+    class Five(gymnasium.vector.VectorEnv):
+        num_envs = 5
+
+    rows = {0: {"coverage": 0.5, "is_success": False, "steps": 3, "action_clipped": True},
+            2: {"coverage": 0.25, "is_success": True, "steps": 4, "action_clipped": False},
+            4: {"coverage": 1.0, "is_success": False, "steps": 0}}
+    want: dict = {}
+    for row in sorted(rows):
+        want = Five()._add_info(want, rows[row], row)
+    got = _stack_infos(rows, 5)
+    assert list(got) == list(want)
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        np.testing.assert_array_equal(got[key], want[key])

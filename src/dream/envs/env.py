@@ -329,6 +329,30 @@ def _step_info(core: _Core, row: int, info: dict[str, Any], drawn: np.ndarray, c
     return out
 
 
+def _flat(row_infos: dict[int, dict[str, Any]]) -> bool:
+    """Whether every value of the rows' infos is a Python bool, int or float."""
+    return all(type(v) in (bool, int, float) for info in row_infos.values() for v in info.values())
+
+
+def _stack_infos(row_infos: dict[int, dict[str, Any]], n: int) -> dict[str, Any]:
+    """gymnasium's vector infos (``info[key]`` (N,) and its mask ``info["_" + key]``) of flat row
+    infos, built a key at a time: the same arrays `VectorEnv._add_info` builds row by row."""
+    rows = sorted(row_infos)
+    types: dict[str, type] = {}
+    for row in rows:
+        for key, value in row_infos[row].items():
+            types.setdefault(key, type(value))  # the first row's type, as _add_info makes the array
+    infos: dict[str, Any] = {}
+    for key, kind in types.items():
+        array = np.zeros(n, dtype=kind)
+        mask = np.zeros(n, dtype=np.bool_)
+        have = [row for row in rows if key in row_infos[row]]
+        array[have] = [row_infos[row][key] for row in have]
+        mask[have] = True
+        infos[key], infos[f"_{key}"] = array, mask
+    return infos
+
+
 # --------------------------------------------------------------------------- environments
 
 
@@ -539,10 +563,13 @@ class WorldModelVectorEnv(VectorEnv):
             frames = np.stack([core.pick_start(None, self._rngs[row], row) for row in again])
             for row, info in zip(again, core.start(again, frames), strict=True):
                 row_infos[row] = info
-        infos: dict[str, Any] = {}
-        for row in sorted(row_infos):
-            extra = {"final_obs": finals[row][0], "final_info": finals[row][1]} if row in finals else {}
-            infos = self._add_info(infos, {**row_infos[row], **extra}, row)
+        if not finals and _flat(row_infos):
+            infos = _stack_infos(row_infos, self.num_envs)
+        else:
+            infos = {}
+            for row in sorted(row_infos):
+                extra = {"final_obs": finals[row][0], "final_info": finals[row][1]} if row in finals else {}
+                infos = self._add_info(infos, {**row_infos[row], **extra}, row)
         self._autoreset[:] = False
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset[ended] = True
