@@ -1,6 +1,7 @@
 """dream.envs speed: one imagined Push-T step vs one gym-pusht step, and N fused envs vs N single ones.
 
     python bench/envs.py [--episodes 4] [--steps 150] [--envs 8] [--repeats 3] [--policies pusher,random-walk]
+                         [--profile]
 
 The actions are those a policy took in the simulator on test-split start states (seeds
 2 000 000 …), replayed open loop in both worlds so both step the same actions: ``pusher``'s
@@ -14,6 +15,9 @@ over). Only ``env.step`` is timed (the policy's own frame reading is not).
   (``reward=`` a constant), to show what the frame reading costs;
 * fused: `WorldModelVectorEnv` with N rows vs N `WorldModelEnv`s stepped one after the
   other, as env-steps per second (their ratio: the fused speed-up).
+
+``--profile`` also prints where the time of a step goes (the drawing, the dynamics and the
+reward timed in place), for one env and for N fused.
 
 Ratios are measured in one run; absolute figures are printed with the machine.
 """
@@ -102,6 +106,57 @@ def time_fused(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: int
     return total / (actions.shape[1] * n_envs)
 
 
+def profile_steps(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: int) -> None:
+    """Print the share of env.step time spent drawing the block's and the agent's crops, in the
+    block dynamics and in the reward (those functions timed in place: a few calls a step)."""
+    import dream.engine.models.pusht.dynamics as dynamics
+    import dream.engine.models.pusht.render as render
+    from dream.envs import WorldModelEnv, WorldModelVectorEnv
+    from dream.envs.env import _Core
+
+    spent = {"block crops (render_layers)": 0.0, "agent crops (render_windows)": 0.0,
+             "block dynamics (step_poses)": 0.0, "reward": 0.0}
+    patched = [(render.SceneRenderer, "render_layers", "block crops (render_layers)"),
+               (render, "render_windows", "agent crops (render_windows)"),
+               (dynamics, "step_poses", "block dynamics (step_poses)"), (_Core, "score", "reward")]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+
+    def timed(fn, part):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[part] += time.perf_counter() - t0
+        return wrapper
+
+    rows = [i % len(starts) for i in range(n_envs)]
+    if n_envs == 1:
+        env = WorldModelEnv(model, max_episode_steps=None)
+        env.reset(options={"start_frame": starts[0]})
+        steps = list(actions[0])
+    else:
+        env = WorldModelVectorEnv(model, n_envs, max_episode_steps=None)
+        env.reset(options={"start_frames": [starts[r] for r in rows]})
+        steps = [np.stack([actions[r, t] for r in rows]) for t in range(actions.shape[1])]
+    for owner, name, part in patched:
+        setattr(owner, name, timed(getattr(owner, name), part))
+    try:
+        total = 0.0
+        for a in steps:
+            t0 = time.perf_counter()
+            env.step(a)
+            total += time.perf_counter() - t0
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+        env.close()
+    print(f"  where a step's time goes, {'one env' if n_envs == 1 else f'N={n_envs} fused'} "
+          f"({total / len(steps) / n_envs * 1e3:.3f} ms per env-step): "
+          + ", ".join(f"{part} {t / total:.0%}" for part, t in spent.items())
+          + f", the rest {1 - sum(spent.values()) / total:.0%}")
+
+
 def measure(model, policy: str, args: argparse.Namespace) -> None:
     starts, actions = policy_actions(policy, args.episodes, args.steps)
 
@@ -128,6 +183,9 @@ def measure(model, policy: str, args: argparse.Namespace) -> None:
     print(f"  WorldModelVectorEnv, N={args.envs} fused:        {med['fused'] * 1e3:7.3f} ms per env-step  "
           f"({1 / med['fused']:7.0f} env-steps/s) = {med['alone'] / med['fused']:.2f}x the env-steps/s of one "
           f"WorldModelEnv ({1 / med['alone']:.0f}/s)")
+    if args.profile:
+        profile_steps(model, starts, actions, 1)
+        profile_steps(model, starts, actions, args.envs)
 
 
 def main() -> None:
@@ -138,6 +196,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--policies", default="pusher,random-walk",
                    help="whose actions to replay (pusher: the block moves most steps; random-walk: it rarely does)")
+    p.add_argument("--profile", action="store_true", help="also print where a step's time goes")
     args = p.parse_args()
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import dream

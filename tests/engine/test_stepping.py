@@ -166,3 +166,29 @@ class TestPushT:
             if t == 17:
                 runner.restart(state, [2], starts[:1])
         assert checked == 3 * 36
+
+    def test_fused_crops_of_many_rollouts_equal_the_reference_drawing(self, pusht: Engine) -> None:
+        """Eight rollouts walking, pushing their blocks and jumping about, restarted now and then: the
+        agent's crops of all rows drawn in one fused call (unmerged, grown to one size, without the
+        block where it cannot reach) and the block's crops drawn row by row give the reference's bytes."""
+        from dream.examples.pusht import pusht_episodes
+
+        runner = pusht.runner("pusht-96")
+        starts = np.stack([ep.start_frame for ep in pusht_episodes()])
+        rng = np.random.default_rng(11)
+        state = runner.begin(starts, 8, seeds=[0] * 8, num_steps=None, guidance=None)
+        for t in range(60):
+            agent, block = state.poses.agent, state.poses.block[:, :2]
+            kind = t % 3
+            if kind == 0:  # small random steps
+                target = agent + rng.normal(0, 15, (8, 2))
+            elif kind == 1:  # into the block
+                target = agent + (block - agent) * rng.uniform(0.2, 0.6, (8, 1)) + rng.normal(0, 5, (8, 2))
+            else:  # anywhere, off the workspace included
+                target = rng.uniform(-20, 530, (8, 2))
+            out = runner.advance(state, target[:, None].astype(np.float32), draw=t % 11 != 5)
+            if out is not None:
+                for row in range(8):
+                    np.testing.assert_array_equal(out[row, 0], runner._draw(state, row))
+            if t % 17 == 16:
+                runner.restart(state, [t % 8, (t + 3) % 8], starts[[t % 8, (t + 5) % 8]])

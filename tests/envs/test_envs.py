@@ -112,6 +112,38 @@ def test_fused_envs_are_byte_identical_to_single_ones(model) -> None:
         assert [r[i] for r in rewards] == alone_rewards
 
 
+def test_the_pose_reward_is_what_reading_the_frame_estimates(model) -> None:
+    """On the embedded engine pusht-96's reward is the coverage of the block pose the model drew the
+    frame from; reading the predicted frame (the HTTP path, source="frames") agrees up to the reader's error."""
+    from dream.envs import block_coverage, pusht_coverage
+    from dream.envs.pusht import PushTCoverage
+    from dream.examples.pusht import pusht_episodes
+
+    eps = pusht_episodes()
+    starts = {"start_frames": [ep.start_frame for ep in eps]}
+    by_pose = WorldModelVectorEnv(model, len(eps), max_episode_steps=None)
+    by_frame = WorldModelVectorEnv(model, len(eps), max_episode_steps=None, reward=PushTCoverage(source="frames"))
+    obs, info = by_pose.reset(options=starts)
+    _, frame_info = by_frame.reset(options=starts)
+    diffs = [np.abs(info["coverage"] - frame_info["coverage"])]
+    covers = [info["coverage"]]
+    for t in range(min(len(ep.actions) for ep in eps)):
+        act = np.stack([ep.actions[t] for ep in eps])
+        obs, _, _, _, info = by_pose.step(act)
+        frame_obs, _, _, _, frame_info = by_frame.step(act)
+        np.testing.assert_array_equal(obs, frame_obs)  # the reward changes no frame
+        held = by_pose._core.stepper.steps.readout()["block"]
+        np.testing.assert_array_equal(info["coverage"], block_coverage(held))
+        diffs.append(np.abs(info["coverage"] - frame_info["coverage"]))  # the env's frame reward (tracked)
+        diffs.append(np.abs(info["coverage"] - pusht_coverage(obs)))  # each frame read whole
+        covers.append(info["coverage"])
+    assert by_frame._core.reward.reads > 0 and by_pose._core.reward.reads == 0  # the frames were read only there
+    assert np.ptp(np.concatenate(covers)) > 0.2  # the blocks were pushed: coverage changed
+    assert np.max(diffs) < 0.02, f"pose vs frame coverage: max abs diff {np.max(diffs):.4f}"
+    with pytest.raises(ValueError, match="source must be"):
+        PushTCoverage(source="pixels")
+
+
 def test_bad_actions_are_named_and_lose_nothing(model) -> None:
     env = WorldModelEnv(model)
     with pytest.raises(ResetNeededError, match="before reset"):
@@ -253,3 +285,24 @@ def test_a_chunked_spec_takes_a_chunk_of_actions_per_step(shift_family) -> None:
     scored = WorldModelEnv(model, reward=lambda f: float(f.mean()), start_frames=[frame])
     scored.reset(seed=0)
     assert scored.step(acts[:4])[1] == pytest.approx(float(whole[4].mean()))
+
+
+def test_stacked_infos_are_gymnasiums() -> None:
+    """The vector env builds flat infos a key at a time: the same arrays and masks as gymnasium's
+    row-by-row `_add_info`, key order and dtypes included."""
+    from dream.envs.env import _stack_infos
+
+    class Five(gymnasium.vector.VectorEnv):
+        num_envs = 5
+
+    rows = {0: {"coverage": 0.5, "is_success": False, "steps": 3, "action_clipped": True},
+            2: {"coverage": 0.25, "is_success": True, "steps": 4, "action_clipped": False},
+            4: {"coverage": 1.0, "is_success": False, "steps": 0}}
+    want: dict = {}
+    for row in sorted(rows):
+        want = Five()._add_info(want, rows[row], row)
+    got = _stack_infos(rows, 5)
+    assert list(got) == list(want)
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        np.testing.assert_array_equal(got[key], want[key])

@@ -22,14 +22,17 @@ def clients(live_server):
 
 def test_an_env_over_http_steps_a_session_and_matches_the_embedded_one(clients) -> None:
     from dream.envs import WorldModelEnv
+    from dream.envs.pusht import PushTCoverage
     from dream.examples.pusht import pusht_episode
 
     local, http = clients
     ep = pusht_episode(0)
     out = []
     before = http.billing.balance().balance_mils
-    for c in (local, http):
-        env = WorldModelEnv(c.models.get(SPEC), max_episode_steps=12)
+    # embedded: the reward from the model's poses (default) and read off the frames; over HTTP only
+    # frames exist, so it reads them
+    for c, reward in ((local, None), (local, PushTCoverage(source="frames")), (http, None)):
+        env = WorldModelEnv(c.models.get(SPEC), max_episode_steps=12, reward=reward)
         obs, _ = env.reset(options={"start_frame": ep.start_frame})
         frames, rewards = [obs], []
         for t in range(12):
@@ -42,8 +45,10 @@ def test_an_env_over_http_steps_a_session_and_matches_the_embedded_one(clients) 
             assert session.envelope["frames_streamed"] == 13  # the echoed start frame, then one per step
         env.close()
         out.append((np.stack(frames), rewards))
-    np.testing.assert_array_equal(out[0][0], out[1][0])  # PNG frames over the wire: the same bytes
-    assert out[0][1] == out[1][1]
+    np.testing.assert_array_equal(out[0][0], out[2][0])  # PNG frames over the wire: the same bytes
+    np.testing.assert_array_equal(out[1][0], out[2][0])
+    assert out[1][1] == out[2][1]  # the same frames read the same way
+    np.testing.assert_allclose(out[0][1], out[2][1], atol=0.02)  # the poses the frames show, up to the reader's error
     assert before - http.billing.balance().balance_mils == 13  # charged per frame, like any session (1 mil each)
 
 

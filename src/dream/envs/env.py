@@ -14,9 +14,11 @@ one fused engine call) run over a model handle, ``client.models.get(slug)``:
 Observations are the model's frames, uint8 (H, W, 3). A step takes one chunk of
 actions: ``(action_dim,)`` when the spec's chunk_size is 1 (pusht-96), else
 ``(chunk_size, action_dim)``; the observation is the chunk's last frame and
-``info["frames"]`` holds all of them. Rewards come from a callable on frames (for
-pusht-96 by default `dream.envs.pusht.PushTCoverage`, gym-pusht's reward estimated from
-the frame); an episode terminates when the reward's info says ``is_success`` and is
+``info["frames"]`` holds all of them. Rewards come from a callable on frames, or from
+the scene the model holds (its readout) for a reward with ``state_reward`` on the
+embedded engine (for pusht-96 by default `dream.envs.pusht.PushTCoverage`: gym-pusht's
+coverage of the block pose the model drew the frame from; over HTTP, read off the
+frame); an episode terminates when the reward's info says ``is_success`` and is
 truncated after ``max_episode_steps`` steps.
 """
 
@@ -49,23 +51,29 @@ class ResetNeededError(DreamError, gymnasium.error.ResetNeeded):
 class _EngineStepper:
     """All episodes as rows of one `SteppedRollouts` on the in-process engine."""
 
-    def __init__(self, engine: Any, slug: str, num_envs: int) -> None:
+    def __init__(self, engine: Any, slug: str, num_envs: int, want_state: bool) -> None:
         self.engine, self.slug, self.num_envs = engine, slug, num_envs
+        self.want_state = want_state  # hand back the model's readout with each step's frames
         self.steps: Any = None
 
     def fit(self, frame: np.ndarray) -> np.ndarray:
         return self.engine.prepare_frame(self.engine.spec(self.slug), frame)
 
-    def start(self, rows: list[int], frames: np.ndarray) -> None:
+    def start(self, rows: list[int], frames: np.ndarray) -> dict[str, np.ndarray] | None:
         if self.steps is None or rows == list(range(self.num_envs)):
             full = np.repeat(frames[:1], self.num_envs, axis=0)  # rows not started yet hold a copy (no step runs them)
             full[rows] = frames
             self.steps = self.engine.begin(full, spec=self.slug)
         else:
             self.steps.restart(rows, frames)
+        return self.steps.readout() if self.want_state else None
 
-    def advance(self, actions: np.ndarray) -> np.ndarray:
-        return self.steps.advance(actions)
+    def advance(self, actions: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        if not self.want_state:
+            return self.steps.advance(actions), None
+        steps = self.steps
+        # one hop to the model thread for both (calls made on it run in place)
+        return self.engine.on_engine_thread(lambda: (steps.advance(actions), steps.readout()))
 
     def close(self) -> None:
         self.steps = None
@@ -86,6 +94,7 @@ class _SessionStepper:
         return fit_frame(frame, self.resolution)
 
     def start(self, rows: list[int], frames: np.ndarray) -> None:
+        """Open a session per row (a session has frames only: no readout, so None is implicit)."""
         for row, frame in zip(rows, frames, strict=True):
             if self.sessions[row] is not None:
                 self.sessions[row].close()
@@ -99,10 +108,10 @@ class _SessionStepper:
             frames, self.echoes[row] = frames[1:], False
         return np.stack(frames)
 
-    def advance(self, actions: np.ndarray) -> np.ndarray:
+    def advance(self, actions: np.ndarray) -> tuple[np.ndarray, None]:
         if self._pool is None:
-            return self._row(0, actions[0])[None]
-        return np.stack(list(self._pool.map(self._row, range(self.num_envs), actions)))
+            return self._row(0, actions[0])[None], None
+        return np.stack(list(self._pool.map(self._row, range(self.num_envs), actions))), None
 
     def close(self) -> None:
         for i, session in enumerate(self.sessions):
@@ -181,13 +190,14 @@ class _Core:
         self.resolution = spec.resolution
         self.fps = spec.fps or 10
         client = model._client
-        if client.is_local:
-            self.stepper: Any = _EngineStepper(client.engine, self.slug, num_envs)
-        else:
-            self.stepper = _SessionStepper(client, self.slug, num_envs, self.resolution)
         self.reward = _default_reward(self.slug) if reward is None else reward
         if not callable(self.reward) and not hasattr(self.reward, "env_reward"):
             raise TypeError(f"reward must be a callable on frames; got {type(self.reward).__name__}")
+        if client.is_local:
+            want_state = callable(getattr(self.reward, "state_reward", None)) and getattr(self.reward, "source", "auto") != "frames"
+            self.stepper: Any = _EngineStepper(client.engine, self.slug, num_envs, want_state)
+        else:
+            self.stepper = _SessionStepper(client, self.slug, num_envs, self.resolution)
         self.max_episode_steps = max_episode_steps
         self.start_frames = _default_start_frames(self.slug) if start_frames is None else start_frames
         if self.start_frames is not None and not callable(self.start_frames) and len(self.start_frames) == 0:
@@ -234,7 +244,7 @@ class _Core:
 
     def start(self, rows: list[int], frames: np.ndarray) -> list[dict[str, Any]]:
         """Begin episodes `rows` from fitted frames; their infos (the start frame's reward info)."""
-        self.stepper.start(rows, frames)
+        state = self.stepper.start(rows, frames)
         self.frames[rows] = frames
         self.steps_taken[rows] = 0
         self.started[rows] = True
@@ -242,7 +252,7 @@ class _Core:
         forget = getattr(self.reward, "forget", None)
         if forget is not None:
             forget(rows)
-        return [{**info, "steps": 0} for _, info in self.score(rows, frames)]
+        return [{**info, "steps": 0} for _, info in self.score(rows, frames, state)]
 
     # ---- actions
 
@@ -269,9 +279,16 @@ class _Core:
 
     # ---- rewards
 
-    def score(self, rows: Sequence[int], frames: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+    def score(self, rows: Sequence[int], frames: np.ndarray, state: dict[str, np.ndarray] | None = None
+              ) -> list[tuple[float, dict[str, Any]]]:
+        """Rewards of rows `rows`: from the model's readout `state` (all N rows) where the reward
+        scores states (``state_reward``), else from their frames."""
         if not len(rows):
             return []
+        if state is not None:
+            scored = self.reward.state_reward(state, list(rows))
+            if scored is not None:
+                return list(scored)
         batch = getattr(self.reward, "env_reward", None)
         if batch is not None:
             return list(batch(frames, list(rows)))
@@ -287,10 +304,10 @@ class _Core:
 
     def step(self, actions: np.ndarray, rows: list[int]) -> tuple[np.ndarray, list[tuple[float, dict[str, Any]]]]:
         """Advance every episode by one chunk; score rows `rows`. Returns (all frames (N, chunk, H, W, 3), scores)."""
-        drawn = self.stepper.advance(actions)
+        drawn, state = self.stepper.advance(actions)
         self.frames[:] = drawn[:, -1]
         self.steps_taken += 1
-        scores = self.score(rows, drawn[rows, -1])
+        scores = self.score(rows, drawn[rows, -1], state)
         return drawn, scores
 
     def outcome(self, row: int, info: dict[str, Any]) -> tuple[bool, bool]:
@@ -312,6 +329,30 @@ def _step_info(core: _Core, row: int, info: dict[str, Any], drawn: np.ndarray, c
     return out
 
 
+def _flat(row_infos: dict[int, dict[str, Any]]) -> bool:
+    """Whether every value of the rows' infos is a Python bool, int or float."""
+    return all(type(v) in (bool, int, float) for info in row_infos.values() for v in info.values())
+
+
+def _stack_infos(row_infos: dict[int, dict[str, Any]], n: int) -> dict[str, Any]:
+    """gymnasium's vector infos (``info[key]`` (N,) and its mask ``info["_" + key]``) of flat row
+    infos, built a key at a time: the same arrays `VectorEnv._add_info` builds row by row."""
+    rows = sorted(row_infos)
+    types: dict[str, type] = {}
+    for row in rows:
+        for key, value in row_infos[row].items():
+            types.setdefault(key, type(value))  # the first row's type, as _add_info makes the array
+    infos: dict[str, Any] = {}
+    for key, kind in types.items():
+        array = np.zeros(n, dtype=kind)
+        mask = np.zeros(n, dtype=np.bool_)
+        have = [row for row in rows if key in row_infos[row]]
+        array[have] = [row_infos[row][key] for row in have]
+        mask[have] = True
+        infos[key], infos[f"_{key}"] = array, mask
+    return infos
+
+
 # --------------------------------------------------------------------------- environments
 
 
@@ -330,8 +371,11 @@ class WorldModelEnv(gymnasium.Env):
             what ``gymnasium.make("dream/WorldModel-v0", model="pusht-96")`` uses).
         reward: a callable on one frame (H, W, 3) returning a float, or ``(float, info)``
             where ``info["is_success"]`` True ends the episode (terminated); or an object
-            with ``env_reward(frames, rows)`` scoring many frames at once. Default for
-            pusht-96: `PushTCoverage` (gym-pusht's reward and success, from the frame).
+            with ``env_reward(frames, rows)`` scoring many frames at once, and optionally
+            ``state_reward(state, rows)`` scoring from the model's readout on the embedded
+            engine (returning None falls back to the frames). Default for pusht-96:
+            `PushTCoverage` (gym-pusht's reward and success: from the block pose the model
+            drew the frame from on the embedded engine, read off the frame over HTTP).
         max_episode_steps: steps after which an episode is truncated (None: never).
         start_frames: frames ``reset`` draws a start from (with the env's seeded RNG) when
             ``options`` gives none, or a callable ``rng -> frame``. Default for pusht-96:
@@ -519,10 +563,13 @@ class WorldModelVectorEnv(VectorEnv):
             frames = np.stack([core.pick_start(None, self._rngs[row], row) for row in again])
             for row, info in zip(again, core.start(again, frames), strict=True):
                 row_infos[row] = info
-        infos: dict[str, Any] = {}
-        for row in sorted(row_infos):
-            extra = {"final_obs": finals[row][0], "final_info": finals[row][1]} if row in finals else {}
-            infos = self._add_info(infos, {**row_infos[row], **extra}, row)
+        if not finals and _flat(row_infos):
+            infos = _stack_infos(row_infos, self.num_envs)
+        else:
+            infos = {}
+            for row in sorted(row_infos):
+                extra = {"final_obs": finals[row][0], "final_info": finals[row][1]} if row in finals else {}
+                infos = self._add_info(infos, {**row_infos[row], **extra}, row)
         self._autoreset[:] = False
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset[ended] = True

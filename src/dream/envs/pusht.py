@@ -7,6 +7,8 @@ reward is ``clip(coverage / 0.95, 0, 1)`` and an episode succeeds (terminates) o
 frames. `pusht_coverage` reads the block's pose off a 96×96 frame
 (`dream.engine.models.pusht.posefit.read_scene`) and intersects that T with the goal T
 exactly (`block_coverage`), so what it estimates is the simulator's own quantity.
+`PushTCoverage`, the environments' reward, skips the reading where the model's own block
+pose is at hand (the embedded engine): pusht-96 draws the frame from that pose.
 
 Its error against the simulator's coverage, on test-split frames, is measured by
 ``python bench/coverage.py`` (README, "Policy evaluation").
@@ -54,6 +56,8 @@ def _corners(origin: np.ndarray) -> np.ndarray:
 
 
 _GOAL_CORNERS = _corners(np.array([GOAL_POSE]))[0]  # (2, 4, 2)
+_GOAL_BOX = (_GOAL_CORNERS[..., 0].min(), _GOAL_CORNERS[..., 0].max(),
+             _GOAL_CORNERS[..., 1].min(), _GOAL_CORNERS[..., 1].max())  # the goal T's bounding box
 
 
 def _clipped_boundary_area(a: np.ndarray, b: np.ndarray, *, shared_edges: bool) -> np.ndarray:
@@ -107,14 +111,21 @@ def block_coverage(block: np.ndarray | Sequence[float]) -> np.ndarray | float:
     flat = arr.reshape(-1, 3)
     a = flat[:, 2]
     origin = np.stack([flat[:, 0] + np.sin(a) * _COG_LOCAL_Y, flat[:, 1] - np.cos(a) * _COG_LOCAL_Y, a], -1)
-    n = len(flat)
     blocks = _corners(origin)  # (N, 2, 4, 2)
-    # the four (goal rectangle, block rectangle) pairs of every pose, intersected in one go
-    goal = np.broadcast_to(_GOAL_CORNERS[None, :, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
-    block_rects = np.broadcast_to(blocks[:, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
-    area = (_clipped_boundary_area(goal, block_rects, shared_edges=True)
-            + _clipped_boundary_area(block_rects, goal, shared_edges=False)).reshape(n, 4).sum(1)
-    cover = np.abs(area) / _T_AREA
+    # a T whose bounding box misses the goal's covers none of it: only the others are intersected
+    # (each pose on its own, so a pose's coverage does not depend on the others given with it)
+    x0, x1, y0, y1 = _GOAL_BOX
+    near = ((blocks[..., 0].min((1, 2)) <= x1) & (blocks[..., 0].max((1, 2)) >= x0)
+            & (blocks[..., 1].min((1, 2)) <= y1) & (blocks[..., 1].max((1, 2)) >= y0))
+    cover = np.zeros(len(flat))
+    if near.any():
+        n = int(near.sum())
+        # the four (goal rectangle, block rectangle) pairs of every pose, intersected in one go
+        goal = np.broadcast_to(_GOAL_CORNERS[None, :, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+        block_rects = np.broadcast_to(blocks[near][:, None], (n, 2, 2, 4, 2)).reshape(4 * n, 4, 2)
+        area = (_clipped_boundary_area(goal, block_rects, shared_edges=True)
+                + _clipped_boundary_area(block_rects, goal, shared_edges=False)).reshape(n, 4).sum(1)
+        cover[near] = np.abs(area) / _T_AREA
     cover[~np.isfinite(flat).all(1)] = np.nan
     out = cover.reshape(arr.shape[:-1])
     return float(out) if out.ndim == 0 else out
@@ -190,28 +201,74 @@ def _to_workspace(centre: np.ndarray | None) -> np.ndarray:
     return (centre + 0.5) * 512.0 / 96.0 - 0.5
 
 
-class PushTCoverage:
-    """The Push-T reward of `WorldModelEnv`: gym-pusht's reward, success and coverage from frames.
+def _scored(cover: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+    return [(pusht_reward(float(c)), {"coverage": float(c), "is_success": bool(c > SUCCESS_THRESHOLD)})
+            for c in cover.tolist()]
 
-    Calling it on one frame gives ``(reward, {"coverage": c, "is_success": c > 0.95})``.
-    ``env_reward(frames, rows)`` (what the environments call) scores the frames of many
-    episodes at once and remembers each episode's last frame and reading: where the new
-    frame differs from the last only around the agent (the block did not move), the
-    block's reading and coverage carry over without reading the frame again; the others
-    are fitted in one batch from their episode's previous pose on a crop around it
-    (`track_blocks`), and read whole (`read_scene`) where that loses the block or there
-    is no previous pose (an episode's first frame).
+
+class PushTCoverage:
+    """The Push-T reward of `WorldModelEnv`: gym-pusht's reward, success and coverage.
+
+    Calling it on one frame gives ``(reward, {"coverage": c, "is_success": c > 0.95})``,
+    read off the frame (`pusht_coverage`).
+
+    In an environment it scores from what it can see:
+
+    * ``state_reward(state, rows)``, on the embedded engine: from the block poses the
+      model holds (`dream.engine.engine.SteppedRollouts.readout`), intersected with the
+      goal exactly (`block_coverage`). pusht-96 draws each frame from exactly these
+      poses, so this is the quantity that reading the frame estimates, without the
+      reader's error (≈ 0.7 px, 0.2°) or its cost; tests check the two agree on
+      predicted frames. ``source="frames"`` turns it off (it then returns None);
+    * ``env_reward(frames, rows)``, where only frames exist (a ``dream serve`` session, a
+      model without a readout, or ``source="frames"``): scores the frames of many
+      episodes at once and remembers each episode's last frame and reading: where the
+      new frame differs from the last only around the agent (the block did not move),
+      the block's reading and coverage carry over without reading the frame again; the
+      others are fitted in one batch from their episode's previous pose on a crop around
+      it (`track_blocks`), and read whole (`read_scene`) where that loses the block or
+      there is no previous pose (an episode's first frame).
+
+    Args:
+        source: "auto" (the model's poses where the environment has them, else the
+            frames) or "frames" (always read the frames).
     """
 
     batched = True
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "auto") -> None:
+        if source not in ("auto", "frames"):
+            raise ValueError(f"source must be 'auto' or 'frames'; got {source!r}")
+        self.source = source
         self._last: dict[int, tuple[np.ndarray, np.ndarray, float, np.ndarray | None]] = {}
+        self._poses: dict[int, tuple[list[float], float]] = {}  # state_reward: each row's last pose, coverage
         self.reads = 0  # frames read so far (the rest carried over)
 
     def __call__(self, frame: np.ndarray) -> tuple[float, dict[str, Any]]:
         c = float(pusht_coverage(frame))
         return pusht_reward(c), {"coverage": c, "is_success": c > SUCCESS_THRESHOLD}
+
+    def state_reward(self, state: dict[str, np.ndarray], rows: Sequence[int]) -> list[tuple[float, dict[str, Any]]] | None:
+        """Rewards of environment rows `rows` from the model's readout (``state["block"]`` (N, 3):
+        the poses the frames are drawn from); None when this reward reads frames only."""
+        block = state.get("block") if self.source == "auto" else None
+        if block is None:
+            return None
+        rows = [int(r) for r in rows]
+        poses = np.asarray(block, np.float64)[rows]
+        cover = np.empty(len(rows))
+        todo = []
+        for i, (row, pose) in enumerate(zip(rows, poses.tolist(), strict=True)):
+            held = self._poses.get(row)
+            if held is not None and held[0] == pose:  # the block did not move: nor did its coverage
+                cover[i] = held[1]
+            else:
+                todo.append(i)
+        if todo:
+            cover[todo] = np.nan_to_num(np.asarray(block_coverage(poses[todo]), np.float64).reshape(-1), nan=0.0)
+            for i in todo:
+                self._poses[rows[i]] = (poses[i].tolist(), float(cover[i]))
+        return _scored(cover)
 
     def _unmoved(self, row: int, frame: np.ndarray) -> tuple[bool, np.ndarray | None]:
         """Whether the block is where it was in this row's last frame: every changed pixel lies
@@ -274,3 +331,4 @@ class PushTCoverage:
         """Drop what is remembered of rows whose episode starts again."""
         for r in rows:
             self._last.pop(int(r), None)
+            self._poses.pop(int(r), None)

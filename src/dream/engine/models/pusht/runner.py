@@ -67,6 +67,7 @@ class PushTRunner(Runner):
         self.dynamics: BlockDynamics | None = None
         self.renderer: SceneRenderer | None = None
         self._fits: dict[bytes, tuple] = {}  # fit_start_cached: frame digest -> fitted poses
+        self._windows: dict[tuple, tuple[int, int, int, int]] = {}  # _memo_window: pose -> its window
 
     @classmethod
     def weights_path(cls, spec: EngineSpec, weights: str | None = None) -> Path:
@@ -266,10 +267,11 @@ class PushTRunner(Runner):
         pixel is the start frame's. When a rollout's previous frame was drawn one action
         ago, that frame is the base instead and only the crops that can differ from it are
         recomputed (where the agent and the block were and are, and the start places when
-        an object starts or stops counting as moved); the crops of all rollouts are drawn
-        in one fused call per kind. Both ways give the same bytes (`_draw` is the
-        reference), so a rollout's frames depend neither on its batch nor on how often
-        frames are drawn.
+        an object starts or stops counting as moved). The block's crops are drawn rollout
+        by rollout (`render_layers`); the agent's crops that do not meet them, of all
+        rollouts, in one fused call (`render_windows`). Both ways give the same bytes
+        (`_draw` is the reference), so a rollout's frames depend neither on its batch nor
+        on how often frames are drawn.
         """
         from dream.engine.models.pusht.render import render_windows
 
@@ -278,7 +280,9 @@ class PushTRunner(Runner):
         cache = state.drawn if state.drawn is not None and len(state.drawn.t) == k else _DrawCache(k)
         state.drawn = cache
         out = np.empty((k, 96, 96, 3), np.uint8)
-        jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]  # crops to redraw, per rollout
+        # crops to redraw, per rollout: around the agent (small) and around the block
+        agent_jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]
+        block_jobs: list[list[tuple[int, int, int, int]]] = [[] for _ in range(k)]
         poses: list[tuple[tuple[float, float], tuple[float, float, float], bool, bool]] = []
         for row in range(k):
             scene = state.scenes[state.row_start[row]]
@@ -292,38 +296,56 @@ class PushTRunner(Runner):
             if cache.t[row] == state.t - 1:  # last action's frame is the base: redraw what can differ from it
                 out[row] = cache.frames[row]
                 if cache.agent_at[row] != at:
-                    jobs[row] += [self._window([cache.agent[row]], []), self._window([agent], [])]
+                    agent_jobs[row] += [self._agent_window(cache.agent[row]), self._agent_window(agent)]
                 if cache.block[row] != block:
-                    jobs[row] += [self._window([], [cache.block[row]]), self._window([], [block])]
+                    block_jobs[row] += [self._block_window(cache.block[row]), self._block_window(block)]
                 if cache.agent_moved[row] != agent_moved:
-                    jobs[row].append(self._window([scene.agent], []))
+                    agent_jobs[row].append(self._agent_window(scene.agent))
                 if cache.block_moved[row] != block_moved:
-                    jobs[row].append(self._window([], [scene.block]))
+                    block_jobs[row].append(self._block_window(scene.block))
             else:
                 out[row] = scene.frame
                 if agent_moved:
-                    jobs[row] += [self._window([scene.agent], []), self._window([agent], [])]
+                    agent_jobs[row] += [self._agent_window(scene.agent), self._agent_window(agent)]
                 if block_moved:
-                    jobs[row] += [self._window([], [scene.block]), self._window([], [block])]
+                    block_jobs[row] += [self._block_window(scene.block), self._block_window(block)]
+        # Every pixel of a crop is drawn by the same rule whichever crop holds it, so crops may
+        # overlap. The block's crops (large) are drawn one by one, joined with the agent's crops
+        # that meet them; the agent's other crops, of every rollout, in one fused call below,
+        # each grown to one size (pixels beyond a crop are drawn by the same rule, so writing
+        # them is as right as leaving them) and drawn without the block where they lie outside
+        # the pixels its T can touch (the same pixels either way: it touches none of them).
         small: list[tuple[int, tuple[int, int, int, int]]] = []
-        for row, windows in enumerate(jobs):
-            for window in _merge_windows(windows):
-                if window[1] - window[0] <= _SMALL and window[3] - window[2] <= _SMALL:
-                    small.append((row, window))  # the agent's crops: all rows' in one fused call below
-                    continue
+        for row in range(k):
+            rest = [w for w in agent_jobs[row] if w[0] < w[1] and w[2] < w[3]]
+            large = _merge_windows(block_jobs[row])
+            while large:  # the agent's crops that meet the block's join it (and may then meet others)
+                joining = [w for w in rest if any(_overlap(w, m) for m in large)]
+                if not joining:
+                    break
+                large = _merge_windows(large + joining)
+                rest = [w for w in rest if w not in joining]
+            for window in large:
                 img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
                 self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
+            small += [(row, w) for w in _merge_small(rest)]
         if small:
-            # one crop size for the whole call: each crop grown to it (pixels beyond a crop are
-            # drawn by the same rule, so writing them is as right as leaving them)
-            corners = np.array([(min(w[0], 96 - _SMALL), min(w[2], 96 - _SMALL)) for _, w in small])
+            h = max(w[1] - w[0] for _, w in small)
+            w_ = max(w[3] - w[2] for _, w in small)
+            corners = np.array([(min(w[0], 96 - h), min(w[2], 96 - w_)) for _, w in small])
+            reach: dict[int, tuple[int, int, int, int]] = {}  # per rollout: the pixels its block can touch
+            blocks = []
+            for (row, _), (y0, x0) in zip(small, corners.tolist(), strict=True):
+                if row not in reach:
+                    reach[row] = self._block_window(poses[row][1])
+                touched = _overlap((y0, y0 + h, x0, x0 + w_), reach[row])
+                blocks.append(poses[row][1] if touched else None)
             img, block_t, agent_t = render_windows(
-                self.renderer, [poses[row][0] for row, _ in small], [poses[row][1] for row, _ in small],
-                corners, (_SMALL, _SMALL),
+                self.renderer, [poses[row][0] for row, _ in small], blocks, corners, (h, w_),
             )
             for j, (row, _) in enumerate(small):
                 y0, x0 = (int(v) for v in corners[j])
-                self._paint(state, out, row, poses[row], (y0, y0 + _SMALL, x0, x0 + _SMALL), img[j], block_t[j], agent_t[j])
+                self._paint(state, out, row, poses[row], (y0, y0 + h, x0, x0 + w_), img[j], block_t[j], agent_t[j])
         for row, (agent, block, agent_moved, block_moved) in enumerate(poses):
             cache.frames[row] = out[row]
             cache.t[row] = state.t
@@ -367,6 +389,22 @@ class PushTRunner(Runner):
             crop[region] = np.clip(np.rint(img[region]), 0, 255).astype(np.uint8)
         return frame
 
+    def _agent_window(self, agent: tuple[float, float]) -> tuple[int, int, int, int]:
+        """`_window` of one agent position, remembered (each pose's window is asked for again a step later)."""
+        return self._memo_window(("a", agent), [agent], [])
+
+    def _block_window(self, block: tuple[float, float, float]) -> tuple[int, int, int, int]:
+        """`_window` of one block pose, remembered."""
+        return self._memo_window(("b", block), [], [block])
+
+    def _memo_window(self, key: tuple, agents: list, blocks: list) -> tuple[int, int, int, int]:
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= _WINDOW_MEMO:
+                self._windows.clear()
+            window = self._windows[key] = self._window(agents, blocks)
+        return window
+
     def _window(self, agents, blocks) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the output pixels that the agents' discs and the blocks' Ts can touch."""
         import math
@@ -395,7 +433,34 @@ class PushTRunner(Runner):
         return (y0, max(y1, y0), x0, max(x1, x0))
 
 
-_SMALL = 14  # px: crops at most this big (the agent's) are drawn for all rollouts in one fused call
+_SMALL = 16  # px: a rollout's agent crops are joined where the joint crop is no bigger than this
+_WINDOW_MEMO = 4096  # poses whose windows are remembered (the memo starts over when full)
+
+
+def _merge_small(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Crops with pairs joined into their bounding crop where that is at most _SMALL px each way
+    (an agent's crops before and after a step mostly overlap)."""
+    out = list(windows)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                m = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                if m[1] - m[0] <= _SMALL and m[3] - m[2] <= _SMALL:
+                    out[i] = m
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return out
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether crops (y0, y1, x0, x1) share a pixel."""
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
 def _merge_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
