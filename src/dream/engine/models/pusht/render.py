@@ -1,123 +1,248 @@
-"""Drawing the Push-T scene at 96×96, and fitting the agent and block pose to a frame.
+"""Drawing the Push-T scene at 96×96 as gym-pusht draws it.
 
-The observation is a 512×512 drawing resized to 96×96 bilinearly, so each output pixel
-blends the 2×2 drawing pixels around ``(i + 0.5)·512/96 − 0.5``. `SceneRenderer`
-evaluates the drawing only at those sample pixels: the white floor, the green goal T,
-the grey walls, the block (a light fill inside a 2-px outline per rectangle) and the
-agent (a blue disc with a lighter core). All in numpy, row by row of nothing shared:
-a frame depends only on the poses it is given.
+gym-pusht draws a 512×512 scene with pygame 2.6 (pymunk's debug draw as gym-pusht
+overrides it) and resizes it to 96×96 bilinearly, so each output pixel blends the 2×2
+drawing pixels around ``(i + 0.5)·512/96 − 0.5``. `SceneRenderer` computes the drawing
+only at those sample pixels, with pygame's own rasterisation re-implemented in integer
+and float64 arithmetic (so a drawing at the simulator's poses is the simulator's,
+pixel for pixel, before the resize):
+
+* vertices and centres are rounded to whole pixels (``round``, as pymunk's
+  ``to_pygame``);
+* a polygon is filled by pygame's scanline rule (`fill_polygon_spans`: per row, the
+  edges' crossings ``(int)((y − y1)·(x2 − x1)/(y2 − y1) + x1)``, sorted and paired, plus
+  horizontal edges strictly inside);
+* each edge of a body is a "fat segment" of radius 2 (`fat_segment_pixels`): a
+  Bresenham line of width 4, the quad pygame spans around it and two discs of radius 2;
+* discs by pygame's midpoint rule (`disc_spans`), the agent's light core (radius 11)
+  over its body (radius 15);
+* order: floor, goal T, the block's two rectangles (bar, then stem; each filled, then
+  outlined), the agent over them, and the walls over everything (pymunk draws static
+  shapes last); colours are pymunk's rounded ones (the T's fill is 1.2 × its outline
+  colour, rounded: (143, 163, 184)). Not drawn: pymunk's red marks at contact points
+  (a few anti-aliased pixels where the agent presses the block).
+
+All in numpy and Python integers: a frame depends only on the poses it is given.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from dream.engine.models.pusht.physics import PhysicsParams, t_polygons_local
 
-__all__ = ["SceneRenderer"]
+__all__ = ["SceneRenderer", "block_canvas", "disc_spans", "fat_segment_pixels", "fill_polygon_spans"]
 
 WORKSPACE = 512
 WHITE = (255.0, 255.0, 255.0)
 GOAL_RGB = (144.0, 238.0, 144.0)
 WALL_RGB = (211.0, 211.0, 211.0)
 BLOCK_OUTLINE = (119.0, 136.0, 153.0)
-BLOCK_FILL = (142.8, 163.2, 183.6)  # 1.2 × the outline colour
+BLOCK_FILL = (143.0, 163.0, 184.0)  # pymunk's light colour: 1.2 × the outline colour, rounded
 AGENT_RGB = (65.0, 105.0, 225.0)
 AGENT_CORE = (78.0, 126.0, 255.0)
 GOAL_POSE = (256.0, 256.0, math.pi / 4)  # body origin x, y, angle
+WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
+# the T's rectangles in body coordinates, in the vertex order pymunk keeps them (its convex hull's)
+_PYMUNK_ORDER = ((3, 2, 1, 0), (0, 3, 2, 1))
 
 
-def _grid_block(px: np.ndarray, py: np.ndarray, x_lo: float, x_hi: float, y_lo: float, y_hi: float
-                ) -> tuple[slice, slice]:
-    """The rows and columns of a sample grid (x along columns, y along rows, both non-decreasing)
-    whose samples lie in [x_lo, x_hi] × [y_lo, y_hi], with a margin far above rounding."""
-    ys, xs = py[:, 0], px[0, :]
-    rows = slice(int(np.searchsorted(ys, y_lo - 1e-6, "left")), int(np.searchsorted(ys, y_hi + 1e-6, "right")))
-    cols = slice(int(np.searchsorted(xs, x_lo - 1e-6, "left")), int(np.searchsorted(xs, x_hi + 1e-6, "right")))
-    return rows, cols
+def _c_div2(v: int) -> int:
+    """C's ``v / 2`` for ints (truncation toward zero)."""
+    return v // 2 if v >= 0 else -((-v) // 2)
 
 
-def _inside_convex(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]]) -> np.ndarray:
-    """Samples of a grid (`_grid_block`'s layout) inside a convex polygon, edges included.
-
-    Only the samples in the polygon's bounding box are tested (no other can be inside),
-    with the same arithmetic as testing them all.
-    """
-    sign = 0.0
-    n = len(poly)
+def fill_polygon_spans(xs: list[int], ys: list[int]) -> list[tuple[int, int, int]]:
+    """The rows pygame's ``draw.polygon`` (filled) sets for whole-number vertices: (y, x_lo, x_hi) spans."""
+    n = len(xs)
+    miny, maxy = min(ys), max(ys)
+    if miny == maxy:
+        return [(miny, min(xs), max(xs))]
+    rows = np.arange(miny, maxy + 1, dtype=np.float64)
+    crossings = []
     for i in range(n):
-        sign += poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]
-    out = np.zeros(px.shape, bool)
-    rows, cols = _grid_block(px, py, min(x for x, _ in poly), max(x for x, _ in poly),
-                             min(y for _, y in poly), max(y for _, y in poly))
-    bx_, by_ = px[rows, cols], py[rows, cols]
-    if bx_.size == 0:
-        return out
-    inside = np.ones(bx_.shape, bool)
-    for i in range(n):
-        ax, ay = poly[i]
-        bx, by = poly[(i + 1) % n]
-        cross = (bx - ax) * (by_ - ay) - (by - ay) * (bx_ - ax)
-        inside &= cross * sign >= 0
-    out[rows, cols] = inside
-    return out
-
-
-def _near_boundary(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]], radius: float) -> np.ndarray:
-    """Samples of a grid within `radius` of the polygon's outline: squared distance to an edge ≤ radius².
-
-    Each edge is measured only over the samples in its bounding box grown by `radius` (no
-    other sample can be that close), with the same arithmetic as measuring them all.
-    """
-    near = np.zeros(px.shape, bool)
-    n = len(poly)
-    r2 = radius * radius
-    for i in range(n):
-        ax, ay = poly[i]
-        bx, by = poly[(i + 1) % n]
-        rows, cols = _grid_block(px, py, min(ax, bx) - radius, max(ax, bx) + radius,
-                                 min(ay, by) - radius, max(ay, by) + radius)
-        sx, sy = px[rows, cols], py[rows, cols]
-        if sx.size == 0:
+        j = i - 1 if i else n - 1
+        y1, y2 = ys[j], ys[i]
+        if y1 < y2:
+            x1, x2 = xs[j], xs[i]
+        elif y1 > y2:
+            y1, y2, x1, x2 = ys[i], ys[j], xs[i], xs[j]
+        else:
             continue
-        ex, ey = bx - ax, by - ay
-        t = np.clip(((sx - ax) * ex + (sy - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
-        near[rows, cols] |= (sx - ax - t * ex) ** 2 + (sy - ay - t * ey) ** 2 <= r2
-    return near
+        active = ((rows >= y1) & (rows < y2)) | ((rows == maxy) & (y2 == maxy))
+        x = np.trunc((rows - y1) * float(x2 - x1) / float(y2 - y1) + x1)
+        crossings.append(np.where(active, x, np.inf))
+    spans: list[tuple[int, int, int]] = []
+    if crossings:
+        c = np.sort(np.stack(crossings), axis=0)
+        for k in range(0, len(c) - 1, 2):
+            ok = np.isfinite(c[k]) & np.isfinite(c[k + 1])
+            for r in np.nonzero(ok)[0]:
+                spans.append((miny + int(r), int(c[k, r]), int(c[k + 1, r])))
+    for i in range(n):
+        j = i - 1 if i else n - 1
+        if miny < ys[i] < maxy and ys[j] == ys[i]:
+            spans.append((ys[i], min(xs[i], xs[j]), max(xs[i], xs[j])))
+    return spans
+
+
+@lru_cache(maxsize=8)
+def disc_spans(radius: int) -> tuple[tuple[int, int, int], ...]:
+    """pygame's filled circle of `radius` about (0, 0): (dy, dx_lo, dx_hi) spans."""
+    f, ddf_x, ddf_y, x, y = 1 - radius, 0, -2 * radius, 0, radius
+    spans = []
+    while x < y:
+        if f >= 0:
+            y -= 1
+            ddf_y += 2
+            f += ddf_y
+        x += 1
+        ddf_x += 2
+        f += ddf_x + 1
+        if f >= 0:
+            spans += [(y - 1, -x, x - 1), (-y, -x, x - 1)]
+        spans += [(x - 1, -y, y - 1), (-x, -y, y - 1)]
+    return tuple(spans)
+
+
+@lru_cache(maxsize=4096)
+def _line_points(dx_signed: int, dy_signed: int) -> tuple[tuple[int, int], ...]:
+    """pygame's Bresenham walk (draw_line_width's) from (0, 0) to (dx, dy), both ends included."""
+    x1, y1, x2, y2 = 0, 0, dx_signed, dy_signed
+    dx, dy = abs(x2 - x1), abs(y2 - y1)
+    sx = 1 if x1 < x2 else -1
+    sy = 1 if y1 < y2 else -1
+    err = _c_div2(dx if dx > dy else -dy)
+    pts = []
+    while (x1 != x2 and (x1 - x2 > 0) != (sx > 0)) or (y1 != y2 and (y1 - y2 > 0) != (sy > 0)):
+        pts.append((x1, y1))
+        e2 = err
+        if e2 > -dx:
+            err -= dy
+            x1 += sx
+        if e2 < dy:
+            err += dx
+            y1 += sy
+    pts.append((x1, y1))
+    return tuple(pts)
+
+
+def _paint_spans(canvas: np.ndarray, ox: int, oy: int, spans, value: int) -> None:
+    h, w = canvas.shape
+    for y, xa, xb in spans:
+        r = y - oy
+        if 0 <= r < h:
+            a, b = max(xa - ox, 0), min(xb - ox, w - 1)
+            if a <= b:
+                canvas[r, a : b + 1] = value
+
+
+def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """The spans (y, x_lo, x_hi) gym-pusht's ``draw_fat_segment`` (radius 2) sets between whole-number ends."""
+    spans: list[tuple[int, int, int]] = []
+    x1, y1 = p1
+    x2, y2 = p2
+    xinc = abs(x1 - x2) <= abs(y1 - y2)
+    for px, py in _line_points(x2 - x1, y2 - y1):
+        x, y = x1 + px, y1 + py
+        if xinc:
+            spans.append((y, x - 1, x + 2))
+        else:
+            spans += [(y + k, x, x) for k in (-1, 0, 1, 2)]
+    o0, o1 = abs(y2 - y1), abs(x2 - x1)
+    if o0 == 0 and o1 == 0:
+        return spans
+    scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
+    o0, o1 = round(o0 * scale), round(o1 * scale)
+    quad = [(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)]
+    spans += fill_polygon_spans([q[0] for q in quad], [q[1] for q in quad])
+    for cx, cy in (p1, p2):
+        spans += [(cy + dy, cx + a, cx + b) for dy, a, b in disc_spans(2)]
+    return spans
+
+
+def _rounded(poly: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    return [(round(x), round(y)) for x, y in poly]
+
+
+@lru_cache(maxsize=4096)
+def _block_canvas_rel(rel: tuple[tuple[tuple[int, int], ...], ...], outline: bool) -> np.ndarray:
+    """`block_canvas` for polygons given relative to the canvas' top-left pixel (all coordinates ≥ 4).
+
+    Drawing commutes with whole-pixel shifts while every coordinate stays ≥ 0 (pygame's
+    ``(int)`` truncation is then a floor), so one canvas serves every position.
+    """
+    xs = [x for poly in rel for x, _ in poly]
+    ys = [y for poly in rel for _, y in poly]
+    canvas = np.zeros((max(ys) + 5, max(xs) + 5), np.uint8)
+    for poly in rel:
+        closed = [*poly, poly[0]]  # gym-pusht closes the outline itself
+        _paint_spans(canvas, 0, 0, fill_polygon_spans([p[0] for p in closed], [p[1] for p in closed]), 1)
+        if outline:
+            for i in range(len(poly)):
+                _paint_spans(canvas, 0, 0, fat_segment_pixels(poly[i], poly[(i + 1) % len(poly)]), 2)
+    canvas.flags.writeable = False
+    return canvas
+
+
+def block_canvas(polys: list[list[tuple[int, int]]], outline: bool = True) -> tuple[np.ndarray, int, int]:
+    """The block's pixels at 512² as gym-pusht draws its whole-number polygons: (labels (h, w) uint8:
+    0 nothing, 1 fill, 2 outline; x and y of the canvas' top-left pixel). Read-only (cached).
+
+    The polygons are drawn in order, each filled and then outlined (gym-pusht's order);
+    coordinates are those of a drawing on the workspace (≥ 0, as the walls keep them)."""
+    ox = min(x for poly in polys for x, _ in poly) - 4
+    oy = min(y for poly in polys for _, y in poly) - 4
+    rel = tuple(tuple((x - ox, y - oy) for x, y in poly) for poly in polys)
+    return _block_canvas_rel(rel, outline), ox, oy
+
+
+def _lookup(canvas: np.ndarray, ox: int, oy: int, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """Labels of a canvas at whole-pixel columns `ix` (w,) and rows `iy` (h,) of the 512² drawing: (h, w), 0 outside."""
+    h, w = canvas.shape
+    cx, cy = ix - ox, iy - oy
+    okx, oky = (cx >= 0) & (cx < w), (cy >= 0) & (cy < h)
+    out = canvas[np.ix_(np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1))]
+    return np.where(oky[:, None] & okx[None, :], out, 0)
 
 
 def body_polygons(origin_x: float, origin_y: float, angle: float) -> list[list[tuple[float, float]]]:
-    """The T's rectangles in workspace px for a body-origin pose."""
+    """The T's rectangles (bar, stem) in workspace px for a body-origin pose, in pymunk's vertex order."""
     c, s = math.cos(angle), math.sin(angle)
-    return [[(origin_x + c * x - s * y, origin_y + s * x + c * y) for x, y in poly] for poly in t_polygons_local()]
+    local = [[poly[i] for i in order] for poly, order in zip(t_polygons_local(), _PYMUNK_ORDER, strict=True)]
+    return [[(origin_x + c * x - s * y, origin_y + s * x + c * y) for x, y in poly] for poly in local]
 
 
 class SceneRenderer:
     """Draws 96×96 frames of the scene from poses (see the module docstring)."""
 
-    def __init__(self, size: int = 96, params: PhysicsParams | None = None, offset: float = 0.0) -> None:
+    def __init__(self, size: int = 96, params: PhysicsParams | None = None) -> None:
         self.size = size
         self.params = params or PhysicsParams()
         src = (np.arange(size) + 0.5) * WORKSPACE / size - 0.5
         lo = np.floor(src).astype(np.int64)
         self.frac = src - lo  # weight of the second sample
-        coords = np.stack([lo, lo + 1], axis=1).reshape(-1).astype(np.float64) + offset  # (2·size,)
-        self.sy, self.sx = np.meshgrid(coords, coords, indexing="ij")  # sample grid (2·size, 2·size)
+        self.coords = np.stack([lo, lo + 1], axis=1).reshape(-1)  # (2·size,) whole drawing pixels sampled
+        self.sy, self.sx = np.meshgrid(self.coords.astype(np.float64), self.coords.astype(np.float64), indexing="ij")
         self.static = self._static_layer()
 
     def _static_layer(self) -> np.ndarray:
-        img = np.empty((*self.sx.shape, 3), np.float64)
-        img[:] = WHITE
+        """Floor, goal T and walls at the sample grid, float (2S, 2S, 3)."""
+        canvas = np.zeros((WORKSPACE, WORKSPACE), np.uint8)
         for poly in body_polygons(*GOAL_POSE):
-            poly = [(round(x), round(y)) for x, y in poly]
-            img[_inside_convex(self.sx, self.sy, poly)] = GOAL_RGB
-        low, high = 5.0, 506.0
-        wall = (
-            ((np.abs(self.sx - low) <= 2) | (np.abs(self.sx - high) <= 2)) & (self.sy >= low - 2) & (self.sy <= high + 2)
-        ) | (((np.abs(self.sy - low) <= 2) | (np.abs(self.sy - high) <= 2)) & (self.sx >= low - 2) & (self.sx <= high + 2))
-        img[wall] = WALL_RGB
+            closed = [*_rounded(poly), _rounded(poly)[0]]
+            _paint_spans(canvas, 0, 0, fill_polygon_spans([p[0] for p in closed], [p[1] for p in closed]), 1)
+        for a, b in WALLS:
+            _paint_spans(canvas, 0, 0, fat_segment_pixels(a, b), 2)
+        labels = canvas[np.ix_(self.coords, self.coords)]
+        img = np.empty((*labels.shape, 3), np.float64)
+        img[:] = WHITE
+        img[labels == 1] = GOAL_RGB
+        img[labels == 2] = WALL_RGB
+        self.walls = labels == 2  # drawn over the bodies too (static shapes come last)
         return img
 
     def cog_to_origin(self, cog: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -125,6 +250,22 @@ class SceneRenderer:
         x, y, a = cog
         c, s = math.cos(a), math.sin(a)
         return x - (c * gx - s * gy), y - (s * gx + c * gy), a
+
+    def block_labels(self, block_cog: tuple[float, float, float], rows: np.ndarray, cols: np.ndarray,
+                     outline: bool = True) -> np.ndarray:
+        """The block's labels (0 none, 1 fill, 2 outline) at drawing rows × columns (whole pixels)."""
+        polys = [_rounded(poly) for poly in body_polygons(*self.cog_to_origin(block_cog))]
+        canvas, ox, oy = block_canvas(polys, outline)
+        return _lookup(canvas, ox, oy, cols, rows)
+
+    def agent_labels(self, agent: tuple[float, float], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The agent's labels (0 none, 1 body, 2 light core) at drawing rows × columns (whole pixels)."""
+        cx, cy = round(agent[0]), round(agent[1])
+        r = round(self.params.agent_radius)
+        canvas = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
+        _paint_spans(canvas, -r, -r, disc_spans(r), 1)
+        _paint_spans(canvas, -r, -r, disc_spans(r - 4), 2)
+        return _lookup(canvas, cx - r, cy - r, cols, rows)
 
     def draw_samples(
         self,
@@ -139,30 +280,24 @@ class SceneRenderer:
         outline: False draws the block without its outline (cheaper; for coarse pose search).
         """
         y0, y1, x0, x1 = window or (0, self.size, 0, self.size)
-        crop = (slice(2 * y0, 2 * y1), slice(2 * x0, 2 * x1))
-        sx, sy = self.sx[crop], self.sy[crop]
-        img = self.static[crop].copy()
-        covered = np.zeros(sx.shape, bool)
+        rows, cols = self.coords[2 * y0 : 2 * y1], self.coords[2 * x0 : 2 * x1]
+        img = self.static[2 * y0 : 2 * y1, 2 * x0 : 2 * x1].copy()
+        agent_cov = np.zeros((len(rows), len(cols)), bool)
+        block_cov = np.zeros((len(rows), len(cols)), bool)
         if block_cog is not None:
-            for poly in body_polygons(*self.cog_to_origin(block_cog)):
-                poly = [(round(x), round(y)) for x, y in poly]
-                fill = _inside_convex(sx, sy, poly)
-                img[fill] = BLOCK_FILL
-                covered |= fill
-                if outline:
-                    edge = _near_boundary(sx, sy, poly, 2.0)
-                    img[edge] = BLOCK_OUTLINE
-                    covered |= edge
-        block_covered = covered
-        covered = np.zeros(sx.shape, bool)
+            lab = self.block_labels(block_cog, rows, cols, outline)
+            img[lab == 1] = BLOCK_FILL
+            img[lab == 2] = BLOCK_OUTLINE
+            block_cov = lab > 0
         if agent is not None:
-            cx, cy = round(agent[0]), round(agent[1])
-            d2 = (sx - cx) ** 2 + (sy - cy) ** 2
-            disc = d2 <= self.params.agent_radius**2
-            img[disc] = AGENT_RGB
-            img[d2 <= (self.params.agent_radius - 4) ** 2] = AGENT_CORE
-            covered |= disc
-        return img, block_covered, covered
+            lab = self.agent_labels(agent, rows, cols)
+            img[lab == 1] = AGENT_RGB
+            img[lab == 2] = AGENT_CORE
+            agent_cov = lab > 0
+        if block_cov.any() or agent_cov.any():
+            walls = self.walls[2 * y0 : 2 * y1, 2 * x0 : 2 * x1]
+            img[walls & (block_cov | agent_cov)] = WALL_RGB
+        return img, block_cov, agent_cov
 
     def resize(self, samples: np.ndarray, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Blend the (2h, 2w, ...) sample grid of `window` (default: the frame) to (h, w, ...) bilinearly."""
@@ -212,60 +347,20 @@ def render_windows(
     """`SceneRenderer.render_layers` for P scenes at once, each in its own crop.
 
     agents / blocks: P poses (or None); windows: (P, 2) top-left (y0, x0) of crops of one
-    `size` (h, w), inside the frame. Every sample and pixel goes through the same
-    arithmetic as `render_layers`' (element-wise, the polygons' vertices rounded by the
-    same Python code), so each crop's pixels are bit-identical to ``render_layers(agent,
-    block, (y0, y0 + h, x0, x0 + w))``: fusing scenes changes no byte.
+    `size` (h, w), inside the frame. Each scene's samples are drawn by the same code as
+    `render_layers`' (`SceneRenderer.draw_samples`) and blended in one element-wise call,
+    so each crop's pixels are bit-identical to ``render_layers(agent, block, (y0, y0 + h,
+    x0, x0 + w))``: fusing scenes changes no byte.
     Returns (img (P, h, w, 3), block-touched (P, h, w), agent-touched (P, h, w)).
     """
     p = len(agents)
     h, w = size
-    ys = 2 * windows[:, 0, None] + np.arange(2 * h)  # (P, 2h) sample rows
-    xs = 2 * windows[:, 1, None] + np.arange(2 * w)
-    sy = renderer.sy[ys[:, :, None], xs[:, None, :]]  # (P, 2h, 2w)
-    sx = renderer.sx[ys[:, :, None], xs[:, None, :]]
-    img = renderer.static[ys[:, :, None], xs[:, None, :]]  # a copy: fancy indexing
-    block_cov = np.zeros(sx.shape, bool)
-    agent_cov = np.zeros(sx.shape, bool)
-    has_block = [i for i in range(p) if blocks[i] is not None]
-    if has_block:
-        # vertices exactly as render_layers rounds them, per scene, in Python
-        polys = [[[(round(x), round(y)) for x, y in poly] for poly in body_polygons(*renderer.cog_to_origin(blocks[i]))]
-                 for i in has_block]
-        bx, by = sx[has_block], sy[has_block]
-        sub_img = img[has_block]
-        sub_cov = np.zeros(bx.shape, bool)
-        for k in range(2):
-            verts = np.array([pl[k] for pl in polys], np.float64)  # (B, 4, 2), whole numbers
-            sign = np.array([_winding(pl[k]) for pl in polys], np.float64)[:, None, None]
-            ax, ay = verts[:, :, 0, None, None], verts[:, :, 1, None, None]  # (B, 4, 1, 1)
-            fill = np.ones(bx.shape, bool)
-            near = np.zeros(bx.shape, bool)
-            for e in range(4):
-                x0, y0 = ax[:, e], ay[:, e]
-                x1, y1 = ax[:, (e + 1) % 4], ay[:, (e + 1) % 4]
-                cross = (x1 - x0) * (by - y0) - (y1 - y0) * (bx - x0)
-                fill &= cross * sign >= 0
-                ex, ey = x1 - x0, y1 - y0
-                t = np.clip(((bx - x0) * ex + (by - y0) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
-                near |= (bx - x0 - t * ex) ** 2 + (by - y0 - t * ey) ** 2 <= 4.0
-            sub_img[fill] = BLOCK_FILL
-            sub_cov |= fill
-            sub_img[near] = BLOCK_OUTLINE
-            sub_cov |= near
-        img[has_block] = sub_img
-        block_cov[has_block] = sub_cov
-    has_agent = [i for i in range(p) if agents[i] is not None]
-    if has_agent:
-        centres = np.array([(round(agents[i][0]), round(agents[i][1])) for i in has_agent], np.float64)
-        cx, cy = centres[:, 0, None, None], centres[:, 1, None, None]
-        d2 = (sx[has_agent] - cx) ** 2 + (sy[has_agent] - cy) ** 2
-        disc = d2 <= renderer.params.agent_radius**2
-        sub_img = img[has_agent]
-        sub_img[disc] = AGENT_RGB
-        sub_img[d2 <= (renderer.params.agent_radius - 4) ** 2] = AGENT_CORE
-        img[has_agent] = sub_img
-        agent_cov[has_agent] = disc
+    img = np.empty((p, 2 * h, 2 * w, 3))
+    block_cov = np.empty((p, 2 * h, 2 * w), bool)
+    agent_cov = np.empty((p, 2 * h, 2 * w), bool)
+    for i in range(p):
+        y0, x0 = int(windows[i, 0]), int(windows[i, 1])
+        img[i], block_cov[i], agent_cov[i] = renderer.draw_samples(agents[i], blocks[i], (y0, y0 + h, x0, x0 + w))
     wy = renderer.frac[windows[:, 0, None] + np.arange(h)]  # (P, h)
     wx = renderer.frac[windows[:, 1, None] + np.arange(w)]  # (P, w)
 
@@ -279,9 +374,3 @@ def render_windows(
         return top * (1 - fy) + bottom * fy
 
     return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
-
-
-def _winding(poly: list[tuple[int, int]]) -> int:
-    """Twice the signed area of a polygon with whole-number vertices (`_inside_convex`'s `sign`)."""
-    n = len(poly)
-    return sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
