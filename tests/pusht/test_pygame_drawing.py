@@ -48,7 +48,7 @@ def test_fat_segments_and_polygons_match_pygame_pixel_for_pixel():
         np.testing.assert_array_equal(ours, ref)
     for radius in (2, 11, 15):
         ref = _surface_mask(lambda s, r=radius: pygame.draw.circle(s, (0, 0, 0), (200, 300), r))
-        ours = _our_mask([(300 + dy, 200 + a, 200 + b) for dy, a, b in R.disc_spans(radius)])
+        ours = _our_mask(R.disc_spans(radius) + np.array([300, 200, 200]))
         np.testing.assert_array_equal(ours, ref)
 
 

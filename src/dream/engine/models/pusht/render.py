@@ -55,43 +55,55 @@ def _c_div2(v: int) -> int:
     return v // 2 if v >= 0 else -((-v) // 2)
 
 
-def fill_polygon_spans(xs: list[int], ys: list[int]) -> list[tuple[int, int, int]]:
-    """The rows pygame's ``draw.polygon`` (filled) sets for whole-number vertices: (y, x_lo, x_hi) spans."""
-    n = len(xs)
-    miny, maxy = min(ys), max(ys)
-    if miny == maxy:
-        return [(miny, min(xs), max(xs))]
-    rows = np.arange(miny, maxy + 1, dtype=np.float64)
-    crossings = []
+def fill_polygon_spans(xs: list[int], ys: list[int]) -> np.ndarray:
+    """The rows pygame's ``draw.polygon`` (filled) sets for whole-number vertices: spans (k, 3) of (y, x_lo, x_hi)."""
+    return _fill_many(np.array([xs], np.int64), np.array([ys], np.int64))
+
+
+def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False) -> np.ndarray:
+    """`fill_polygon_spans` of P polygons of n vertices each (xs, ys (P, n)), every one by pygame's rule
+    (``draw_fillpoly``), element-wise; their spans concatenated (with `index`, a 4th column: the polygon's)."""
+    p, n = xs.shape
+    miny, maxy = ys.min(1), ys.max(1)
+    rows = miny[:, None] + np.arange(int((maxy - miny).max()) + 1)[None]  # (P, R)
+    in_poly = rows <= maxy[:, None]
+    rows_f = rows.astype(np.float64)
+    crossings = np.full((n, p, rows.shape[1]), np.inf)
     for i in range(n):
         j = i - 1 if i else n - 1
-        y1, y2 = ys[j], ys[i]
-        if y1 < y2:
-            x1, x2 = xs[j], xs[i]
-        elif y1 > y2:
-            y1, y2, x1, x2 = ys[i], ys[j], xs[i], xs[j]
-        else:
-            continue
-        active = ((rows >= y1) & (rows < y2)) | ((rows == maxy) & (y2 == maxy))
-        x = np.trunc((rows - y1) * float(x2 - x1) / float(y2 - y1) + x1)
-        crossings.append(np.where(active, x, np.inf))
-    spans: list[tuple[int, int, int]] = []
-    if crossings:
-        c = np.sort(np.stack(crossings), axis=0)
-        for k in range(0, len(c) - 1, 2):
-            ok = np.isfinite(c[k]) & np.isfinite(c[k + 1])
-            for r in np.nonzero(ok)[0]:
-                spans.append((miny + int(r), int(c[k, r]), int(c[k + 1, r])))
-    for i in range(n):
+        up = ys[:, j] < ys[:, i]
+        y1 = np.where(up, ys[:, j], ys[:, i])[:, None].astype(np.float64)
+        y2 = np.where(up, ys[:, i], ys[:, j])[:, None].astype(np.float64)
+        x1 = np.where(up, xs[:, j], xs[:, i])[:, None].astype(np.float64)
+        x2 = np.where(up, xs[:, i], xs[:, j])[:, None].astype(np.float64)
+        slanted = (ys[:, j] != ys[:, i])[:, None]
+        last = (rows == maxy[:, None]) & (y2 == maxy[:, None])
+        active = slanted & in_poly & (((rows_f >= y1) & (rows_f < y2)) | last)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.trunc((rows_f - y1) * (x2 - x1) / np.where(slanted, y2 - y1, 1.0) + x1)
+        crossings[i] = np.where(active, x, np.inf)
+    crossings = np.sort(crossings, axis=0)
+    parts = []
+    for k in range(0, n - 1, 2):
+        pi, ri = np.nonzero(np.isfinite(crossings[k]) & np.isfinite(crossings[k + 1]))
+        parts.append(np.stack([rows[pi, ri], crossings[k, pi, ri].astype(np.int64),
+                               crossings[k + 1, pi, ri].astype(np.int64), pi], 1))
+    for i in range(n):  # horizontal edges strictly between the top and bottom rows
         j = i - 1 if i else n - 1
-        if miny < ys[i] < maxy and ys[j] == ys[i]:
-            spans.append((ys[i], min(xs[i], xs[j]), max(xs[i], xs[j])))
-    return spans
+        hit = np.nonzero((miny < ys[:, i]) & (ys[:, i] < maxy) & (ys[:, j] == ys[:, i]))[0]
+        if len(hit):
+            parts.append(np.stack([ys[hit, i], np.minimum(xs[hit, i], xs[hit, j]),
+                                   np.maximum(xs[hit, i], xs[hit, j]), hit], 1))
+    flat = np.nonzero(miny == maxy)[0]  # one row high: pygame spans the vertices' x range
+    if len(flat):
+        parts.append(np.stack([miny[flat], xs[flat].min(1), xs[flat].max(1), flat], 1))
+    out = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+    return out if index else out[:, :3]
 
 
 @lru_cache(maxsize=8)
-def disc_spans(radius: int) -> tuple[tuple[int, int, int], ...]:
-    """pygame's filled circle of `radius` about (0, 0): (dy, dx_lo, dx_hi) spans."""
+def disc_spans(radius: int) -> np.ndarray:
+    """pygame's filled circle of `radius` about (0, 0): spans (k, 3) of (dy, dx_lo, dx_hi). Read-only (cached)."""
     f, ddf_x, ddf_y, x, y = 1 - radius, 0, -2 * radius, 0, radius
     spans = []
     while x < y:
@@ -105,12 +117,14 @@ def disc_spans(radius: int) -> tuple[tuple[int, int, int], ...]:
         if f >= 0:
             spans += [(y - 1, -x, x - 1), (-y, -x, x - 1)]
         spans += [(x - 1, -y, y - 1), (-x, -y, y - 1)]
-    return tuple(spans)
+    out = np.array(spans, np.int64).reshape(-1, 3)
+    out.flags.writeable = False
+    return out
 
 
 @lru_cache(maxsize=4096)
-def _line_points(dx_signed: int, dy_signed: int) -> tuple[tuple[int, int], ...]:
-    """pygame's Bresenham walk (draw_line_width's) from (0, 0) to (dx, dy), both ends included."""
+def _line_points(dx_signed: int, dy_signed: int) -> np.ndarray:
+    """pygame's Bresenham walk (draw_line_width's) from (0, 0) to (dx, dy), both ends included: (m, 2) x, y."""
     x1, y1, x2, y2 = 0, 0, dx_signed, dy_signed
     dx, dy = abs(x2 - x1), abs(y2 - y1)
     sx = 1 if x1 < x2 else -1
@@ -127,41 +141,62 @@ def _line_points(dx_signed: int, dy_signed: int) -> tuple[tuple[int, int], ...]:
             err += dx
             y1 += sy
     pts.append((x1, y1))
-    return tuple(pts)
+    out = np.array(pts, np.int64)
+    out.flags.writeable = False
+    return out
 
 
-def _paint_spans(canvas: np.ndarray, ox: int, oy: int, spans, value: int) -> None:
+def _paint_spans(canvas: np.ndarray, ox: int, oy: int, spans: np.ndarray, value: int) -> None:
+    """Set `value` on a canvas (whose top-left drawing pixel is (ox, oy)) over spans (k, 3) of (y, x_lo, x_hi)."""
+    spans = np.asarray(spans, np.int64).reshape(-1, 3)
     h, w = canvas.shape
-    for y, xa, xb in spans:
-        r = y - oy
-        if 0 <= r < h:
-            a, b = max(xa - ox, 0), min(xb - ox, w - 1)
-            if a <= b:
-                canvas[r, a : b + 1] = value
+    r = spans[:, 0] - oy
+    a = np.maximum(spans[:, 1] - ox, 0)
+    b = np.minimum(spans[:, 2] - ox, w - 1)
+    keep = (r >= 0) & (r < h) & (a <= b)
+    r, a, b = r[keep], a[keep], b[keep]
+    diff = np.zeros((h, w + 1), np.int32)
+    np.add.at(diff, (r, a), 1)
+    np.add.at(diff, (r, b + 1), -1)
+    canvas[np.cumsum(diff[:, :w], axis=1) > 0] = value
 
 
-def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> list[tuple[int, int, int]]:
-    """The spans (y, x_lo, x_hi) gym-pusht's ``draw_fat_segment`` (radius 2) sets between whole-number ends."""
-    spans: list[tuple[int, int, int]] = []
-    x1, y1 = p1
-    x2, y2 = p2
-    xinc = abs(x1 - x2) <= abs(y1 - y2)
-    for px, py in _line_points(x2 - x1, y2 - y1):
-        x, y = x1 + px, y1 + py
-        if xinc:
-            spans.append((y, x - 1, x + 2))
+def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> np.ndarray:
+    """The spans (k, 3) of (y, x_lo, x_hi) gym-pusht's ``draw_fat_segment`` (radius 2) sets between whole-number ends."""
+    return _fat_segments([(p1, p2)])[:, :3]
+
+
+def _fat_segments(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int] | None = None
+                  ) -> np.ndarray:
+    """`fat_segment_pixels` of several segments, their spans concatenated (the quads filled in one call).
+
+    groups: a group number per segment; then a 4th column holds each span's group."""
+    groups = groups or [0] * len(segments)
+    parts = []
+    quads, quad_groups = [], []
+    disc = disc_spans(2)
+    for ((x1, y1), (x2, y2)), g in zip(segments, groups, strict=True):
+        pts = _line_points(x2 - x1, y2 - y1) + np.array([x1, y1])
+        if abs(x1 - x2) <= abs(y1 - y2):  # pygame grows the line sideways (x)
+            line = np.stack([pts[:, 1], pts[:, 0] - 1, pts[:, 0] + 2], 1)
         else:
-            spans += [(y + k, x, x) for k in (-1, 0, 1, 2)]
-    o0, o1 = abs(y2 - y1), abs(x2 - x1)
-    if o0 == 0 and o1 == 0:
-        return spans
-    scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
-    o0, o1 = round(o0 * scale), round(o1 * scale)
-    quad = [(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)]
-    spans += fill_polygon_spans([q[0] for q in quad], [q[1] for q in quad])
-    for cx, cy in (p1, p2):
-        spans += [(cy + dy, cx + a, cx + b) for dy, a, b in disc_spans(2)]
-    return spans
+            line = np.concatenate([np.stack([pts[:, 1] + k, pts[:, 0], pts[:, 0]], 1) for k in (-1, 0, 1, 2)])
+        parts.append(np.concatenate([line, np.full((len(line), 1), g)], 1))
+        o0, o1 = abs(y2 - y1), abs(x2 - x1)
+        if o0 == 0 and o1 == 0:
+            continue  # gym-pusht returns before the quad and the end discs
+        scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
+        o0, o1 = round(o0 * scale), round(o1 * scale)
+        quads.append([(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)])
+        quad_groups.append(g)
+        for cx, cy in ((x1, y1), (x2, y2)):
+            parts.append(np.concatenate([disc + np.array([cy, cx, cx]), np.full((len(disc), 1), g)], 1))
+    if quads:
+        q = np.array(quads, np.int64)
+        spans = _fill_many(q[:, :, 0], q[:, :, 1], index=True)
+        spans[:, 3] = np.asarray(quad_groups)[spans[:, 3]]
+        parts.append(spans)
+    return np.concatenate(parts)
 
 
 def _rounded(poly: list[tuple[float, float]]) -> list[tuple[int, int]]:
@@ -178,12 +213,15 @@ def _block_canvas_rel(rel: tuple[tuple[tuple[int, int], ...], ...], outline: boo
     xs = [x for poly in rel for x, _ in poly]
     ys = [y for poly in rel for _, y in poly]
     canvas = np.zeros((max(ys) + 5, max(xs) + 5), np.uint8)
-    for poly in rel:
-        closed = [*poly, poly[0]]  # gym-pusht closes the outline itself
-        _paint_spans(canvas, 0, 0, fill_polygon_spans([p[0] for p in closed], [p[1] for p in closed]), 1)
+    closed = np.array([[*poly, poly[0]] for poly in rel], np.int64)  # gym-pusht closes the outline itself
+    fills = _fill_many(closed[:, :, 0], closed[:, :, 1], index=True)
+    if outline:
+        edges = [(poly[i], poly[(i + 1) % len(poly)]) for poly in rel for i in range(len(poly))]
+        lines = _fat_segments(edges, [k for k, poly in enumerate(rel) for _ in poly])
+    for k in range(len(rel)):
+        _paint_spans(canvas, 0, 0, fills[fills[:, 3] == k, :3], 1)
         if outline:
-            for i in range(len(poly)):
-                _paint_spans(canvas, 0, 0, fat_segment_pixels(poly[i], poly[(i + 1) % len(poly)]), 2)
+            _paint_spans(canvas, 0, 0, lines[lines[:, 3] == k, :3], 2)
     canvas.flags.writeable = False
     return canvas
 
