@@ -77,13 +77,23 @@ def test_frames_at_the_simulators_poses_match_its_observations():
     assert np.median([d.max() for d in diffs]) <= 1
 
 
-def test_a_block_is_drawn_the_same_wherever_its_canvas_was_cached():
-    polys = [R._rounded(p) for p in R.body_polygons(200.3, 180.7, 0.731)]
-    canvas, ox, oy = R.block_canvas(polys)
-    shifted = [[(x + 37, y - 11) for x, y in poly] for poly in polys]
-    canvas2, ox2, oy2 = R.block_canvas(shifted)
-    assert canvas2 is canvas and (ox2, oy2) == (ox + 37, oy - 11)
-    R._block_canvas_rel.cache_clear()
-    fresh, fx, fy = R.block_canvas(shifted)
-    np.testing.assert_array_equal(fresh, canvas)
-    assert (fx, fy) == (ox2, oy2)
+def test_the_block_matches_pygame_at_every_pixel_and_at_a_sample_grid():
+    from gym_pusht.envs.pymunk_override import DrawOptions
+    from pymunk.space_debug_draw_options import SpaceDebugColor
+
+    colour = SpaceDebugColor(119, 136, 153, 255)
+    rng = np.random.default_rng(1)
+    every = np.arange(512)
+    grid = R.SceneRenderer().coords
+    for _ in range(12):
+        polys = R.body_polygons(rng.uniform(120, 380), rng.uniform(120, 380), rng.uniform(0, 2 * np.pi))
+
+        def draw(s, polys=polys):
+            for poly in polys:
+                DrawOptions(s).draw_polygon(poly, 2, colour, colour)
+
+        ref = _surface_mask(draw)
+        rounded = [R._rounded(p) for p in polys]
+        full = R.block_labels_at(rounded, every, every)
+        np.testing.assert_array_equal(full > 0, ref)
+        np.testing.assert_array_equal(R.block_labels_at(rounded, grid, grid), full[np.ix_(grid, grid)])

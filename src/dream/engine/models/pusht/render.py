@@ -34,7 +34,7 @@ import numpy as np
 
 from dream.engine.models.pusht.physics import PhysicsParams, t_polygons_local
 
-__all__ = ["SceneRenderer", "block_canvas", "disc_spans", "fat_segment_pixels", "fill_polygon_spans"]
+__all__ = ["SceneRenderer", "block_labels_at", "disc_spans", "fat_segment_pixels", "fill_polygon_spans"]
 
 WORKSPACE = 512
 WHITE = (255.0, 255.0, 255.0)
@@ -60,40 +60,47 @@ def fill_polygon_spans(xs: list[int], ys: list[int]) -> np.ndarray:
     return _fill_many(np.array([xs], np.int64), np.array([ys], np.int64))
 
 
-def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False) -> np.ndarray:
+def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False, only_rows: np.ndarray | None = None
+               ) -> np.ndarray:
     """`fill_polygon_spans` of P polygons of n vertices each (xs, ys (P, n)), every one by pygame's rule
-    (``draw_fillpoly``), element-wise; their spans concatenated (with `index`, a 4th column: the polygon's)."""
+    (``draw_fillpoly``), element-wise; their spans concatenated (with `index`, a 4th column: the polygon's).
+
+    only_rows: compute only these rows (sorted whole pixels; every row is computed on its own,
+    so they get the same spans as in the whole polygon's); the one-row special cases and
+    horizontal edges may still add spans on other rows."""
     p, n = xs.shape
     miny, maxy = ys.min(1), ys.max(1)
-    rows = miny[:, None] + np.arange(int((maxy - miny).max()) + 1)[None]  # (P, R)
-    in_poly = rows <= maxy[:, None]
-    rows_f = rows.astype(np.float64)
-    crossings = np.full((n, p, rows.shape[1]), np.inf)
-    for i in range(n):
-        j = i - 1 if i else n - 1
-        up = ys[:, j] < ys[:, i]
-        y1 = np.where(up, ys[:, j], ys[:, i])[:, None].astype(np.float64)
-        y2 = np.where(up, ys[:, i], ys[:, j])[:, None].astype(np.float64)
-        x1 = np.where(up, xs[:, j], xs[:, i])[:, None].astype(np.float64)
-        x2 = np.where(up, xs[:, i], xs[:, j])[:, None].astype(np.float64)
-        slanted = (ys[:, j] != ys[:, i])[:, None]
-        last = (rows == maxy[:, None]) & (y2 == maxy[:, None])
-        active = slanted & in_poly & (((rows_f >= y1) & (rows_f < y2)) | last)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = np.trunc((rows_f - y1) * (x2 - x1) / np.where(slanted, y2 - y1, 1.0) + x1)
-        crossings[i] = np.where(active, x, np.inf)
-    crossings = np.sort(crossings, axis=0)
+    if only_rows is None:
+        rows = miny[:, None] + np.arange(int((maxy - miny).max()) + 1)[None]  # (P, R)
+    else:
+        lo = int(np.searchsorted(only_rows, int(miny.min()), side="left"))
+        hi = int(np.searchsorted(only_rows, int(maxy.max()), side="right"))
+        rows = np.broadcast_to(np.asarray(only_rows[lo:hi], np.int64)[None], (p, hi - lo))
+    in_poly = (rows <= maxy[:, None]) & (rows >= miny[:, None])
+    rows_f = rows.astype(np.float64)[None]  # (1, P, R)
+    # edge i runs from vertex i − 1 (the last for i = 0) to vertex i; all edges at once, as (n, P, 1)
+    xa, ya = np.roll(xs, 1, axis=1).T, np.roll(ys, 1, axis=1).T
+    xb, yb = xs.T, ys.T
+    up = ya < yb
+    y1 = np.where(up, ya, yb)[..., None].astype(np.float64)
+    y2 = np.where(up, yb, ya)[..., None].astype(np.float64)
+    x1 = np.where(up, xa, xb)[..., None].astype(np.float64)
+    x2 = np.where(up, xb, xa)[..., None].astype(np.float64)
+    slanted = (ya != yb)[..., None]
+    last = (rows_f == maxy[None, :, None]) & (y2 == maxy[None, :, None])
+    active = slanted & in_poly[None] & (((rows_f >= y1) & (rows_f < y2)) | last)
+    x = np.trunc((rows_f - y1) * (x2 - x1) / np.where(slanted, y2 - y1, 1.0) + x1)
+    crossings = np.where(active, x, np.inf)
+    crossings = np.sort(crossings, axis=0)  # (n, P, R)
     parts = []
     for k in range(0, n - 1, 2):
         pi, ri = np.nonzero(np.isfinite(crossings[k]) & np.isfinite(crossings[k + 1]))
         parts.append(np.stack([rows[pi, ri], crossings[k, pi, ri].astype(np.int64),
                                crossings[k + 1, pi, ri].astype(np.int64), pi], 1))
-    for i in range(n):  # horizontal edges strictly between the top and bottom rows
-        j = i - 1 if i else n - 1
-        hit = np.nonzero((miny < ys[:, i]) & (ys[:, i] < maxy) & (ys[:, j] == ys[:, i]))[0]
-        if len(hit):
-            parts.append(np.stack([ys[hit, i], np.minimum(xs[hit, i], xs[hit, j]),
-                                   np.maximum(xs[hit, i], xs[hit, j]), hit], 1))
+    # horizontal edges strictly between the top and bottom rows
+    ei, pi = np.nonzero((miny[None] < yb) & (yb < maxy[None]) & (ya == yb))
+    if len(ei):
+        parts.append(np.stack([yb[ei, pi], np.minimum(xa[ei, pi], xb[ei, pi]), np.maximum(xa[ei, pi], xb[ei, pi]), pi], 1))
     flat = np.nonzero(miny == maxy)[0]  # one row high: pygame spans the vertices' x range
     if len(flat):
         parts.append(np.stack([miny[flat], xs[flat].min(1), xs[flat].max(1), flat], 1))
@@ -155,10 +162,9 @@ def _paint_spans(canvas: np.ndarray, ox: int, oy: int, spans: np.ndarray, value:
     b = np.minimum(spans[:, 2] - ox, w - 1)
     keep = (r >= 0) & (r < h) & (a <= b)
     r, a, b = r[keep], a[keep], b[keep]
-    diff = np.zeros((h, w + 1), np.int32)
-    np.add.at(diff, (r, a), 1)
-    np.add.at(diff, (r, b + 1), -1)
-    canvas[np.cumsum(diff[:, :w], axis=1) > 0] = value
+    size = h * (w + 1)
+    diff = np.bincount(r * (w + 1) + a, minlength=size) - np.bincount(r * (w + 1) + b + 1, minlength=size)
+    canvas[np.cumsum(diff.reshape(h, w + 1)[:, :w], axis=1) > 0] = value
 
 
 def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> np.ndarray:
@@ -166,34 +172,50 @@ def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> np.ndarray:
     return _fat_segments([(p1, p2)])[:, :3]
 
 
-def _fat_segments(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int] | None = None
-                  ) -> np.ndarray:
-    """`fat_segment_pixels` of several segments, their spans concatenated (the quads filled in one call).
+@lru_cache(maxsize=4096)
+def _line_spans(dx: int, dy: int) -> np.ndarray:
+    """The spans (y, x_lo, x_hi) of pygame's width-4 line from (0, 0) to (dx, dy) (draw_line_width's). Read-only."""
+    pts = _line_points(dx, dy)
+    if abs(dx) <= abs(dy):  # pygame grows the line sideways (x)
+        out = np.stack([pts[:, 1], pts[:, 0] - 1, pts[:, 0] + 2], 1)
+    else:
+        out = np.concatenate([np.stack([pts[:, 1] + k, pts[:, 0], pts[:, 0]], 1) for k in (-1, 0, 1, 2)])
+    out.flags.writeable = False
+    return out
 
-    groups: a group number per segment; then a 4th column holds each span's group."""
-    groups = groups or [0] * len(segments)
+
+def _fat_segment_parts(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int]
+                       ) -> tuple[list[np.ndarray], list[list[tuple[int, int]]], list[int]]:
+    """The lines' and end discs' spans of gym-pusht's fat segments (with a 4th column: the segment's
+    group), and the quads still to fill (4 vertices each) with their groups."""
     parts = []
     quads, quad_groups = [], []
     disc = disc_spans(2)
     for ((x1, y1), (x2, y2)), g in zip(segments, groups, strict=True):
-        pts = _line_points(x2 - x1, y2 - y1) + np.array([x1, y1])
-        if abs(x1 - x2) <= abs(y1 - y2):  # pygame grows the line sideways (x)
-            line = np.stack([pts[:, 1], pts[:, 0] - 1, pts[:, 0] + 2], 1)
-        else:
-            line = np.concatenate([np.stack([pts[:, 1] + k, pts[:, 0], pts[:, 0]], 1) for k in (-1, 0, 1, 2)])
-        parts.append(np.concatenate([line, np.full((len(line), 1), g)], 1))
+        line = _line_spans(x2 - x1, y2 - y1)
+        ends = [disc + np.array([y1, x1, x1]), disc + np.array([y2, x2, x2])]
         o0, o1 = abs(y2 - y1), abs(x2 - x1)
         if o0 == 0 and o1 == 0:
-            continue  # gym-pusht returns before the quad and the end discs
-        scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
-        o0, o1 = round(o0 * scale), round(o1 * scale)
-        quads.append([(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)])
-        quad_groups.append(g)
-        for cx, cy in ((x1, y1), (x2, y2)):
-            parts.append(np.concatenate([disc + np.array([cy, cx, cx]), np.full((len(disc), 1), g)], 1))
+            ends = []  # gym-pusht returns before the quad and the end discs
+        else:
+            scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
+            o0, o1 = round(o0 * scale), round(o1 * scale)
+            quads.append([(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)])
+            quad_groups.append(g)
+        spans = np.concatenate([line + np.array([y1, x1, x1]), *ends])
+        parts.append(np.concatenate([spans, np.full((len(spans), 1), g)], 1))
+    return parts, quads, quad_groups
+
+
+def _fat_segments(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int] | None = None,
+                  only_rows: np.ndarray | None = None) -> np.ndarray:
+    """`fat_segment_pixels` of several segments, their spans concatenated (the quads filled in one call).
+
+    groups: a group number per segment, in a 4th column of the spans; only_rows: as `_fill_many`'s."""
+    parts, quads, quad_groups = _fat_segment_parts(segments, groups or [0] * len(segments))
     if quads:
         q = np.array(quads, np.int64)
-        spans = _fill_many(q[:, :, 0], q[:, :, 1], index=True)
+        spans = _fill_many(q[:, :, 0], q[:, :, 1], index=True, only_rows=only_rows)
         spans[:, 3] = np.asarray(quad_groups)[spans[:, 3]]
         parts.append(spans)
     return np.concatenate(parts)
@@ -203,39 +225,67 @@ def _rounded(poly: list[tuple[float, float]]) -> list[tuple[int, int]]:
     return [(round(x), round(y)) for x, y in poly]
 
 
-@lru_cache(maxsize=4096)
-def _block_canvas_rel(rel: tuple[tuple[tuple[int, int], ...], ...], outline: bool) -> np.ndarray:
-    """`block_canvas` for polygons given relative to the canvas' top-left pixel (all coordinates ≥ 4).
+def _paint_samples(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, spans: np.ndarray, value: int) -> None:
+    """Set `value` in `labels` (len(rows), len(cols)) wherever a span (y, x_lo, x_hi) covers a sampled pixel.
 
-    Drawing commutes with whole-pixel shifts while every coordinate stays ≥ 0 (pygame's
-    ``(int)`` truncation is then a floor), so one canvas serves every position.
-    """
-    xs = [x for poly in rel for x, _ in poly]
-    ys = [y for poly in rel for _, y in poly]
-    canvas = np.zeros((max(ys) + 5, max(xs) + 5), np.uint8)
-    closed = np.array([[*poly, poly[0]] for poly in rel], np.int64)  # gym-pusht closes the outline itself
-    fills = _fill_many(closed[:, :, 0], closed[:, :, 1], index=True)
-    if outline:
-        edges = [(poly[i], poly[(i + 1) % len(poly)]) for poly in rel for i in range(len(poly))]
-        lines = _fat_segments(edges, [k for k, poly in enumerate(rel) for _ in poly])
-    for k in range(len(rel)):
-        _paint_spans(canvas, 0, 0, fills[fills[:, 3] == k, :3], 1)
-        if outline:
-            _paint_spans(canvas, 0, 0, lines[lines[:, 3] == k, :3], 2)
-    canvas.flags.writeable = False
-    return canvas
+    rows, cols: the sorted, distinct whole drawing pixels the labels sample."""
+    spans = np.asarray(spans, np.int64).reshape(-1, 3)
+    h, w = labels.shape
+    ri = np.searchsorted(rows, spans[:, 0])
+    ok = ri < h
+    ok[ok] = rows[ri[ok]] == spans[ok, 0]
+    j0 = np.searchsorted(cols, spans[:, 1], side="left")
+    j1 = np.searchsorted(cols, spans[:, 2], side="right")
+    ok &= j0 < j1
+    ri, j0, j1 = ri[ok], j0[ok], j1[ok]
+    size = h * (w + 1)
+    diff = np.bincount(ri * (w + 1) + j0, minlength=size) - np.bincount(ri * (w + 1) + j1, minlength=size)
+    labels[np.cumsum(diff.reshape(h, w + 1)[:, :w], axis=1) > 0] = value
 
 
-def block_canvas(polys: list[list[tuple[int, int]]], outline: bool = True) -> tuple[np.ndarray, int, int]:
-    """The block's pixels at 512² as gym-pusht draws its whole-number polygons: (labels (h, w) uint8:
-    0 nothing, 1 fill, 2 outline; x and y of the canvas' top-left pixel). Read-only (cached).
+def block_labels_at(polys: list[list[tuple[int, int]]], rows: np.ndarray, cols: np.ndarray,
+                    outline: bool = True) -> np.ndarray:
+    """The block as gym-pusht draws its whole-number polygons, at drawing rows × columns (sorted,
+    distinct whole pixels): labels (len(rows), len(cols)) uint8, 0 nothing, 1 fill, 2 outline.
 
     The polygons are drawn in order, each filled and then outlined (gym-pusht's order);
-    coordinates are those of a drawing on the workspace (≥ 0, as the walls keep them)."""
-    ox = min(x for poly in polys for x, _ in poly) - 4
-    oy = min(y for poly in polys for _, y in poly) - 4
-    rel = tuple(tuple((x - ox, y - oy) for x, y in poly) for poly in polys)
-    return _block_canvas_rel(rel, outline), ox, oy
+    only the sampled rows are rasterised."""
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    labels = np.zeros((len(rows), len(cols)), np.uint8)
+    # one scanline fill for the rectangles (closed by a repeated first vertex, as gym-pusht passes them) and
+    # the outline's quads (their last vertex repeated: a zero-length edge, which adds no pixel)
+    shapes = [[*poly, poly[0]] for poly in polys]
+    groups = list(range(len(polys)))
+    lines = np.zeros((0, 4), np.int64)
+    if outline:
+        edges = [(poly[i], poly[(i + 1) % len(poly)]) for poly in polys for i in range(len(poly))]
+        parts, quads, quad_groups = _fat_segment_parts(edges, [k for k, poly in enumerate(polys) for _ in poly])
+        shapes += [[*q, q[-1]] for q in quads]
+        groups += [len(polys) + g for g in quad_groups]
+        lines = np.concatenate(parts)
+    v = np.array(shapes, np.int64)
+    spans = _fill_many(v[:, :, 0], v[:, :, 1], index=True, only_rows=rows)
+    spans[:, 3] = np.asarray(groups)[spans[:, 3]]
+    fills = spans[spans[:, 3] < len(polys)]
+    quad_spans = spans[spans[:, 3] >= len(polys)]
+    quad_spans[:, 3] -= len(polys)
+    lines = np.concatenate([lines, quad_spans])
+    for k in range(len(polys)):
+        _paint_samples(labels, rows, cols, fills[fills[:, 3] == k, :3], 1)
+        if outline:
+            _paint_samples(labels, rows, cols, lines[lines[:, 3] == k, :3], 2)
+    return labels
+
+
+@lru_cache(maxsize=4)
+def _agent_canvas(r: int) -> np.ndarray:
+    """The agent's disc of radius `r` (1) with its light core of radius r − 4 (2), centred at (r, r). Read-only."""
+    canvas = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
+    _paint_spans(canvas, -r, -r, disc_spans(r), 1)
+    _paint_spans(canvas, -r, -r, disc_spans(r - 4), 2)
+    canvas.flags.writeable = False
+    return canvas
 
 
 def _lookup(canvas: np.ndarray, ox: int, oy: int, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
@@ -266,6 +316,7 @@ class SceneRenderer:
         self.coords = np.stack([lo, lo + 1], axis=1).reshape(-1)  # (2·size,) whole drawing pixels sampled
         self.sy, self.sx = np.meshgrid(self.coords.astype(np.float64), self.coords.astype(np.float64), indexing="ij")
         self.static = self._static_layer()
+        self._blocks: dict[tuple, tuple[np.ndarray, int, int]] = {}  # block labels per drawn shape (bounded)
 
     def _static_layer(self) -> np.ndarray:
         """Floor, goal T and walls at the sample grid, float (2S, 2S, 3)."""
@@ -289,21 +340,42 @@ class SceneRenderer:
         c, s = math.cos(a), math.sin(a)
         return x - (c * gx - s * gy), y - (s * gx + c * gy), a
 
-    def block_labels(self, block_cog: tuple[float, float, float], rows: np.ndarray, cols: np.ndarray,
+    def block_labels(self, block_cog: tuple[float, float, float], window: tuple[int, int, int, int],
                      outline: bool = True) -> np.ndarray:
-        """The block's labels (0 none, 1 fill, 2 outline) at drawing rows × columns (whole pixels)."""
+        """The block's labels (0 none, 1 fill, 2 outline) at the sample grid of `window` (y0, y1, x0, x1 in
+        output pixels): (2·(y1 − y0), 2·(x1 − x0)) uint8.
+
+        The block is rasterised once per drawn shape (its whole-pixel vertices) over the samples
+        of its bounding box and kept for the next windows that ask (a frame draws one pose in
+        several crops; a pose fit revisits poses): the labels are a function of the vertices.
+        """
         polys = [_rounded(poly) for poly in body_polygons(*self.cog_to_origin(block_cog))]
-        canvas, ox, oy = block_canvas(polys, outline)
-        return _lookup(canvas, ox, oy, cols, rows)
+        key = (tuple(v for poly in polys for v in poly), outline)
+        cached = self._blocks.get(key)
+        if cached is None:
+            xs = [x for poly in polys for x, _ in poly]
+            ys = [y for poly in polys for _, y in poly]
+            r0 = int(np.searchsorted(self.coords, min(ys) - 4, side="left"))
+            r1 = int(np.searchsorted(self.coords, max(ys) + 4, side="right"))
+            c0 = int(np.searchsorted(self.coords, min(xs) - 4, side="left"))
+            c1 = int(np.searchsorted(self.coords, max(xs) + 4, side="right"))
+            cached = (block_labels_at(polys, self.coords[r0:r1], self.coords[c0:c1], outline), r0, c0)
+            if len(self._blocks) >= 512:
+                self._blocks.clear()
+            self._blocks[key] = cached
+        labels, r0, c0 = cached
+        y0, y1, x0, x1 = window
+        out = np.zeros((2 * (y1 - y0), 2 * (x1 - x0)), np.uint8)
+        ra, rb = max(2 * y0, r0), min(2 * y1, r0 + labels.shape[0])
+        ca, cb = max(2 * x0, c0), min(2 * x1, c0 + labels.shape[1])
+        if ra < rb and ca < cb:
+            out[ra - 2 * y0 : rb - 2 * y0, ca - 2 * x0 : cb - 2 * x0] = labels[ra - r0 : rb - r0, ca - c0 : cb - c0]
+        return out
 
     def agent_labels(self, agent: tuple[float, float], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The agent's labels (0 none, 1 body, 2 light core) at drawing rows × columns (whole pixels)."""
-        cx, cy = round(agent[0]), round(agent[1])
         r = round(self.params.agent_radius)
-        canvas = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
-        _paint_spans(canvas, -r, -r, disc_spans(r), 1)
-        _paint_spans(canvas, -r, -r, disc_spans(r - 4), 2)
-        return _lookup(canvas, cx - r, cy - r, cols, rows)
+        return _lookup(_agent_canvas(r), round(agent[0]) - r, round(agent[1]) - r, cols, rows)
 
     def draw_samples(
         self,
@@ -323,7 +395,7 @@ class SceneRenderer:
         agent_cov = np.zeros((len(rows), len(cols)), bool)
         block_cov = np.zeros((len(rows), len(cols)), bool)
         if block_cog is not None:
-            lab = self.block_labels(block_cog, rows, cols, outline)
+            lab = self.block_labels(block_cog, (y0, y1, x0, x1), outline)
             img[lab == 1] = BLOCK_FILL
             img[lab == 2] = BLOCK_OUTLINE
             block_cov = lab > 0
