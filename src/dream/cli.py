@@ -306,7 +306,7 @@ def cmd_eval_distributions(args: argparse.Namespace) -> int:
     horizons = tuple(int(h) for h in args.horizons.split(","))
     try:
         result = run_distribution_eval(episodes=args.episodes, distributions=dists, horizons=horizons,
-                                       split=args.split, progress=not args.no_progress)
+                                       split=args.split, progress=not args.no_progress, weights=args.weights)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     table = result.to_markdown()
@@ -371,7 +371,8 @@ def _add_gr1_eval_options(p: argparse.ArgumentParser) -> None:
         "RandomState(chunk start) noise to reproduce their reference outputs",
     )
     p.add_argument("--camera", default=None, help="GR-1: video feature (default: the first one)")
-    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint")
+    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint; --task distributions: a "
+                   "pusht-96 dynamics file to evaluate instead of the shipped one")
     p.add_argument("--device", default=None, help="GR-1: torch device (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="GR-1: noise seed of the 'ours' protocol (default 0)")
     p.add_argument("--num-steps", type=int, default=None, help="GR-1: sampler steps (default: the spec's)")

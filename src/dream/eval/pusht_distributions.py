@@ -104,13 +104,14 @@ def _score(pred_frames: np.ndarray, true_frames: np.ndarray, pred_pose: np.ndarr
     return out
 
 
-def _model(starts: np.ndarray, actions: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+def _model(starts: np.ndarray, actions: np.ndarray, batch: int, weights: str | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """pusht-96's frames (N, T+1, 96, 96, 3) and block poses (N, T+1, 3) for the episodes."""
     from dream.engine import specs
     from dream.engine.runner import runner_class
 
     spec = specs.get("pusht-96")
-    runner = runner_class(spec.runner)(spec, device="cpu")
+    runner = runner_class(spec.runner)(spec, device="cpu", weights=weights)
     runner.load()
     n, t = actions.shape[:2]
     frames = np.empty((n, t + 1, 96, 96, 3), np.uint8)
@@ -134,11 +135,13 @@ def run_distribution_eval(
     progress: bool = True,
     *,
     batch_size: int = 25,
+    weights: str | None = None,
 ) -> DistributionEval:
     """Score pusht-96 and repeat-start per action distribution (see the module docstring).
 
     episodes: per distribution; distributions: names from `DISTRIBUTIONS` (default all);
-    split: ``test`` (README figures) or ``val`` (choices while training).
+    split: ``test`` (README figures) or ``val`` (choices while training); weights: a dynamics
+    file to evaluate instead of the shipped one (a candidate from `training/learn_pusht.py`).
     Raises ValueError naming an unknown distribution or split, ImportError without gym-pusht.
     """
     from dream.sim.pusht_actions import DISTRIBUTIONS, SPLIT_OFFSETS, episode_seed, simulate_distribution
@@ -164,7 +167,7 @@ def run_distribution_eval(
         seeds = [episode_seed(d, split, i) for i in range(episodes)]
         sim = simulate_distribution(d, seeds, steps, pixels=True)
         truth_pose = sim["block"]
-        frames, poses = _model(sim["frames"][:, 0], sim["actions"], batch_size)
+        frames, poses = _model(sim["frames"][:, 0], sim["actions"], batch_size, weights)
         repeat = np.repeat(sim["frames"][:, :1], steps + 1, axis=1)
         result.scores[d] = {
             "model": _score(frames, sim["frames"], poses, truth_pose, horizons),
