@@ -31,8 +31,12 @@ RENDER = "src/dream/engine/models/pusht/render.py"
 
 
 def _old_render(rev: str):
-    source = subprocess.run(["git", "show", f"{rev}:{RENDER}"], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
+    """The renderer module as it was at `rev`, or None when git or the revision is not there."""
+    try:
+        source = subprocess.run(["git", "show", f"{rev}:{RENDER}"], cwd=ROOT, check=True, capture_output=True,
+                                text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
     path = Path(tempfile.mkdtemp()) / "old_render.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("old_render", path)
@@ -53,6 +57,9 @@ def main() -> None:
     from dream.examples import pusht_episodes
 
     old = _old_render(args.rev)
+    if old is None:
+        print(f"SKIP: needs git and revision {args.rev} of this repository (the earlier renderer)")
+        return
     spec = specs.get("pusht-96")
     eps = pusht_episodes()
     frame, actions = eps[0].start_frame, eps[0].actions[: spec.canonical_T]
