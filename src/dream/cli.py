@@ -282,6 +282,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return cmd_eval_policies(args)
     if args.task in ("plan", "plan-gym"):
         return cmd_eval_plan(args)
+    if args.task == "distributions":
+        return cmd_eval_distributions(args)
     if args.spec not in (None, "pusht-96"):
         return cmd_eval_gr1(args)
     if args.source:
@@ -294,6 +296,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     table = result.to_markdown()
     print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+    return 0
+
+
+def cmd_eval_distributions(args: argparse.Namespace) -> int:
+    from dream.eval.pusht_distributions import run_distribution_eval
+
+    dists = None if args.distributions in (None, "all") else [d.strip() for d in args.distributions.split(",")]
+    horizons = tuple(int(h) for h in args.horizons.split(","))
+    try:
+        result = run_distribution_eval(episodes=args.episodes, distributions=dists, horizons=horizons,
+                                       split=args.split, progress=not args.no_progress, weights=args.weights)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    table = result.to_markdown()
+    print(table)
+    print(f"\nmust-show targets met: {result.must_show()}; {result.wall_s:.0f} s")
     if args.output:
         Path(args.output).write_text(table + "\n")
     return 0
@@ -411,7 +431,8 @@ def _add_gr1_eval_options(p: argparse.ArgumentParser) -> None:
         "RandomState(chunk start) noise to reproduce their reference outputs",
     )
     p.add_argument("--camera", default=None, help="GR-1: video feature (default: the first one)")
-    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint")
+    p.add_argument("--weights", default=None, help="GR-1: weights folder or checkpoint; --task distributions: a "
+                   "pusht-96 dynamics file to evaluate instead of the shipped one")
     p.add_argument("--device", default=None, help="GR-1: torch device (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="GR-1: noise seed of the 'ours' protocol (default 0)")
     p.add_argument("--num-steps", type=int, default=None, help="GR-1: sampler steps (default: the spec's)")
@@ -651,10 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
         "model's ranking against the simulator's. Resumable: a re-run into the same --run-dir redoes only what "
         "is missing or was run with another model. Needs the [sim] and [envs] extras.",
     )
-    p.add_argument("--task", choices=["quality", "policies", "plan", "plan-gym"], default="quality",
-                   help="quality: frame metrics per horizon (default); policies: rank a policy family in the "
-                   "model against the simulator; plan: closed-loop goal reaching with dream.plan (model, simulator "
-                   "oracle, random, do-nothing; DINO-WM's protocol); plan-gym: gym-pusht's own task with dream.plan")
+    p.add_argument("--task", choices=["quality", "distributions", "policies", "plan", "plan-gym"], default="quality",
+                   help="quality: frame metrics per horizon (default); distributions: block IoU and block pose "
+                   "error per action distribution (dream.sim.pusht_actions) beside repeat-start; policies: rank "
+                   "a policy family in the model against the simulator; plan: closed-loop goal reaching with "
+                   "dream.plan (model, simulator oracle, random, do-nothing; DINO-WM's protocol); plan-gym: "
+                   "gym-pusht's own task with dream.plan")
+    p.add_argument("--distributions", default=None, help="distributions: comma-separated names (default all: "
+                   "scripted, uniform, correlated, aimed, sweep, perturbed, pusher, near-goal)")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="distributions: test seeds (default) or validation seeds (choices while training)")
     p.add_argument("--run-dir", default=None, help="policies / plan: the run folder (default ./policy-eval, ./plan-eval)")
     p.add_argument("--pairs", type=_positive_int, default=50, help="plan: test-split start/goal pairs (default 50)")
     p.add_argument("--controllers", default=None, help="plan: comma-separated subset of model,oracle,random,nothing")
@@ -670,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-policy", default="pusher", help="policies: the GIF's policy (default pusher)")
     p.add_argument("--video-start", type=int, default=0, help="policies: the GIF's start state index (default 0)")
     _add_remote(p)
-    p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
+    p.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100; distributions: per "
+                   "distribution)")
     p.add_argument("--horizons", default="1,8,16,48", help="comma-separated horizons (default 1,8,16,48)")
     p.add_argument("-o", "--output", default=None, help="also write the Markdown table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,123 +1,337 @@
-"""Drawing the Push-T scene at 96×96, and fitting the agent and block pose to a frame.
+"""Drawing the Push-T scene at 96×96 as gym-pusht draws it.
 
-The observation is a 512×512 drawing resized to 96×96 bilinearly, so each output pixel
-blends the 2×2 drawing pixels around ``(i + 0.5)·512/96 − 0.5``. `SceneRenderer`
-evaluates the drawing only at those sample pixels: the white floor, the green goal T,
-the grey walls, the block (a light fill inside a 2-px outline per rectangle) and the
-agent (a blue disc with a lighter core). All in numpy, row by row of nothing shared:
-a frame depends only on the poses it is given.
+gym-pusht draws a 512×512 scene with pygame 2.6 (pymunk's debug draw as gym-pusht
+overrides it) and resizes it to 96×96 bilinearly, so each output pixel blends the 2×2
+drawing pixels around ``(i + 0.5)·512/96 − 0.5``. `SceneRenderer` computes the drawing
+only at those sample pixels, with pygame's own rasterisation re-implemented in integer
+and float64 arithmetic (so a drawing at the simulator's poses is the simulator's,
+pixel for pixel, before the resize):
+
+* vertices and centres are rounded to whole pixels (``round``, as pymunk's
+  ``to_pygame``);
+* a polygon is filled by pygame's scanline rule (`fill_polygon_spans`: per row, the
+  edges' crossings ``(int)((y − y1)·(x2 − x1)/(y2 − y1) + x1)``, sorted and paired, plus
+  horizontal edges strictly inside);
+* each edge of a body is a "fat segment" of radius 2 (`fat_segment_pixels`): a
+  Bresenham line of width 4, the quad pygame spans around it and two discs of radius 2;
+* discs by pygame's midpoint rule (`disc_spans`), the agent's light core (radius 11)
+  over its body (radius 15);
+* order: floor, goal T, the block's two rectangles (bar, then stem; each filled, then
+  outlined), the agent over them, and the walls over everything (pymunk draws static
+  shapes last); colours are pymunk's rounded ones (the T's fill is 1.2 × its outline
+  colour, rounded: (143, 163, 184)). Not drawn: pymunk's red marks at contact points
+  (a few anti-aliased pixels where the agent presses the block).
+
+All in numpy and Python integers: a frame depends only on the poses it is given.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from dream.engine.models.pusht.physics import PhysicsParams, t_polygons_local
 
-__all__ = ["SceneRenderer"]
+__all__ = ["SceneRenderer", "block_labels_at", "disc_spans", "fat_segment_pixels", "fill_polygon_spans"]
 
 WORKSPACE = 512
 WHITE = (255.0, 255.0, 255.0)
 GOAL_RGB = (144.0, 238.0, 144.0)
 WALL_RGB = (211.0, 211.0, 211.0)
 BLOCK_OUTLINE = (119.0, 136.0, 153.0)
-BLOCK_FILL = (142.8, 163.2, 183.6)  # 1.2 × the outline colour
+BLOCK_FILL = (143.0, 163.0, 184.0)  # pymunk's light colour: 1.2 × the outline colour, rounded
 AGENT_RGB = (65.0, 105.0, 225.0)
 AGENT_CORE = (78.0, 126.0, 255.0)
 GOAL_POSE = (256.0, 256.0, math.pi / 4)  # body origin x, y, angle
+WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
+# the T's rectangles in body coordinates, in the vertex order pymunk keeps them (its convex hull's)
+_PYMUNK_ORDER = ((3, 2, 1, 0), (0, 3, 2, 1))
 
 
-def _grid_block(px: np.ndarray, py: np.ndarray, x_lo: float, x_hi: float, y_lo: float, y_hi: float
-                ) -> tuple[slice, slice]:
-    """The rows and columns of a sample grid (x along columns, y along rows, both non-decreasing)
-    whose samples lie in [x_lo, x_hi] × [y_lo, y_hi], with a margin far above rounding."""
-    ys, xs = py[:, 0], px[0, :]
-    rows = slice(int(np.searchsorted(ys, y_lo - 1e-6, "left")), int(np.searchsorted(ys, y_hi + 1e-6, "right")))
-    cols = slice(int(np.searchsorted(xs, x_lo - 1e-6, "left")), int(np.searchsorted(xs, x_hi + 1e-6, "right")))
-    return rows, cols
+def _c_div2(v: int) -> int:
+    """C's ``v / 2`` for ints (truncation toward zero)."""
+    return v // 2 if v >= 0 else -((-v) // 2)
 
 
-def _inside_convex(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]]) -> np.ndarray:
-    """Samples of a grid (`_grid_block`'s layout) inside a convex polygon, edges included.
+def fill_polygon_spans(xs: list[int], ys: list[int]) -> np.ndarray:
+    """The rows pygame's ``draw.polygon`` (filled) sets for whole-number vertices: spans (k, 3) of (y, x_lo, x_hi)."""
+    return _fill_many(np.array([xs], np.int64), np.array([ys], np.int64))
 
-    Only the samples in the polygon's bounding box are tested (no other can be inside),
-    with the same arithmetic as testing them all.
-    """
-    sign = 0.0
-    n = len(poly)
-    for i in range(n):
-        sign += poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]
-    out = np.zeros(px.shape, bool)
-    rows, cols = _grid_block(px, py, min(x for x, _ in poly), max(x for x, _ in poly),
-                             min(y for _, y in poly), max(y for _, y in poly))
-    bx_, by_ = px[rows, cols], py[rows, cols]
-    if bx_.size == 0:
-        return out
-    inside = np.ones(bx_.shape, bool)
-    for i in range(n):
-        ax, ay = poly[i]
-        bx, by = poly[(i + 1) % n]
-        cross = (bx - ax) * (by_ - ay) - (by - ay) * (bx_ - ax)
-        inside &= cross * sign >= 0
-    out[rows, cols] = inside
+
+def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False, only_rows: np.ndarray | None = None
+               ) -> np.ndarray:
+    """`fill_polygon_spans` of P polygons of n vertices each (xs, ys (P, n)), every one by pygame's rule
+    (``draw_fillpoly``), element-wise; their spans concatenated (with `index`, a 4th column: the polygon's).
+
+    only_rows: compute only these rows (sorted whole pixels; every row is computed on its own,
+    so they get the same spans as in the whole polygon's); the one-row special cases and
+    horizontal edges may still add spans on other rows."""
+    p, n = xs.shape
+    miny, maxy = ys.min(1), ys.max(1)
+    if only_rows is None:
+        rows = miny[:, None] + np.arange(int((maxy - miny).max()) + 1)[None]  # (P, R)
+    else:
+        lo = int(np.searchsorted(only_rows, int(miny.min()), side="left"))
+        hi = int(np.searchsorted(only_rows, int(maxy.max()), side="right"))
+        rows = np.broadcast_to(np.asarray(only_rows[lo:hi], np.int64)[None], (p, hi - lo))
+    in_poly = (rows <= maxy[:, None]) & (rows >= miny[:, None])
+    rows_f = rows.astype(np.float64)[None]  # (1, P, R)
+    # edge i runs from vertex i − 1 (the last for i = 0) to vertex i; all edges at once, as (n, P, 1)
+    xa, ya = np.roll(xs, 1, axis=1).T, np.roll(ys, 1, axis=1).T
+    xb, yb = xs.T, ys.T
+    up = ya < yb
+    y1 = np.where(up, ya, yb)[..., None].astype(np.float64)
+    y2 = np.where(up, yb, ya)[..., None].astype(np.float64)
+    x1 = np.where(up, xa, xb)[..., None].astype(np.float64)
+    x2 = np.where(up, xb, xa)[..., None].astype(np.float64)
+    slanted = (ya != yb)[..., None]
+    last = (rows_f == maxy[None, :, None]) & (y2 == maxy[None, :, None])
+    active = slanted & in_poly[None] & (((rows_f >= y1) & (rows_f < y2)) | last)
+    x = np.trunc((rows_f - y1) * (x2 - x1) / np.where(slanted, y2 - y1, 1.0) + x1)
+    crossings = np.where(active, x, np.inf)
+    crossings = np.sort(crossings, axis=0)  # (n, P, R)
+    parts = []
+    for k in range(0, n - 1, 2):
+        pi, ri = np.nonzero(np.isfinite(crossings[k]) & np.isfinite(crossings[k + 1]))
+        parts.append(np.stack([rows[pi, ri], crossings[k, pi, ri].astype(np.int64),
+                               crossings[k + 1, pi, ri].astype(np.int64), pi], 1))
+    # horizontal edges strictly between the top and bottom rows
+    ei, pi = np.nonzero((miny[None] < yb) & (yb < maxy[None]) & (ya == yb))
+    if len(ei):
+        parts.append(np.stack([yb[ei, pi], np.minimum(xa[ei, pi], xb[ei, pi]), np.maximum(xa[ei, pi], xb[ei, pi]), pi], 1))
+    flat = np.nonzero(miny == maxy)[0]  # one row high: pygame spans the vertices' x range
+    if len(flat):
+        parts.append(np.stack([miny[flat], xs[flat].min(1), xs[flat].max(1), flat], 1))
+    out = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+    return out if index else out[:, :3]
+
+
+@lru_cache(maxsize=8)
+def disc_spans(radius: int) -> np.ndarray:
+    """pygame's filled circle of `radius` about (0, 0): spans (k, 3) of (dy, dx_lo, dx_hi). Read-only (cached)."""
+    f, ddf_x, ddf_y, x, y = 1 - radius, 0, -2 * radius, 0, radius
+    spans = []
+    while x < y:
+        if f >= 0:
+            y -= 1
+            ddf_y += 2
+            f += ddf_y
+        x += 1
+        ddf_x += 2
+        f += ddf_x + 1
+        if f >= 0:
+            spans += [(y - 1, -x, x - 1), (-y, -x, x - 1)]
+        spans += [(x - 1, -y, y - 1), (-x, -y, y - 1)]
+    out = np.array(spans, np.int64).reshape(-1, 3)
+    out.flags.writeable = False
     return out
 
 
-def _near_boundary(px: np.ndarray, py: np.ndarray, poly: list[tuple[float, float]], radius: float) -> np.ndarray:
-    """Samples of a grid within `radius` of the polygon's outline: squared distance to an edge ≤ radius².
+@lru_cache(maxsize=4096)
+def _line_points(dx_signed: int, dy_signed: int) -> np.ndarray:
+    """pygame's Bresenham walk (draw_line_width's) from (0, 0) to (dx, dy), both ends included: (m, 2) x, y."""
+    x1, y1, x2, y2 = 0, 0, dx_signed, dy_signed
+    dx, dy = abs(x2 - x1), abs(y2 - y1)
+    sx = 1 if x1 < x2 else -1
+    sy = 1 if y1 < y2 else -1
+    err = _c_div2(dx if dx > dy else -dy)
+    pts = []
+    while (x1 != x2 and (x1 - x2 > 0) != (sx > 0)) or (y1 != y2 and (y1 - y2 > 0) != (sy > 0)):
+        pts.append((x1, y1))
+        e2 = err
+        if e2 > -dx:
+            err -= dy
+            x1 += sx
+        if e2 < dy:
+            err += dx
+            y1 += sy
+    pts.append((x1, y1))
+    out = np.array(pts, np.int64)
+    out.flags.writeable = False
+    return out
 
-    Each edge is measured only over the samples in its bounding box grown by `radius` (no
-    other sample can be that close), with the same arithmetic as measuring them all.
-    """
-    near = np.zeros(px.shape, bool)
-    n = len(poly)
-    r2 = radius * radius
-    for i in range(n):
-        ax, ay = poly[i]
-        bx, by = poly[(i + 1) % n]
-        rows, cols = _grid_block(px, py, min(ax, bx) - radius, max(ax, bx) + radius,
-                                 min(ay, by) - radius, max(ay, by) + radius)
-        sx, sy = px[rows, cols], py[rows, cols]
-        if sx.size == 0:
-            continue
-        ex, ey = bx - ax, by - ay
-        t = np.clip(((sx - ax) * ex + (sy - ay) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
-        near[rows, cols] |= (sx - ax - t * ex) ** 2 + (sy - ay - t * ey) ** 2 <= r2
-    return near
+
+def _paint_spans(canvas: np.ndarray, ox: int, oy: int, spans: np.ndarray, value: int) -> None:
+    """Set `value` on a canvas (whose top-left drawing pixel is (ox, oy)) over spans (k, 3) of (y, x_lo, x_hi)."""
+    spans = np.asarray(spans, np.int64).reshape(-1, 3)
+    h, w = canvas.shape
+    r = spans[:, 0] - oy
+    a = np.maximum(spans[:, 1] - ox, 0)
+    b = np.minimum(spans[:, 2] - ox, w - 1)
+    keep = (r >= 0) & (r < h) & (a <= b)
+    r, a, b = r[keep], a[keep], b[keep]
+    size = h * (w + 1)
+    diff = np.bincount(r * (w + 1) + a, minlength=size) - np.bincount(r * (w + 1) + b + 1, minlength=size)
+    canvas[np.cumsum(diff.reshape(h, w + 1)[:, :w], axis=1) > 0] = value
+
+
+def fat_segment_pixels(p1: tuple[int, int], p2: tuple[int, int]) -> np.ndarray:
+    """The spans (k, 3) of (y, x_lo, x_hi) gym-pusht's ``draw_fat_segment`` (radius 2) sets between whole-number ends."""
+    return _fat_segments([(p1, p2)])[:, :3]
+
+
+@lru_cache(maxsize=4096)
+def _line_spans(dx: int, dy: int) -> np.ndarray:
+    """The spans (y, x_lo, x_hi) of pygame's width-4 line from (0, 0) to (dx, dy) (draw_line_width's). Read-only."""
+    pts = _line_points(dx, dy)
+    if abs(dx) <= abs(dy):  # pygame grows the line sideways (x)
+        out = np.stack([pts[:, 1], pts[:, 0] - 1, pts[:, 0] + 2], 1)
+    else:
+        out = np.concatenate([np.stack([pts[:, 1] + k, pts[:, 0], pts[:, 0]], 1) for k in (-1, 0, 1, 2)])
+    out.flags.writeable = False
+    return out
+
+
+def _fat_segment_parts(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int]
+                       ) -> tuple[list[np.ndarray], list[list[tuple[int, int]]], list[int]]:
+    """The lines' and end discs' spans of gym-pusht's fat segments (with a 4th column: the segment's
+    group), and the quads still to fill (4 vertices each) with their groups."""
+    parts = []
+    quads, quad_groups = [], []
+    disc = disc_spans(2)
+    for ((x1, y1), (x2, y2)), g in zip(segments, groups, strict=True):
+        line = _line_spans(x2 - x1, y2 - y1)
+        ends = [disc + np.array([y1, x1, x1]), disc + np.array([y2, x2, x2])]
+        o0, o1 = abs(y2 - y1), abs(x2 - x1)
+        if o0 == 0 and o1 == 0:
+            ends = []  # gym-pusht returns before the quad and the end discs
+        else:
+            scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
+            o0, o1 = round(o0 * scale), round(o1 * scale)
+            quads.append([(x1 - o0, y1 - o1), (x1 + o0, y1 + o1), (x2 + o0, y2 + o1), (x2 - o0, y2 - o1)])
+            quad_groups.append(g)
+        spans = np.concatenate([line + np.array([y1, x1, x1]), *ends])
+        parts.append(np.concatenate([spans, np.full((len(spans), 1), g)], 1))
+    return parts, quads, quad_groups
+
+
+def _fat_segments(segments: list[tuple[tuple[int, int], tuple[int, int]]], groups: list[int] | None = None,
+                  only_rows: np.ndarray | None = None) -> np.ndarray:
+    """`fat_segment_pixels` of several segments, their spans concatenated (the quads filled in one call).
+
+    groups: a group number per segment, in a 4th column of the spans; only_rows: as `_fill_many`'s."""
+    parts, quads, quad_groups = _fat_segment_parts(segments, groups or [0] * len(segments))
+    if quads:
+        q = np.array(quads, np.int64)
+        spans = _fill_many(q[:, :, 0], q[:, :, 1], index=True, only_rows=only_rows)
+        spans[:, 3] = np.asarray(quad_groups)[spans[:, 3]]
+        parts.append(spans)
+    return np.concatenate(parts)
+
+
+def _rounded(poly: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    return [(round(x), round(y)) for x, y in poly]
+
+
+def _paint_samples(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, spans: np.ndarray, value: int) -> None:
+    """Set `value` in `labels` (len(rows), len(cols)) wherever a span (y, x_lo, x_hi) covers a sampled pixel.
+
+    rows, cols: the sorted, distinct whole drawing pixels the labels sample."""
+    spans = np.asarray(spans, np.int64).reshape(-1, 3)
+    h, w = labels.shape
+    ri = np.searchsorted(rows, spans[:, 0])
+    ok = ri < h
+    ok[ok] = rows[ri[ok]] == spans[ok, 0]
+    j0 = np.searchsorted(cols, spans[:, 1], side="left")
+    j1 = np.searchsorted(cols, spans[:, 2], side="right")
+    ok &= j0 < j1
+    ri, j0, j1 = ri[ok], j0[ok], j1[ok]
+    size = h * (w + 1)
+    diff = np.bincount(ri * (w + 1) + j0, minlength=size) - np.bincount(ri * (w + 1) + j1, minlength=size)
+    labels[np.cumsum(diff.reshape(h, w + 1)[:, :w], axis=1) > 0] = value
+
+
+def block_labels_at(polys: list[list[tuple[int, int]]], rows: np.ndarray, cols: np.ndarray,
+                    outline: bool = True) -> np.ndarray:
+    """The block as gym-pusht draws its whole-number polygons, at drawing rows × columns (sorted,
+    distinct whole pixels): labels (len(rows), len(cols)) uint8, 0 nothing, 1 fill, 2 outline.
+
+    The polygons are drawn in order, each filled and then outlined (gym-pusht's order);
+    only the sampled rows are rasterised."""
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    labels = np.zeros((len(rows), len(cols)), np.uint8)
+    # one scanline fill for the rectangles (closed by a repeated first vertex, as gym-pusht passes them) and
+    # the outline's quads (their last vertex repeated: a zero-length edge, which adds no pixel)
+    shapes = [[*poly, poly[0]] for poly in polys]
+    groups = list(range(len(polys)))
+    lines = np.zeros((0, 4), np.int64)
+    if outline:
+        edges = [(poly[i], poly[(i + 1) % len(poly)]) for poly in polys for i in range(len(poly))]
+        parts, quads, quad_groups = _fat_segment_parts(edges, [k for k, poly in enumerate(polys) for _ in poly])
+        shapes += [[*q, q[-1]] for q in quads]
+        groups += [len(polys) + g for g in quad_groups]
+        lines = np.concatenate(parts)
+    v = np.array(shapes, np.int64)
+    spans = _fill_many(v[:, :, 0], v[:, :, 1], index=True, only_rows=rows)
+    spans[:, 3] = np.asarray(groups)[spans[:, 3]]
+    fills = spans[spans[:, 3] < len(polys)]
+    quad_spans = spans[spans[:, 3] >= len(polys)]
+    quad_spans[:, 3] -= len(polys)
+    lines = np.concatenate([lines, quad_spans])
+    for k in range(len(polys)):
+        _paint_samples(labels, rows, cols, fills[fills[:, 3] == k, :3], 1)
+        if outline:
+            _paint_samples(labels, rows, cols, lines[lines[:, 3] == k, :3], 2)
+    return labels
+
+
+@lru_cache(maxsize=4)
+def _agent_canvas(r: int) -> np.ndarray:
+    """The agent's disc of radius `r` (1) with its light core of radius r − 4 (2), centred at (r, r). Read-only."""
+    canvas = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
+    _paint_spans(canvas, -r, -r, disc_spans(r), 1)
+    _paint_spans(canvas, -r, -r, disc_spans(r - 4), 2)
+    canvas.flags.writeable = False
+    return canvas
+
+
+def _lookup(canvas: np.ndarray, ox: int, oy: int, ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """Labels of a canvas at whole-pixel columns `ix` (w,) and rows `iy` (h,) of the 512² drawing: (h, w), 0 outside."""
+    h, w = canvas.shape
+    cx, cy = ix - ox, iy - oy
+    okx, oky = (cx >= 0) & (cx < w), (cy >= 0) & (cy < h)
+    out = canvas[np.ix_(np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1))]
+    return np.where(oky[:, None] & okx[None, :], out, 0)
 
 
 def body_polygons(origin_x: float, origin_y: float, angle: float) -> list[list[tuple[float, float]]]:
-    """The T's rectangles in workspace px for a body-origin pose."""
+    """The T's rectangles (bar, stem) in workspace px for a body-origin pose, in pymunk's vertex order."""
     c, s = math.cos(angle), math.sin(angle)
-    return [[(origin_x + c * x - s * y, origin_y + s * x + c * y) for x, y in poly] for poly in t_polygons_local()]
+    local = [[poly[i] for i in order] for poly, order in zip(t_polygons_local(), _PYMUNK_ORDER, strict=True)]
+    return [[(origin_x + c * x - s * y, origin_y + s * x + c * y) for x, y in poly] for poly in local]
 
 
 class SceneRenderer:
     """Draws 96×96 frames of the scene from poses (see the module docstring)."""
 
-    def __init__(self, size: int = 96, params: PhysicsParams | None = None, offset: float = 0.0) -> None:
+    def __init__(self, size: int = 96, params: PhysicsParams | None = None) -> None:
         self.size = size
         self.params = params or PhysicsParams()
         src = (np.arange(size) + 0.5) * WORKSPACE / size - 0.5
         lo = np.floor(src).astype(np.int64)
         self.frac = src - lo  # weight of the second sample
-        coords = np.stack([lo, lo + 1], axis=1).reshape(-1).astype(np.float64) + offset  # (2·size,)
-        self.sy, self.sx = np.meshgrid(coords, coords, indexing="ij")  # sample grid (2·size, 2·size)
+        self.coords = np.stack([lo, lo + 1], axis=1).reshape(-1)  # (2·size,) whole drawing pixels sampled
+        self.sy, self.sx = np.meshgrid(self.coords.astype(np.float64), self.coords.astype(np.float64), indexing="ij")
         self.static = self._static_layer()
+        self._blocks: dict[tuple, tuple[np.ndarray, int, int]] = {}  # block labels per drawn shape (bounded)
 
     def _static_layer(self) -> np.ndarray:
-        img = np.empty((*self.sx.shape, 3), np.float64)
-        img[:] = WHITE
+        """Floor, goal T and walls at the sample grid, float (2S, 2S, 3)."""
+        canvas = np.zeros((WORKSPACE, WORKSPACE), np.uint8)
         for poly in body_polygons(*GOAL_POSE):
-            poly = [(round(x), round(y)) for x, y in poly]
-            img[_inside_convex(self.sx, self.sy, poly)] = GOAL_RGB
-        low, high = 5.0, 506.0
-        wall = (
-            ((np.abs(self.sx - low) <= 2) | (np.abs(self.sx - high) <= 2)) & (self.sy >= low - 2) & (self.sy <= high + 2)
-        ) | (((np.abs(self.sy - low) <= 2) | (np.abs(self.sy - high) <= 2)) & (self.sx >= low - 2) & (self.sx <= high + 2))
-        img[wall] = WALL_RGB
+            closed = [*_rounded(poly), _rounded(poly)[0]]
+            _paint_spans(canvas, 0, 0, fill_polygon_spans([p[0] for p in closed], [p[1] for p in closed]), 1)
+        for a, b in WALLS:
+            _paint_spans(canvas, 0, 0, fat_segment_pixels(a, b), 2)
+        labels = canvas[np.ix_(self.coords, self.coords)]
+        img = np.empty((*labels.shape, 3), np.float64)
+        img[:] = WHITE
+        img[labels == 1] = GOAL_RGB
+        img[labels == 2] = WALL_RGB
+        self.walls = labels == 2  # drawn over the bodies too (static shapes come last)
         return img
 
     def cog_to_origin(self, cog: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -125,6 +339,43 @@ class SceneRenderer:
         x, y, a = cog
         c, s = math.cos(a), math.sin(a)
         return x - (c * gx - s * gy), y - (s * gx + c * gy), a
+
+    def block_labels(self, block_cog: tuple[float, float, float], window: tuple[int, int, int, int],
+                     outline: bool = True) -> np.ndarray:
+        """The block's labels (0 none, 1 fill, 2 outline) at the sample grid of `window` (y0, y1, x0, x1 in
+        output pixels): (2·(y1 − y0), 2·(x1 − x0)) uint8.
+
+        The block is rasterised once per drawn shape (its whole-pixel vertices) over the samples
+        of its bounding box and kept for the next windows that ask (a frame draws one pose in
+        several crops; a pose fit revisits poses): the labels are a function of the vertices.
+        """
+        polys = [_rounded(poly) for poly in body_polygons(*self.cog_to_origin(block_cog))]
+        key = (tuple(v for poly in polys for v in poly), outline)
+        cached = self._blocks.get(key)
+        if cached is None:
+            xs = [x for poly in polys for x, _ in poly]
+            ys = [y for poly in polys for _, y in poly]
+            r0 = int(np.searchsorted(self.coords, min(ys) - 4, side="left"))
+            r1 = int(np.searchsorted(self.coords, max(ys) + 4, side="right"))
+            c0 = int(np.searchsorted(self.coords, min(xs) - 4, side="left"))
+            c1 = int(np.searchsorted(self.coords, max(xs) + 4, side="right"))
+            cached = (block_labels_at(polys, self.coords[r0:r1], self.coords[c0:c1], outline), r0, c0)
+            if len(self._blocks) >= 512:
+                self._blocks.clear()
+            self._blocks[key] = cached
+        labels, r0, c0 = cached
+        y0, y1, x0, x1 = window
+        out = np.zeros((2 * (y1 - y0), 2 * (x1 - x0)), np.uint8)
+        ra, rb = max(2 * y0, r0), min(2 * y1, r0 + labels.shape[0])
+        ca, cb = max(2 * x0, c0), min(2 * x1, c0 + labels.shape[1])
+        if ra < rb and ca < cb:
+            out[ra - 2 * y0 : rb - 2 * y0, ca - 2 * x0 : cb - 2 * x0] = labels[ra - r0 : rb - r0, ca - c0 : cb - c0]
+        return out
+
+    def agent_labels(self, agent: tuple[float, float], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The agent's labels (0 none, 1 body, 2 light core) at drawing rows × columns (whole pixels)."""
+        r = round(self.params.agent_radius)
+        return _lookup(_agent_canvas(r), round(agent[0]) - r, round(agent[1]) - r, cols, rows)
 
     def draw_samples(
         self,
@@ -139,30 +390,24 @@ class SceneRenderer:
         outline: False draws the block without its outline (cheaper; for coarse pose search).
         """
         y0, y1, x0, x1 = window or (0, self.size, 0, self.size)
-        crop = (slice(2 * y0, 2 * y1), slice(2 * x0, 2 * x1))
-        sx, sy = self.sx[crop], self.sy[crop]
-        img = self.static[crop].copy()
-        covered = np.zeros(sx.shape, bool)
+        rows, cols = self.coords[2 * y0 : 2 * y1], self.coords[2 * x0 : 2 * x1]
+        img = self.static[2 * y0 : 2 * y1, 2 * x0 : 2 * x1].copy()
+        agent_cov = np.zeros((len(rows), len(cols)), bool)
+        block_cov = np.zeros((len(rows), len(cols)), bool)
         if block_cog is not None:
-            for poly in body_polygons(*self.cog_to_origin(block_cog)):
-                poly = [(round(x), round(y)) for x, y in poly]
-                fill = _inside_convex(sx, sy, poly)
-                img[fill] = BLOCK_FILL
-                covered |= fill
-                if outline:
-                    edge = _near_boundary(sx, sy, poly, 2.0)
-                    img[edge] = BLOCK_OUTLINE
-                    covered |= edge
-        block_covered = covered
-        covered = np.zeros(sx.shape, bool)
+            lab = self.block_labels(block_cog, (y0, y1, x0, x1), outline)
+            img[lab == 1] = BLOCK_FILL
+            img[lab == 2] = BLOCK_OUTLINE
+            block_cov = lab > 0
         if agent is not None:
-            cx, cy = round(agent[0]), round(agent[1])
-            d2 = (sx - cx) ** 2 + (sy - cy) ** 2
-            disc = d2 <= self.params.agent_radius**2
-            img[disc] = AGENT_RGB
-            img[d2 <= (self.params.agent_radius - 4) ** 2] = AGENT_CORE
-            covered |= disc
-        return img, block_covered, covered
+            lab = self.agent_labels(agent, rows, cols)
+            img[lab == 1] = AGENT_RGB
+            img[lab == 2] = AGENT_CORE
+            agent_cov = lab > 0
+        if block_cov.any() or agent_cov.any():
+            walls = self.walls[2 * y0 : 2 * y1, 2 * x0 : 2 * x1]
+            img[walls & (block_cov | agent_cov)] = WALL_RGB
+        return img, block_cov, agent_cov
 
     def resize(self, samples: np.ndarray, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Blend the (2h, 2w, ...) sample grid of `window` (default: the frame) to (h, w, ...) bilinearly."""
@@ -212,60 +457,20 @@ def render_windows(
     """`SceneRenderer.render_layers` for P scenes at once, each in its own crop.
 
     agents / blocks: P poses (or None); windows: (P, 2) top-left (y0, x0) of crops of one
-    `size` (h, w), inside the frame. Every sample and pixel goes through the same
-    arithmetic as `render_layers`' (element-wise, the polygons' vertices rounded by the
-    same Python code), so each crop's pixels are bit-identical to ``render_layers(agent,
-    block, (y0, y0 + h, x0, x0 + w))``: fusing scenes changes no byte.
+    `size` (h, w), inside the frame. Each scene's samples are drawn by the same code as
+    `render_layers`' (`SceneRenderer.draw_samples`) and blended in one element-wise call,
+    so each crop's pixels are bit-identical to ``render_layers(agent, block, (y0, y0 + h,
+    x0, x0 + w))``: fusing scenes changes no byte.
     Returns (img (P, h, w, 3), block-touched (P, h, w), agent-touched (P, h, w)).
     """
     p = len(agents)
     h, w = size
-    ys = 2 * windows[:, 0, None] + np.arange(2 * h)  # (P, 2h) sample rows
-    xs = 2 * windows[:, 1, None] + np.arange(2 * w)
-    sy = renderer.sy[ys[:, :, None], xs[:, None, :]]  # (P, 2h, 2w)
-    sx = renderer.sx[ys[:, :, None], xs[:, None, :]]
-    img = renderer.static[ys[:, :, None], xs[:, None, :]]  # a copy: fancy indexing
-    block_cov = np.zeros(sx.shape, bool)
-    agent_cov = np.zeros(sx.shape, bool)
-    has_block = [i for i in range(p) if blocks[i] is not None]
-    if has_block:
-        # vertices exactly as render_layers rounds them, per scene, in Python
-        polys = [[[(round(x), round(y)) for x, y in poly] for poly in body_polygons(*renderer.cog_to_origin(blocks[i]))]
-                 for i in has_block]
-        bx, by = sx[has_block], sy[has_block]
-        sub_img = img[has_block]
-        sub_cov = np.zeros(bx.shape, bool)
-        for k in range(2):
-            verts = np.array([pl[k] for pl in polys], np.float64)  # (B, 4, 2), whole numbers
-            sign = np.array([_winding(pl[k]) for pl in polys], np.float64)[:, None, None]
-            ax, ay = verts[:, :, 0, None, None], verts[:, :, 1, None, None]  # (B, 4, 1, 1)
-            fill = np.ones(bx.shape, bool)
-            near = np.zeros(bx.shape, bool)
-            for e in range(4):
-                x0, y0 = ax[:, e], ay[:, e]
-                x1, y1 = ax[:, (e + 1) % 4], ay[:, (e + 1) % 4]
-                cross = (x1 - x0) * (by - y0) - (y1 - y0) * (bx - x0)
-                fill &= cross * sign >= 0
-                ex, ey = x1 - x0, y1 - y0
-                t = np.clip(((bx - x0) * ex + (by - y0) * ey) / (ex * ex + ey * ey), 0.0, 1.0)
-                near |= (bx - x0 - t * ex) ** 2 + (by - y0 - t * ey) ** 2 <= 4.0
-            sub_img[fill] = BLOCK_FILL
-            sub_cov |= fill
-            sub_img[near] = BLOCK_OUTLINE
-            sub_cov |= near
-        img[has_block] = sub_img
-        block_cov[has_block] = sub_cov
-    has_agent = [i for i in range(p) if agents[i] is not None]
-    if has_agent:
-        centres = np.array([(round(agents[i][0]), round(agents[i][1])) for i in has_agent], np.float64)
-        cx, cy = centres[:, 0, None, None], centres[:, 1, None, None]
-        d2 = (sx[has_agent] - cx) ** 2 + (sy[has_agent] - cy) ** 2
-        disc = d2 <= renderer.params.agent_radius**2
-        sub_img = img[has_agent]
-        sub_img[disc] = AGENT_RGB
-        sub_img[d2 <= (renderer.params.agent_radius - 4) ** 2] = AGENT_CORE
-        img[has_agent] = sub_img
-        agent_cov[has_agent] = disc
+    img = np.empty((p, 2 * h, 2 * w, 3))
+    block_cov = np.empty((p, 2 * h, 2 * w), bool)
+    agent_cov = np.empty((p, 2 * h, 2 * w), bool)
+    for i in range(p):
+        y0, x0 = int(windows[i, 0]), int(windows[i, 1])
+        img[i], block_cov[i], agent_cov[i] = renderer.draw_samples(agents[i], blocks[i], (y0, y0 + h, x0, x0 + w))
     wy = renderer.frac[windows[:, 0, None] + np.arange(h)]  # (P, h)
     wx = renderer.frac[windows[:, 1, None] + np.arange(w)]  # (P, w)
 
@@ -279,9 +484,3 @@ def render_windows(
         return top * (1 - fy) + bottom * fy
 
     return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
-
-
-def _winding(poly: list[tuple[int, int]]) -> int:
-    """Twice the signed area of a polygon with whole-number vertices (`_inside_convex`'s `sign`)."""
-    n = len(poly)
-    return sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
