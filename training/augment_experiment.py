@@ -5,7 +5,11 @@ gym-pusht on test-split start states.
 Stages (each resumable: rerun the command and finished stages are skipped):
 
 1. demos:   N expert episodes (`pusht_expert.py`, train seeds 0 … N-1) written with
-            `RolloutSink.lerobot` into <out>/demos, a LeRobot v3.0 dataset.
+            `RolloutSink.lerobot` into <out>/demos, a LeRobot v3.0 dataset. `--expert
+            pusher` (default): the frame-only `pusher` policy of `dream.eval.policies`
+            (it succeeds from every test-split start state in gym-pusht); `--expert
+            planner`: sampling MPC with the simulator as its lookahead (a weaker expert:
+            4 of 24 demonstrations succeed).
 2. augment: `dream augment lerobot:<out>/demos lerobot:<out>/aug --variants K --noise SIGMA
             --qc-max-drop DB --spec pusht-96` (a subprocess: the real command).
 3. train:   a CNN (96×96 RGB → the agent's target, 4 conv layers + 2 dense) by behaviour
@@ -15,7 +19,8 @@ Stages (each resumable: rerun the command and finished stages are skipped):
 4. eval:    each policy closed loop in gym-pusht from the test seeds 2,000,000 …
             (`--eval-episodes`, ≥ 50), at most 300 steps; success = coverage > 0.95 at
             some step (gym-pusht's own threshold; the episode ends there), plus the mean of
-            each episode's final and maximum coverage.
+            each episode's final and maximum coverage. All episodes step in lockstep, one
+            batched forward of the policy per step.
 
     python training/augment_experiment.py --out training/runs/aug-exp
     # → <out>/results.json and the Markdown table printed (and in <out>/results.md)
@@ -42,8 +47,8 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def stage_demos(out: Path, n: int, max_steps: int) -> dict:
-    from pusht_expert import run_expert
+def stage_demos(out: Path, n: int, max_steps: int, expert: str) -> dict:
+    from pusht_expert import run_expert, run_frame_expert
 
     from dream.engine.video import encode_mp4
     from dream.io import RolloutRecord, RolloutSink
@@ -56,7 +61,7 @@ def stage_demos(out: Path, n: int, max_steps: int) -> dict:
         row_id = f"demo_{seed:04d}"
         if row_id in done:
             continue
-        demo = run_expert(seed, max_steps=max_steps)
+        demo = run_frame_expert(seed, max_steps=max_steps) if expert == "pusher" else run_expert(seed, max_steps=max_steps)
         buf = __import__("io").BytesIO()
         np.save(buf, demo["actions"].astype(np.float32))
         cov = demo["coverage"]
@@ -107,11 +112,18 @@ def load_pairs(root: Path, *, variants_only: bool) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(frames), np.concatenate(actions).astype(np.float32), episodes
 
 
-def make_policy():
+def make_policy(kind: str = "keypoints"):
+    """The image-to-action policy both training sets train.
+
+    "keypoints" (default): convolutions → spatial softmax (each of 64 feature maps becomes
+    the expected (x, y) of its activation, as robomimic's and LeRobot's image policies do)
+    → MLP → the agent's target. "cnn": the plain CNN of the first run (4 strided
+    convolutions + 2 dense layers), which learned nothing from 50 demonstrations.
+    """
     import torch
     from torch import nn
 
-    class Policy(nn.Module):
+    class PlainCNN(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Sequential(
@@ -125,7 +137,26 @@ def make_policy():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.conv(x))
 
-    return Policy()
+    class Keypoints(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Sequential(
+                nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.ReLU(),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, padding=1),
+            )
+            side = torch.linspace(-1.0, 1.0, 24)
+            self.register_buffer("grid_x", side.repeat(24))
+            self.register_buffer("grid_y", side.repeat_interleave(24))
+            self.head = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            maps = self.conv(x).flatten(2).softmax(dim=-1)  # (B, 64, 24·24)
+            points = torch.cat([maps @ self.grid_x, maps @ self.grid_y], dim=1)
+            return self.head(points)
+
+    return Keypoints() if kind == "keypoints" else PlainCNN()
 
 
 def _to_input(frames: np.ndarray):
@@ -134,14 +165,14 @@ def _to_input(frames: np.ndarray):
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def stage_train(frames: np.ndarray, actions: np.ndarray, path: Path, *, steps: int, seed: int) -> float:
+def stage_train(frames: np.ndarray, actions: np.ndarray, path: Path, *, steps: int, seed: int, kind: str) -> float:
     import torch
 
     if path.exists():
         return json.loads(path.with_suffix(".json").read_text())["train_s"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    policy = make_policy()
+    policy = make_policy(kind)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     targets = torch.from_numpy(actions / 512.0)
@@ -161,7 +192,7 @@ def stage_train(frames: np.ndarray, actions: np.ndarray, path: Path, *, steps: i
     return train_s
 
 
-def stage_eval(path: Path, episodes: int, max_steps: int) -> dict:
+def stage_eval(path: Path, episodes: int, max_steps: int, kind: str) -> dict:
     import torch
 
     from dream.sim.pusht import _import_gym_pusht
@@ -170,26 +201,32 @@ def stage_eval(path: Path, episodes: int, max_steps: int) -> dict:
     if result_path.exists():
         return json.loads(result_path.read_text())
     gym = _import_gym_pusht()
-    policy = make_policy()
+    policy = make_policy(kind)
     policy.load_state_dict(torch.load(path))
     policy.eval()
-    wrapped = gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array")
-    env = wrapped.unwrapped
-    finals, maxes, successes = [], [], []
+    envs = [gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array") for _ in range(episodes)]
+    observations = [env.unwrapped.reset(seed=TEST_SEED_OFFSET + i)[0]["pixels"] for i, env in enumerate(envs)]
+    coverage: list[list[float]] = [[0.0] for _ in envs]
+    active = list(range(episodes))
     with torch.no_grad():
-        for i in range(episodes):
-            obs, _ = env.reset(seed=TEST_SEED_OFFSET + i)
-            coverage = [0.0]
-            for _ in range(max_steps):
-                action = policy(_to_input(obs["pixels"][None]))[0].numpy() * 512.0
-                obs, _, terminated, _, info = env.step(np.clip(action, 0, 512).astype(np.float32))
-                coverage.append(float(info["coverage"]))
-                if terminated:
-                    break
-            finals.append(coverage[-1])
-            maxes.append(max(coverage))
-            successes.append(max(coverage) > 0.95)
-    wrapped.close()
+        for _ in range(max_steps):
+            if not active:
+                break
+            batch = np.stack([observations[i] for i in active])
+            targets = np.clip(policy(_to_input(batch)).numpy() * 512.0, 0, 512).astype(np.float32)
+            still = []
+            for i, action in zip(active, targets, strict=True):
+                obs, _, terminated, _, info = envs[i].unwrapped.step(action)
+                observations[i] = obs["pixels"]
+                coverage[i].append(float(info["coverage"]))
+                if not terminated:
+                    still.append(i)
+            active = still
+    for env in envs:
+        env.close()
+    finals = [c[-1] for c in coverage]
+    maxes = [max(c) for c in coverage]
+    successes = [m > 0.95 for m in maxes]
     result = {"episodes": episodes, "success": float(np.mean(successes)), "mean_final_coverage": float(np.mean(finals)),
               "mean_max_coverage": float(np.mean(maxes)),
               "final_coverage_sem": float(np.std(finals, ddof=1) / np.sqrt(episodes))}
@@ -200,13 +237,16 @@ def stage_eval(path: Path, episodes: int, max_steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("training/runs/aug-exp"))
-    parser.add_argument("--demos", type=int, default=24, help="N real demonstrations (train seeds 0 … N-1)")
+    parser.add_argument("--expert", choices=("pusher", "planner"), default="pusher",
+                        help="who makes the real demonstrations (module docstring)")
+    parser.add_argument("--demos", type=int, default=50, help="N real demonstrations (train seeds 0 … N-1)")
     parser.add_argument("--demo-steps", type=int, default=200, help="expert steps per demonstration at most")
     parser.add_argument("--variants", type=int, default=4, help="K variants per demonstration")
     parser.add_argument("--noise", type=float, default=8.0, help="action noise std (workspace px)")
     parser.add_argument("--qc-max-drop", type=float, default=2.0)
+    parser.add_argument("--policy", choices=("keypoints", "cnn"), default="keypoints", help="make_policy's kind")
     parser.add_argument("--train-steps", type=int, default=3000)
-    parser.add_argument("--train-seeds", type=int, default=2, help="policies per training set (seeds 0 …)")
+    parser.add_argument("--train-seeds", type=int, default=1, help="policies per training set (seeds 0 …)")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-steps", type=int, default=300)
     args = parser.parse_args()
@@ -217,7 +257,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    demos = stage_demos(out, args.demos, args.demo_steps)
+    demos = stage_demos(out, args.demos, args.demo_steps, args.expert)
     timings["demos_s"] = time.perf_counter() - t
     t = time.perf_counter()
     augment_report = stage_augment(out, args.variants, args.noise, args.qc_max_drop)
@@ -230,9 +270,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in sets}
     for seed in range(args.train_seeds):
         for name, (frames, actions) in sets.items():
-            path = out / f"policy-{name.replace('+', '-')}-s{seed}.pt"
-            stage_train(frames, actions, path, steps=args.train_steps, seed=seed)
-            res = stage_eval(path, args.eval_episodes, args.eval_steps)
+            path = out / f"policy-{args.policy}-{name.replace('+', '-')}-s{seed}.pt"
+            stage_train(frames, actions, path, steps=args.train_steps, seed=seed, kind=args.policy)
+            res = stage_eval(path, args.eval_episodes, args.eval_steps, args.policy)
             _log(f"{name} seed {seed}: {res}")
             results[name].append(res)
     timings["train_eval_s"] = time.perf_counter() - t
