@@ -118,6 +118,22 @@ class PushTExpert:
         return action.astype(np.float32)
 
 
+def _record(env, obs: dict, act, max_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step a gym-pusht env from its reset observation `obs` with `act(pixels) -> action`
+    until it terminates or `max_steps`: frames (T+1, 96, 96, 3), actions (T, 2), coverage
+    after each step (T,)."""
+    frames, actions, coverage = [obs["pixels"].copy()], [], []
+    for _ in range(max_steps):
+        action = act(obs["pixels"])
+        obs, _, terminated, _, info = env.step(action)
+        frames.append(obs["pixels"].copy())
+        actions.append(action)
+        coverage.append(float(info["coverage"]))
+        if terminated:
+            break
+    return np.stack(frames), np.stack(actions), np.array(coverage)
+
+
 def run_expert(seed: int, *, max_steps: int = 300, candidates: int = 64) -> dict:
     """One demonstration from reset(seed): frames (T+1, 96, 96, 3), actions (T, 2), coverage per step."""
     gym = _import_gym_pusht()
@@ -125,20 +141,12 @@ def run_expert(seed: int, *, max_steps: int = 300, candidates: int = 64) -> dict
     env = wrapped.unwrapped
     obs, _ = env.reset(seed=int(seed))
     expert = PushTExpert(env, rng=np.random.default_rng([7, int(seed)]), candidates=candidates)
-    frames, actions, coverage = [obs["pixels"].copy()], [], []
     try:
-        for _ in range(max_steps):
-            action = expert.act()
-            obs, _, terminated, _, info = env.step(action)
-            frames.append(obs["pixels"].copy())
-            actions.append(action)
-            coverage.append(float(info["coverage"]))
-            if terminated:
-                break
+        frames, actions, coverage = _record(env, obs, lambda _pixels: expert.act(), max_steps)
     finally:
         expert.close()
         wrapped.close()
-    return {"frames": np.stack(frames), "actions": np.stack(actions), "coverage": np.array(coverage), "seed": seed}
+    return {"frames": frames, "actions": actions, "coverage": coverage, "seed": seed}
 
 
 def run_frame_expert(seed: int, *, max_steps: int = 300, policy: str = "pusher") -> dict:
@@ -153,16 +161,8 @@ def run_frame_expert(seed: int, *, max_steps: int = 300, policy: str = "pusher")
     obs, _ = env.reset(seed=int(seed))
     actor = make_policy(policy)
     actor.start([int(seed)])
-    frames, actions, coverage = [obs["pixels"].copy()], [], []
     try:
-        for _ in range(max_steps):
-            action = actor.act(obs["pixels"][None])[0]
-            obs, _, terminated, _, info = env.step(action)
-            frames.append(obs["pixels"].copy())
-            actions.append(action)
-            coverage.append(float(info["coverage"]))
-            if terminated:
-                break
+        frames, actions, coverage = _record(env, obs, lambda pixels: actor.act(pixels[None])[0], max_steps)
     finally:
         wrapped.close()
-    return {"frames": np.stack(frames), "actions": np.stack(actions), "coverage": np.array(coverage), "seed": seed}
+    return {"frames": frames, "actions": actions, "coverage": coverage, "seed": seed}
