@@ -4,6 +4,7 @@ dream.bulk, and every import path that SDK 0.5.0 code (and ours before the move)
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,18 @@ def _modules() -> dict[str, Path]:
 
 def _import_graph() -> dict[str, set[str]]:
     """Module -> the dream modules it imports anywhere in its text: at the top, inside
-    functions (lazy imports) and under TYPE_CHECKING alike."""
+    functions (lazy imports) and under TYPE_CHECKING alike.
+
+    The sources are parsed in a fresh interpreter: CPython 3.11 before 3.11.8 keeps the
+    AST converter's recursion depth in state shared by every thread (gh-106905), so a
+    thread an earlier test left running (Ray's, uvicorn's) that builds an AST at the same
+    moment makes `ast.parse` here raise "SystemError: AST constructor recursion depth
+    mismatch" (seen in CI on 3.11.7)."""
+    done = subprocess.run([sys.executable, __file__], capture_output=True, text=True, check=True, timeout=120)
+    return {name: set(targets) for name, targets in json.loads(done.stdout).items()}
+
+
+def _parse_import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -128,3 +140,7 @@ def test_dream_ray_face_without_importing_ray_eagerly() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+if __name__ == "__main__":
+    print(json.dumps({name: sorted(t) for name, t in _parse_import_graph().items()}))
