@@ -126,7 +126,7 @@ def unroll(net: Net, block: torch.Tensor, last: torch.Tensor, paths: torch.Tenso
     for i in range(paths.shape[1]):
         feats, clearance = dyn.features(torch, block, last, paths[:, i])
         gate = (clearance < dyn.CONTACT_MARGIN) | (dyn.change_size(torch, last) >= dyn.STILL)
-        change = net(feats)
+        change = dyn.settle(torch, net(feats), last, clearance < dyn.CONTACT_MARGIN)
         keep = gate & (dyn.change_size(torch, change.detach()) >= dyn.STILL) if snap else gate
         change = change * keep[:, None].to(change.dtype)
         block = dyn.apply_change(torch, block, change)

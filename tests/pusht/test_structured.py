@@ -113,3 +113,48 @@ def test_the_scene_is_drawn_as_the_simulator_draws_it(episodes):
             drawn = np.clip(np.rint(img), 0, 255).astype(np.uint8)
             assert block_iou(drawn, ep.frames[t]) > 0.93
             assert np.mean(np.abs(drawn.astype(int) - ep.frames[t].astype(int))) < 1.0
+
+
+def _leave_after_a_push(block: tuple[float, float, float]) -> np.ndarray:
+    """Agent targets: from below the T's bar, 4 actions pushing 30 px into it, then 30
+    actions walking away to the far corner and waiting there."""
+    x, y, _ = block
+    push = [[x, y - 60.0 + 8.0 * i] for i in range(4)]
+    away = [[x + 10.0 * i, y - 60.0 - 10.0 * i] for i in range(1, 11)] + [[480.0, 30.0]] * 20
+    return np.array(push + away, np.float64)
+
+
+def test_a_block_the_agent_has_left_comes_to_rest(learned):
+    # gym-pusht's block keeps no momentum: once the agent leaves it settles within a few
+    # actions. The network alone kept moving it 0.15-0.3 px every action, forever.
+    block = (256.0, 300.0, 0.0)
+    targets = _leave_after_a_push(block)
+    agents, blocks = rollout_poses((256.0, 200.0), block, targets, learned)
+    blocks = np.asarray(blocks)
+    assert np.hypot(*(blocks[4, :2] - blocks[0, :2])) > 5.0  # the push moved it
+    tail = blocks[20:]  # 16 actions after the agent left
+    assert np.array_equal(tail, np.repeat(tail[:1], len(tail), axis=0)), np.abs(np.diff(tail, axis=0)).max()
+    assert np.hypot(*(blocks[-1, :2] - blocks[8, :2])) < 1.0
+
+
+def test_settling_shrinks_each_change_and_contact_does_not():
+    last = np.array([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    change = np.array([[3.0, 4.0, 0.0], [3.0, 4.0, 0.0], [0.5, 0.0, 0.0]])
+    out = dynamics.settle(np, change, last, np.array([False, True, False]))
+    np.testing.assert_allclose(out[0], change[0] * dynamics.SETTLE * 2.0 / 5.0)
+    np.testing.assert_array_equal(out[1], change[1])
+    np.testing.assert_array_equal(out[2], [0.0, 0.0, 0.0])
+
+
+def test_a_near_miss_does_not_move_the_block(learned):
+    # From rest, gym-pusht never moved the block when the agent's disc passed the T
+    # without overlapping it; the network, asked within 3 px, moved it 0.3-1.5 px.
+    block = (256.0, 300.0, 0.0)  # the bar's lower face is at y = 255 (cog frame y = -45)
+    for gap in (0.2, 1.0, 2.5):
+        y = 300.0 - 45.0 - 15.0 - gap  # the disc's edge `gap` px below the bar
+        agents, blocks = rollout_poses((100.0, y), block, [[412.0, y]] * 8, learned)
+        assert np.array_equal(np.asarray(blocks), np.repeat(np.asarray([block]), 9, axis=0)), gap
+    # and the same path 1 px into the bar does move it
+    y = 300.0 - 45.0 - 15.0 + 1.0
+    _, blocks = rollout_poses((100.0, y), block, [[412.0, y]] * 8, learned)
+    assert not np.array_equal(np.asarray(blocks[-1]), np.asarray(block))
