@@ -129,7 +129,7 @@ def test_a_block_the_agent_has_left_comes_to_rest(learned):
     # actions. The network alone kept moving it 0.15-0.3 px every action, forever.
     block = (256.0, 300.0, 0.0)
     targets = _leave_after_a_push(block)
-    agents, blocks = rollout_poses((256.0, 200.0), block, targets, learned)
+    _, blocks = rollout_poses((256.0, 200.0), block, targets, learned)
     blocks = np.asarray(blocks)
     assert np.hypot(*(blocks[4, :2] - blocks[0, :2])) > 5.0  # the push moved it
     tail = blocks[20:]  # 16 actions after the agent left
@@ -152,7 +152,7 @@ def test_a_near_miss_does_not_move_the_block(learned):
     block = (256.0, 300.0, 0.0)  # the bar's lower face is at y = 255 (cog frame y = -45)
     for gap in (0.2, 1.0, 2.5):
         y = 300.0 - 45.0 - 15.0 - gap  # the disc's edge `gap` px below the bar
-        agents, blocks = rollout_poses((100.0, y), block, [[412.0, y]] * 8, learned)
+        _, blocks = rollout_poses((100.0, y), block, [[412.0, y]] * 8, learned)
         assert np.array_equal(np.asarray(blocks), np.repeat(np.asarray([block]), 9, axis=0)), gap
     # and the same path 1 px into the bar does move it
     y = 300.0 - 45.0 - 15.0 + 1.0
