@@ -165,3 +165,16 @@ def test_a_policys_actions_depend_only_on_its_episodes_seed_and_frames(name) -> 
         assert both.shape == (3, 2) and both.dtype == np.float32 and ((both >= 0) & (both <= 512)).all()
     with pytest.raises(ValueError, match="unknown policy 'nope'"):
         make_policy("nope")
+
+
+def test_the_model_half_is_redone_when_the_networks_rules_change(monkeypatch):
+    # the weights alone do not name the model: the rules around the network change every rollout
+    import dream
+    from dream.engine.models.pusht import dynamics
+    from dream.eval.policy_eval import _model_identity
+
+    client = dream.Client()
+    before = _model_identity(client, "pusht-96")
+    monkeypatch.setattr(dynamics, "SETTLE", 1.0)
+    assert _model_identity(client, "pusht-96") != before
+    assert before.startswith("pusht-96@")

@@ -260,12 +260,19 @@ DEFAULT_POLICIES = (
 
 
 def _model_identity(client: Any, spec: str) -> str:
-    """What the model's half of the run depends on: the weights' digest when they are local."""
+    """What the model's half of the run depends on: the weights' digest when they are local (and,
+    for pusht-96, the rules its network runs under: changing them changes every rollout)."""
     if client.is_local:
         engine = client.engine
         status = engine.weights_status(spec)
         if status.available and status.location and Path(status.location).is_file():
             digest = hashlib.sha256(Path(status.location).read_bytes()).hexdigest()[:16]
+            from dream.engine import specs
+
+            if specs.get(spec).runner == "pusht":
+                from dream.engine.models.pusht.dynamics import rules_tag
+
+                return f"{spec}@{digest}+{rules_tag()}"
             return f"{spec}@{digest}"
         return f"{spec}@embedded"
     return f"{spec}@{client.base_url}"

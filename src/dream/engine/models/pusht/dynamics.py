@@ -41,7 +41,7 @@ import numpy as np
 from dream.engine.models.pusht.physics import AGENT_RADIUS, PhysicsParams
 from dream.errors import EngineError
 
-__all__ = ["FORMAT", "N_FEATURES", "BlockDynamics", "PoseState", "features", "rollout_poses", "settle", "step_poses"]
+__all__ = ["FORMAT", "N_FEATURES", "BlockDynamics", "PoseState", "features", "rollout_poses", "rules_tag", "settle", "step_poses"]
 
 FORMAT = "pusht-blocknet-1"
 N_FEATURES = 42
@@ -59,6 +59,12 @@ _INNER_LOW, _INNER_HIGH = 7.0, 504.0  # the walls' inner faces (segments at 5 an
 _BOXES = ((0.0, -30.0, 60.0, 15.0), (0.0, 30.0, 15.0, 45.0))
 _CORNERS = ((-60.0, -45.0), (60.0, -45.0), (60.0, -15.0), (-60.0, -15.0),
             (-15.0, -15.0), (15.0, -15.0), (15.0, 75.0), (-15.0, 75.0))
+
+
+def rules_tag() -> str:
+    """The inference rules around the network (when it is asked, when a change is none, how
+    a block settles), for naming what a result was computed with beside the weights' digest."""
+    return f"margin{CONTACT_MARGIN:g}-still{STILL:g}-settle{SETTLE:g}"
 
 
 def t_distance(xp: Any, lx: Any, ly: Any) -> Any:
