@@ -94,7 +94,9 @@ def time_fused(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: int
     from dream.envs import WorldModelVectorEnv
 
     rows = [i % len(starts) for i in range(n_envs)]
-    vec = WorldModelVectorEnv(model, n_envs, max_episode_steps=None)
+    # an episode that ends restarts from one of the same start states (whose scene is read once,
+    # as the single env's resets to its start frame are)
+    vec = WorldModelVectorEnv(model, n_envs, max_episode_steps=None, start_frames=starts)
     vec.reset(options={"start_frames": [starts[r] for r in rows]})
     total = 0.0
     for t in range(actions.shape[1]):
@@ -136,7 +138,7 @@ def profile_steps(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: 
         env.reset(options={"start_frame": starts[0]})
         steps = list(actions[0])
     else:
-        env = WorldModelVectorEnv(model, n_envs, max_episode_steps=None)
+        env = WorldModelVectorEnv(model, n_envs, max_episode_steps=None, start_frames=starts)
         env.reset(options={"start_frames": [starts[r] for r in rows]})
         steps = [np.stack([actions[r, t] for r in rows]) for t in range(actions.shape[1])]
     for owner, name, part in patched:
@@ -145,8 +147,10 @@ def profile_steps(model, starts: list[np.ndarray], actions: np.ndarray, n_envs: 
         total = 0.0
         for a in steps:
             t0 = time.perf_counter()
-            env.step(a)
+            out = env.step(a)
             total += time.perf_counter() - t0
+            if n_envs == 1 and out[2]:  # terminated: start again, as time_single does
+                env.reset(options={"start_frame": starts[0]})
     finally:
         for owner, name, fn in originals:
             setattr(owner, name, fn)
