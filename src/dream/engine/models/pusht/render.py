@@ -60,17 +60,20 @@ def fill_polygon_spans(xs: list[int], ys: list[int]) -> np.ndarray:
     return _fill_many(np.array([xs], np.int64), np.array([ys], np.int64))
 
 
-def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False, only_rows: np.ndarray | None = None
-               ) -> np.ndarray:
+def _fill_many(xs: np.ndarray, ys: np.ndarray, index: bool = False, only_rows: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> np.ndarray:
     """`fill_polygon_spans` of P polygons of n vertices each (xs, ys (P, n)), every one by pygame's rule
     (``draw_fillpoly``), element-wise; their spans concatenated (with `index`, a 4th column: the polygon's).
 
     only_rows: compute only these rows (sorted whole pixels; every row is computed on its own,
     so they get the same spans as in the whole polygon's); the one-row special cases and
-    horizontal edges may still add spans on other rows."""
+    horizontal edges may still add spans on other rows. rows: (P, R) whole pixels, the rows
+    to compute per polygon (a row outside a polygon's adds nothing), instead of only_rows."""
     p, n = xs.shape
     miny, maxy = ys.min(1), ys.max(1)
-    if only_rows is None:
+    if rows is not None:
+        rows = np.asarray(rows, np.int64)
+    elif only_rows is None:
         rows = miny[:, None] + np.arange(int((maxy - miny).max()) + 1)[None]  # (P, R)
     else:
         lo = int(np.searchsorted(only_rows, int(miny.min()), side="left"))
@@ -278,6 +281,97 @@ def block_labels_at(polys: list[list[tuple[int, int]]], rows: np.ndarray, cols: 
     return labels
 
 
+@lru_cache(maxsize=4096)
+def _edge_shape(dx: int, dy: int) -> tuple[np.ndarray, int, int]:
+    """A fat segment's edge from (0, 0) to (dx, dy) ≠ (0, 0): its width-4 line's spans and the
+    half-widths (o0, o1) of the quad gym-pusht fills around it (as `_fat_segment_parts` computes them)."""
+    o0, o1 = abs(dy), abs(dx)
+    scale = 2.0 / (o0 * o0 + o1 * o1) ** 0.5
+    return _line_spans(dx, dy), round(o0 * scale), round(o1 * scale)
+
+
+_NO_ROW = -(1 << 40)  # a row no polygon reaches (padding of `_block_labels_many`'s rows)
+
+
+def _block_labels_many(verts: np.ndarray, coords: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`block_labels_at` (outlined) of J blocks at once, each over the samples of its bounding box
+    grown by 4 px (as `SceneRenderer.block_labels` rasterises it), vectorised across blocks.
+
+    verts: (J, 2, 4, 2) whole-pixel (x, y) vertices of each block's two polygons (pymunk's
+    order); coords: the sorted, distinct whole pixels sampled (rows and columns alike).
+    Every polygon, line and disc is rasterised by the same rules and arithmetic as in
+    `block_labels_at`, element-wise per block, so each block's labels equal its own call's.
+    Returns (labels (J, R, C) uint8, r0, c0, nr, nc (J,)): block j's labels are
+    ``labels[j, :nr[j], :nc[j]]``, over samples ``coords[r0[j]:r0[j] + nr[j]]`` ×
+    ``coords[c0[j]:c0[j] + nc[j]]``.
+    """
+    verts = np.asarray(verts, np.int64)
+    j = len(verts)
+    xs, ys = verts[..., 0], verts[..., 1]
+    r0 = np.searchsorted(coords, ys.min((1, 2)) - 4, side="left")
+    nr = np.searchsorted(coords, ys.max((1, 2)) + 4, side="right") - r0
+    c0 = np.searchsorted(coords, xs.min((1, 2)) - 4, side="left")
+    nc = np.searchsorted(coords, xs.max((1, 2)) + 4, side="right") - c0
+    big_r, big_c = int(nr.max()), int(nc.max())
+    ar = np.arange(big_r)
+    rows = np.where(ar[None] < nr[:, None], coords[np.minimum(r0[:, None] + ar, len(coords) - 1)], _NO_ROW)  # (J, R)
+    # layers, drawn in this order per block: bar fill (1), bar outline (2), stem fill (1), stem outline (2)
+    layer_of_poly = 4 * np.arange(j)[:, None] + 2 * np.arange(2)[None]  # (J, 2): the fill's layer
+    # the edges of each polygon, i to i + 1 (as gym-pusht outlines them)
+    p1 = verts.reshape(-1, 2)
+    p2 = np.roll(verts, -1, axis=2).reshape(-1, 2)
+    edge_layer = np.repeat(layer_of_poly.reshape(-1) + 1, 4)
+    d = p2 - p1
+    lines, offsets = [], []
+    for dx, dy in d.tolist():
+        if dx == 0 and dy == 0:  # gym-pusht draws the line alone (no quad, no end discs)
+            lines.append(_line_spans(0, 0))
+            offsets.append((0, 0))
+        else:
+            line, o0, o1 = _edge_shape(dx, dy)
+            lines.append(line)
+            offsets.append((o0, o1))
+    counts = [len(line) for line in lines]
+    starts = np.repeat(np.stack([p1[:, 1], p1[:, 0], p1[:, 0]], 1), counts, axis=0)
+    line_spans = np.concatenate(lines) + starts
+    line_layers = np.repeat(edge_layer, counts)
+    real = np.any(d != 0, axis=1)
+    e1, e2, el = p1[real], p2[real], edge_layer[real]
+    disc = disc_spans(2)
+    ends = np.stack([e1[:, 1], e1[:, 0], e1[:, 0], e2[:, 1], e2[:, 0], e2[:, 0]], 1).reshape(-1, 2, 1, 3)
+    disc_all = (ends + disc[None, None]).reshape(-1, 3)
+    disc_layers = np.repeat(el, 2 * len(disc))
+    o = np.array(offsets, np.int64).reshape(-1, 2)[real]  # (o0, o1): x and y half-widths
+    q = np.stack([e1 - o, e1 + o, e2 + o, e2 - o, e2 - o], 1)  # (E, 5, 2), the last vertex repeated
+    # one scanline fill for the rectangles (closed by a repeated first vertex, as gym-pusht passes
+    # them) and the outlines' quads (their last vertex repeated, as `block_labels_at` passes them)
+    closed = np.concatenate([verts, verts[:, :, :1]], axis=2).reshape(-1, 5, 2)
+    shapes = np.concatenate([closed, q])
+    shape_layer = np.concatenate([layer_of_poly.reshape(-1), el])
+    fills = _fill_many(shapes[:, :, 0], shapes[:, :, 1], index=True, rows=rows[shape_layer // 4])
+    spans = np.concatenate([line_spans, disc_all, fills[:, :3]])
+    layer = np.concatenate([line_layers, disc_layers, shape_layer[fills[:, 3]]])
+    block = layer // 4
+    # to sample indices within each block's window (as `_paint_samples` maps them)
+    gi = np.searchsorted(coords, spans[:, 0])
+    ok = gi < len(coords)
+    ok[ok] = coords[gi[ok]] == spans[ok, 0]
+    ri = gi - r0[block]
+    ok &= (ri >= 0) & (ri < nr[block])
+    j0 = np.clip(np.searchsorted(coords, spans[:, 1], side="left") - c0[block], 0, nc[block])
+    j1 = np.clip(np.searchsorted(coords, spans[:, 2], side="right") - c0[block], 0, nc[block])
+    ok &= j0 < j1
+    flat = (layer[ok] * big_r + ri[ok]) * (big_c + 1)
+    size = 4 * j * big_r * (big_c + 1)
+    diff = np.bincount(flat + j0[ok], minlength=size) - np.bincount(flat + j1[ok], minlength=size)
+    cover = np.cumsum(diff.reshape(j, 4, big_r, big_c + 1)[..., :big_c], axis=3) > 0
+    labels = np.zeros((j, big_r, big_c), np.uint8)
+    for k, value in enumerate((1, 2, 1, 2)):
+        labels[cover[:, k]] = value
+    return labels, r0, c0, nr, nc
+
+
 @lru_cache(maxsize=4)
 def _agent_canvas(r: int) -> np.ndarray:
     """The agent's disc of radius `r` (1) with its light core of radius r − 4 (2), centred at (r, r). Read-only."""
@@ -339,6 +433,30 @@ class SceneRenderer:
         x, y, a = cog
         c, s = math.cos(a), math.sin(a)
         return x - (c * gx - s * gy), y - (s * gx + c * gy), a
+
+    def _block_key(self, block_cog: tuple[float, float, float]) -> tuple[list[list[tuple[int, int]]], tuple]:
+        """The block's whole-pixel polygons at `block_cog` and its key in the raster cache."""
+        polys = [_rounded(poly) for poly in body_polygons(*self.cog_to_origin(block_cog))]
+        return polys, (tuple(v for poly in polys for v in poly), True)
+
+    def block_rasters(self, block_cogs: list[tuple[float, float, float]]) -> list[tuple[np.ndarray, int, int]]:
+        """The outlined block's labels over the samples of its bounding box (as `block_labels` keeps
+        them: (labels, first sample row, first sample column)) at each pose; those not kept yet
+        are rasterised in one call (`_block_labels_many`), with the same labels as one by one."""
+        keyed = [self._block_key(cog) for cog in block_cogs]
+        out: list[tuple[np.ndarray, int, int] | None] = [self._blocks.get(key) for _, key in keyed]
+        missing: dict[tuple, list[list[tuple[int, int]]]] = {}
+        for (polys, key), got in zip(keyed, out, strict=True):
+            if got is None:
+                missing[key] = polys
+        if missing:
+            labels, r0, c0, nr, nc = _block_labels_many(np.array(list(missing.values()), np.int64), self.coords)
+            if len(self._blocks) + len(missing) > 512:
+                self._blocks.clear()
+            fresh = {key: (labels[i, : nr[i], : nc[i]].copy(), int(r0[i]), int(c0[i])) for i, key in enumerate(missing)}
+            self._blocks.update(fresh)
+            out = [got if got is not None else fresh[key] for (_, key), got in zip(keyed, out, strict=True)]
+        return out  # type: ignore[return-value]
 
     def block_labels(self, block_cog: tuple[float, float, float], window: tuple[int, int, int, int],
                      outline: bool = True) -> np.ndarray:
@@ -457,14 +575,18 @@ def render_windows(
     """`SceneRenderer.render_layers` for P scenes at once, each in its own crop.
 
     agents / blocks: P poses (or None); windows: (P, 2) top-left (y0, x0) of crops of one
-    `size` (h, w), inside the frame. Each scene's samples are drawn by the same code as
-    `render_layers`' (`SceneRenderer.draw_samples`) and blended in one element-wise call,
-    so each crop's pixels are bit-identical to ``render_layers(agent, block, (y0, y0 + h,
-    x0, x0 + w))``: fusing scenes changes no byte.
+    `size` (h, w), inside the frame. The blocks not rasterised yet are rasterised in one
+    call (`SceneRenderer.block_rasters`, vectorised across blocks); each scene's samples are
+    then drawn by the same code as `render_layers`' (`SceneRenderer.draw_samples`) and
+    blended in one element-wise call, so each crop's pixels are bit-identical to
+    ``render_layers(agent, block, (y0, y0 + h, x0, x0 + w))``: fusing scenes changes no
+    byte (tests/pusht/test_render_batched.py).
     Returns (img (P, h, w, 3), block-touched (P, h, w), agent-touched (P, h, w)).
     """
     p = len(agents)
     h, w = size
+    windows = np.asarray(windows, np.int64).reshape(p, 2)
+    renderer.block_rasters([b for b in blocks if b is not None])  # the blocks not kept yet, in one call
     img = np.empty((p, 2 * h, 2 * w, 3))
     block_cov = np.empty((p, 2 * h, 2 * w), bool)
     agent_cov = np.empty((p, 2 * h, 2 * w), bool)
@@ -484,3 +606,4 @@ def render_windows(
         return top * (1 - fy) + bottom * fy
 
     return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
+

@@ -273,8 +273,6 @@ class PushTRunner(Runner):
         (`_draw` is the reference), so a rollout's frames depend neither on its batch nor
         on how often frames are drawn.
         """
-        from dream.engine.models.pusht.render import render_windows
-
         assert self.renderer is not None
         k = len(state.row_start)
         cache = state.drawn if state.drawn is not None and len(state.drawn.t) == k else _DrawCache(k)
@@ -316,6 +314,7 @@ class PushTRunner(Runner):
         # them is as right as leaving them) and drawn without the block where they lie outside
         # the pixels its T can touch (the same pixels either way: it touches none of them).
         small: list[tuple[int, tuple[int, int, int, int]]] = []
+        large_jobs: list[tuple[int, tuple[int, int, int, int]]] = []
         for row in range(k):
             rest = [w for w in agent_jobs[row] if w[0] < w[1] and w[2] < w[3]]
             large = _merge_windows(block_jobs[row])
@@ -325,27 +324,12 @@ class PushTRunner(Runner):
                     break
                 large = _merge_windows(large + joining)
                 rest = [w for w in rest if w not in joining]
-            for window in large:
-                img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
-                self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
+            large_jobs += [(row, window) for window in large]
             small += [(row, w) for w in _merge_small(rest)]
+        if large_jobs:  # the block's crops of every rollout in one fused call, each grown to one size
+            self._render_and_paint(state, out, poses, large_jobs, with_blocks=None)
         if small:
-            h = max(w[1] - w[0] for _, w in small)
-            w_ = max(w[3] - w[2] for _, w in small)
-            corners = np.array([(min(w[0], 96 - h), min(w[2], 96 - w_)) for _, w in small])
-            reach: dict[int, tuple[int, int, int, int]] = {}  # per rollout: the pixels its block can touch
-            blocks = []
-            for (row, _), (y0, x0) in zip(small, corners.tolist(), strict=True):
-                if row not in reach:
-                    reach[row] = self._block_window(poses[row][1])
-                touched = _overlap((y0, y0 + h, x0, x0 + w_), reach[row])
-                blocks.append(poses[row][1] if touched else None)
-            img, block_t, agent_t = render_windows(
-                self.renderer, [poses[row][0] for row, _ in small], blocks, corners, (h, w_),
-            )
-            for j, (row, _) in enumerate(small):
-                y0, x0 = (int(v) for v in corners[j])
-                self._paint(state, out, row, poses[row], (y0, y0 + h, x0, x0 + w_), img[j], block_t[j], agent_t[j])
+            self._render_and_paint(state, out, poses, small, with_blocks="reach")
         for row, (agent, block, agent_moved, block_moved) in enumerate(poses):
             cache.frames[row] = out[row]
             cache.t[row] = state.t
@@ -353,6 +337,33 @@ class PushTRunner(Runner):
             cache.agent_at[row] = (round(agent[0]), round(agent[1]))
             cache.agent_moved[row], cache.block_moved[row] = agent_moved, block_moved
         return out
+
+    def _render_and_paint(self, state: PushTState, out: np.ndarray, poses: list[tuple],
+                          jobs: list[tuple[int, tuple[int, int, int, int]]], with_blocks: str | None) -> None:
+        """Draw crops (row, window) of several rollouts in one `render.render_windows` call, each grown
+        to the largest's size (pixels beyond a crop are drawn by the same rule, so writing them is
+        as right as leaving them), and paint them into `out`. with_blocks="reach": a crop is drawn
+        without the block where it lies outside the pixels the block's T can touch (the same pixels
+        either way: it touches none of them)."""
+        from dream.engine.models.pusht.render import render_windows
+
+        assert self.renderer is not None
+        h = max(w[1] - w[0] for _, w in jobs)
+        w_ = max(w[3] - w[2] for _, w in jobs)
+        corners = np.array([(min(w[0], 96 - h), min(w[2], 96 - w_)) for _, w in jobs])
+        blocks = [poses[row][1] for row, _ in jobs]
+        if with_blocks == "reach":
+            reach: dict[int, tuple[int, int, int, int]] = {}  # per rollout: the pixels its block can touch
+            for j, ((row, _), (y0, x0)) in enumerate(zip(jobs, corners.tolist(), strict=True)):
+                if row not in reach:
+                    reach[row] = self._block_window(poses[row][1])
+                if not _overlap((y0, y0 + h, x0, x0 + w_), reach[row]):
+                    blocks[j] = None
+        img, block_t, agent_t = render_windows(self.renderer, [poses[row][0] for row, _ in jobs], blocks, corners, (h, w_))
+        drawn = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        for j, (row, _) in enumerate(jobs):
+            y0, x0 = (int(v) for v in corners[j])
+            self._paint(state, out, row, poses[row], (y0, y0 + h, x0, x0 + w_), drawn[j], block_t[j], agent_t[j])
 
     @staticmethod
     def _paint(state: PushTState, out: np.ndarray, row: int, pose: tuple, window: tuple[int, int, int, int],
@@ -366,7 +377,7 @@ class PushTRunner(Runner):
         region = scene.agent_px[crop] | agent_t if agent_moved else np.zeros(agent_t.shape, bool)
         if block_moved:
             region |= scene.block_px[crop] | block_t
-        drawn = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        drawn = img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
         out[row][crop] = np.where(region[..., None], drawn, scene.frame[crop])
 
     def _draw(self, state: PushTState, row: int) -> np.ndarray:
