@@ -326,8 +326,13 @@ class PushTRunner(Runner):
                 rest = [w for w in rest if w not in joining]
             large_jobs += [(row, window) for window in large]
             small += [(row, w) for w in _merge_small(rest)]
-        if large_jobs:  # the block's crops of every rollout in one fused call, each grown to one size
-            self._render_and_paint(state, out, poses, large_jobs, with_blocks=None)
+        if large_jobs:
+            # the blocks of every rollout rasterised in one vectorised call; then each crop drawn at its own
+            # size (grown to one size for a fused call, they would cost more in drawing than they save)
+            self.renderer.block_rasters(list({poses[row][1]: None for row, _ in large_jobs}))
+            for row, window in large_jobs:
+                img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
+                self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
         if small:
             self._render_and_paint(state, out, poses, small, with_blocks="reach")
         for row, (agent, block, agent_moved, block_moved) in enumerate(poses):
