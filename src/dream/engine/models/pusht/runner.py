@@ -267,9 +267,10 @@ class PushTRunner(Runner):
         pixel is the start frame's. When a rollout's previous frame was drawn one action
         ago, that frame is the base instead and only the crops that can differ from it are
         recomputed (where the agent and the block were and are, and the start places when
-        an object starts or stops counting as moved). The block's crops are drawn rollout
-        by rollout (`render_layers`); the agent's crops that do not meet them, of all
-        rollouts, in one fused call (`render_windows`). Both ways give the same bytes
+        an object starts or stops counting as moved). The blocks of all rollouts whose T
+        changed shape are rasterised in one vectorised call (`SceneRenderer.block_rasters`),
+        then the block's crops drawn rollout by rollout (`render_layers`); the agent's crops
+        that do not meet them, of all rollouts, in one fused call (`render_windows`). Both ways give the same bytes
         (`_draw` is the reference), so a rollout's frames depend neither on its batch nor
         on how often frames are drawn.
         """
