@@ -75,3 +75,15 @@ def test_block_rasters_keep_what_they_rasterise():
         window = (r0 // 2, (r0 + labels.shape[0] + 1) // 2, c0 // 2, (c0 + labels.shape[1] + 1) // 2)
         renderer._blocks.clear()
         assert renderer.block_labels(cog, window).any() == labels.any()
+
+
+def test_touched_pixels_are_the_blended_masks_above_zero():
+    renderer = R.SceneRenderer()
+    assert renderer._masks_by_or
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y0, x0 = (int(v) for v in rng.integers(0, 60, 2))
+        h, w = (int(v) for v in rng.integers(1, 37, 2))
+        mask = rng.random((2 * h, 2 * w)) < rng.uniform(0.01, 0.5)
+        window = (y0, y0 + h, x0, x0 + w)
+        np.testing.assert_array_equal(renderer.touched(mask, window), renderer.resize(mask.astype(np.float64), window) > 0)

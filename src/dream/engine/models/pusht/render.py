@@ -407,6 +407,8 @@ class SceneRenderer:
         src = (np.arange(size) + 0.5) * WORKSPACE / size - 0.5
         lo = np.floor(src).astype(np.int64)
         self.frac = src - lo  # weight of the second sample
+        # every weight strictly between 0 and 1: a blended mask is > 0 exactly where one of its 2×2 samples is set
+        self._masks_by_or = bool(np.all((self.frac > 0) & (1 - self.frac > 0)))
         self.coords = np.stack([lo, lo + 1], axis=1).reshape(-1)  # (2·size,) whole drawing pixels sampled
         self.sy, self.sx = np.meshgrid(self.coords.astype(np.float64), self.coords.astype(np.float64), indexing="ij")
         self.static = self._static_layer()
@@ -558,11 +560,17 @@ class SceneRenderer:
         outline: False draws the block without its outline (cheaper; for coarse pose search).
         """
         samples, block, disc = self.draw_samples(agent, block_cog, window, outline)
-        return (
-            self.resize(samples, window),
-            self.resize(block.astype(np.float64), window) > 0,
-            self.resize(disc.astype(np.float64), window) > 0,
-        )
+        return self.resize(samples, window), self.touched(block, window), self.touched(disc, window)
+
+    def touched(self, mask: np.ndarray, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """``resize(mask) > 0`` of a bool sample grid (2h, 2w): the output pixels a set sample
+        reaches. With every blend weight strictly between 0 and 1 (96×96 frames) that is
+        "any of the pixel's 2×2 samples", which is computed so (the same bools, cheaper)."""
+        if not self._masks_by_or:
+            return self.resize(mask.astype(np.float64), window) > 0
+        h, w = mask.shape[0] // 2, mask.shape[1] // 2
+        g = mask.reshape(h, 2, w, 2)
+        return g[:, 0, :, 0] | g[:, 0, :, 1] | g[:, 1, :, 0] | g[:, 1, :, 1]
 
 
 def render_windows(
@@ -605,5 +613,11 @@ def render_windows(
         bottom = g[:, :, 1, :, 0] * (1 - fx) + g[:, :, 1, :, 1] * fx
         return top * (1 - fy) + bottom * fy
 
+    if renderer._masks_by_or:  # as `SceneRenderer.touched`
+        def touched(mask: np.ndarray) -> np.ndarray:
+            g = mask.reshape(p, h, 2, w, 2)
+            return g[:, :, 0, :, 0] | g[:, :, 0, :, 1] | g[:, :, 1, :, 0] | g[:, :, 1, :, 1]
+
+        return blend(img), touched(block_cov), touched(agent_cov)
     return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
 
