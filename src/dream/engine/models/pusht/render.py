@@ -428,6 +428,7 @@ class SceneRenderer:
         img[labels == 1] = GOAL_RGB
         img[labels == 2] = WALL_RGB
         self.walls = labels == 2  # drawn over the bodies too (static shapes come last)
+        self.static_labels = labels  # 0 floor, 1 goal, 2 wall
         return img
 
     def cog_to_origin(self, cog: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -584,9 +585,10 @@ def render_windows(
 
     agents / blocks: P poses (or None); windows: (P, 2) top-left (y0, x0) of crops of one
     `size` (h, w), inside the frame. The blocks not rasterised yet are rasterised in one
-    call (`SceneRenderer.block_rasters`, vectorised across blocks); each scene's samples are
-    then drawn by the same code as `render_layers`' (`SceneRenderer.draw_samples`) and
-    blended in one element-wise call, so each crop's pixels are bit-identical to
+    call (`SceneRenderer.block_rasters`, vectorised across blocks), the agents' discs looked
+    up, and the samples of all crops coloured (by `draw_samples`' rule: the static layer,
+    the block, the agent, the walls over them) and blended at once, element by element
+    with `resize`'s float arithmetic, so each crop's pixels are bit-identical to
     ``render_layers(agent, block, (y0, y0 + h, x0, x0 + w))``: fusing scenes changes no
     byte (tests/pusht/test_render_batched.py).
     Returns (img (P, h, w, 3), block-touched (P, h, w), agent-touched (P, h, w)).
@@ -594,13 +596,35 @@ def render_windows(
     p = len(agents)
     h, w = size
     windows = np.asarray(windows, np.int64).reshape(p, 2)
-    renderer.block_rasters([b for b in blocks if b is not None])  # the blocks not kept yet, in one call
-    img = np.empty((p, 2 * h, 2 * w, 3))
-    block_cov = np.empty((p, 2 * h, 2 * w), bool)
-    agent_cov = np.empty((p, 2 * h, 2 * w), bool)
-    for i in range(p):
-        y0, x0 = int(windows[i, 0]), int(windows[i, 1])
-        img[i], block_cov[i], agent_cov[i] = renderer.draw_samples(agents[i], blocks[i], (y0, y0 + h, x0, x0 + w))
+    sr = 2 * windows[:, 0, None] + np.arange(2 * h)  # (P, 2h) sample rows
+    sc = 2 * windows[:, 1, None] + np.arange(2 * w)  # (P, 2w) sample columns
+    static = renderer.static_labels[sr[:, :, None], sc[:, None, :]]  # (P, 2h, 2w)
+    block_lab = np.zeros((p, 2 * h, 2 * w), np.uint8)
+    with_block = [i for i in range(p) if blocks[i] is not None]
+    if with_block:
+        rasters = renderer.block_rasters([blocks[i] for i in with_block])  # type: ignore[misc]
+        for i, (labels, r0, c0) in zip(with_block, rasters, strict=True):
+            ya, xa = 2 * int(windows[i, 0]), 2 * int(windows[i, 1])
+            ra, rb = max(ya, r0), min(ya + 2 * h, r0 + labels.shape[0])
+            ca, cb = max(xa, c0), min(xa + 2 * w, c0 + labels.shape[1])
+            if ra < rb and ca < cb:
+                block_lab[i, ra - ya : rb - ya, ca - xa : cb - xa] = labels[ra - r0 : rb - r0, ca - c0 : cb - c0]
+    r = round(renderer.params.agent_radius)
+    canvas = _agent_canvas(r)
+    n_can = canvas.shape[0]
+    origin = np.array([(round(a[1]) - r, round(a[0]) - r) if a is not None else (-(1 << 30), -(1 << 30))
+                       for a in agents], np.int64).reshape(p, 2)  # (y, x) of the canvas' top-left
+    cy = renderer.coords[sr] - origin[:, :1]
+    cx = renderer.coords[sc] - origin[:, 1:]
+    inside = ((cy >= 0) & (cy < n_can))[:, :, None] & ((cx >= 0) & (cx < n_can))[:, None, :]
+    agent_lab = np.where(inside, canvas[np.clip(cy, 0, n_can - 1)[:, :, None], np.clip(cx, 0, n_can - 1)[:, None, :]], 0)
+    # draw_samples' order: the static layer, the block (fill 3, outline 4), the agent (body 5, core 6),
+    # then the walls over whatever covers them (they are the static layer's walls already elsewhere)
+    colour = np.where(block_lab > 0, block_lab + 2, static)
+    colour = np.where(agent_lab > 0, agent_lab + 4, colour)
+    colour = np.where(static == 2, 2, colour)
+    img = _PALETTE[colour]
+    block_cov, agent_cov = block_lab > 0, agent_lab > 0
     wy = renderer.frac[windows[:, 0, None] + np.arange(h)]  # (P, h)
     wx = renderer.frac[windows[:, 1, None] + np.arange(w)]  # (P, w)
 
@@ -621,3 +645,6 @@ def render_windows(
         return blend(img), touched(block_cov), touched(agent_cov)
     return blend(img), blend(block_cov.astype(np.float64)) > 0, blend(agent_cov.astype(np.float64)) > 0
 
+
+# render_windows' colours by index: the static layer's labels (floor, goal, wall), block fill, outline, agent body, core
+_PALETTE = np.array([WHITE, GOAL_RGB, WALL_RGB, BLOCK_FILL, BLOCK_OUTLINE, AGENT_RGB, AGENT_CORE], np.float64)
