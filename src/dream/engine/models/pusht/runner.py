@@ -267,10 +267,10 @@ class PushTRunner(Runner):
         pixel is the start frame's. When a rollout's previous frame was drawn one action
         ago, that frame is the base instead and only the crops that can differ from it are
         recomputed (where the agent and the block were and are, and the start places when
-        an object starts or stops counting as moved). The blocks of all rollouts whose T
-        changed shape are rasterised in one vectorised call (`SceneRenderer.block_rasters`),
-        then the block's crops drawn rollout by rollout (`render_layers`); the agent's crops
-        that do not meet them, of all rollouts, in one fused call (`render_windows`). Both ways give the same bytes
+        an object starts or stops counting as moved). The block's crops of all rollouts are
+        drawn in one fused call (`render_windows`: the blocks whose T changed shape
+        rasterised in one vectorised call, every crop coloured and blended at once), and
+        the agent's crops that do not meet them in another. Both ways give the same bytes
         (`_draw` is the reference), so a rollout's frames depend neither on its batch nor
         on how often frames are drawn.
         """
@@ -327,13 +327,11 @@ class PushTRunner(Runner):
                 rest = [w for w in rest if w not in joining]
             large_jobs += [(row, window) for window in large]
             small += [(row, w) for w in _merge_small(rest)]
-        if large_jobs:
-            # the blocks of every rollout rasterised in one vectorised call; then each crop drawn at its own
-            # size (grown to one size for a fused call, they would cost more in drawing than they save)
-            self.renderer.block_rasters(list({poses[row][1]: None for row, _ in large_jobs}))
-            for row, window in large_jobs:
-                img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
-                self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
+        if len(large_jobs) > 1:  # the block's crops of every rollout in one fused call, each grown to one size
+            self._render_and_paint(state, out, poses, large_jobs, with_blocks=None)
+        for row, window in large_jobs if len(large_jobs) == 1 else []:  # one crop: drawn at its own size
+            img, block_t, agent_t = self.renderer.render_layers(poses[row][0], poses[row][1], window)
+            self._paint(state, out, row, poses[row], window, img, block_t, agent_t)
         if small:
             self._render_and_paint(state, out, poses, small, with_blocks="reach")
         for row, (agent, block, agent_moved, block_moved) in enumerate(poses):
